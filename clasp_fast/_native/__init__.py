@@ -1,0 +1,1 @@
+"""Compiled modules built from src_ext/clasp_fast/_native (see setup.py)."""
