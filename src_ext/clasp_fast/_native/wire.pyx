@@ -22,12 +22,22 @@ from libc.stdlib cimport malloc, realloc, free
 
 import struct as _struct
 
-from clasp_fast.protocol import messages as M
-
 _F64 = _struct.Struct(">d")
 _F32 = _struct.Struct(">f")
 
-cdef object NO_VALUE = M.NO_VALUE
+# The message dataclasses live in clasp_fast.protocol.messages, whose package
+# imports this module: bind them on first use to keep the import acyclic.
+cdef object M = None
+cdef object NO_VALUE = None
+
+
+cdef inline int _bind() except -1:
+    global M, NO_VALUE
+    if M is None:
+        from clasp_fast.protocol import messages
+        M = messages
+        NO_VALUE = messages.NO_VALUE
+    return 0
 
 
 class DecodeError(ValueError):
@@ -629,6 +639,7 @@ def decode_payload(data):
     is the legacy v2 form the Python client still uses for BUNDLE and QUERY;
     anything else is the binary v3 form.  Returns a message dataclass.
     """
+    _bind()
     cdef const uint8_t[::1] view = _as_view(data)
     cdef Py_ssize_t n = view.shape[0]
     if n == 0:
@@ -641,6 +652,7 @@ def decode_payload(data):
 
 def decode_frame(data):
     """Decodes a whole CLASP frame (one WebSocket message) into a ``Frame``."""
+    _bind()
     cdef const uint8_t[::1] view = _as_view(data)
     cdef FrameHeader h
     cdef int err = parse_header(&view[0] if view.shape[0] else NULL, view.shape[0], &h)
@@ -1055,6 +1067,7 @@ cdef void _encode_into(Writer w, object msg, int depth) except *:
 
 def encode_payload(msg) -> bytes:
     """Encodes a message into its binary v3 payload (no frame header)."""
+    _bind()
     cdef Writer w = Writer()
     _encode_into(w, msg, 0)
     return w.getvalue()
@@ -1067,6 +1080,7 @@ def encode_frame(msg, int qos=0, timestamp=None, bint legacy=False) -> bytes:
     ``legacy=True`` writes a MessagePack map payload instead, the way the Python
     client sends BUNDLE and QUERY (version bits still 1).
     """
+    _bind()
     cdef Writer w = Writer()
     cdef Py_ssize_t hs = 12 if timestamp is not None else 4
     cdef bytes payload

@@ -1,0 +1,60 @@
+"""``clasp-fast``: parse the command line, set up logging, run the router."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from typing import Optional
+
+from .config import Config, from_args
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+async def serve(config: Config, *, reuse_port: bool = False, sock=None, limits=None,
+                on_started=None) -> int:
+    from .server.app import ClaspServer
+
+    server = ClaspServer(config, reuse_port=reuse_port, sock=sock, limits=limits)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    host, port = await server.start()
+    if on_started is not None:
+        on_started(server, host, port)
+    else:
+        print(f"clasp-fast listening on ws://{host}:{port} (name {config.name!r}, 1 worker)",
+              flush=True)
+    await stop.wait()
+    logging.getLogger("clasp_fast").info("shutting down: closing %d connection(s) with 1001",
+                                         server.connection_count)
+    await server.stop()
+    return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    try:
+        config = from_args(argv)
+    except ValueError as exc:
+        print(f"clasp-fast: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_level)
+    if config.workers > 1:
+        from .cluster.supervisor import run_supervisor
+        return run_supervisor(config)
+    import uvloop
+    try:
+        return uvloop.run(serve(config))
+    except OSError as exc:
+        print(f"clasp-fast: cannot listen on {config.host}:{config.port}: {exc.strerror or exc} "
+              f"(is another server using the port? pick one with --port)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

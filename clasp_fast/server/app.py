@@ -1,0 +1,102 @@
+"""The server: one process (or one worker) serving CLASP over WebSocket.
+
+Wires the layers together: the handshake gate (``gate.py``) accepts TCP and
+answers probes, picows runs the WebSocket protocol, ``Connection`` feeds the
+router core and ``Edge`` flushes its output once per loop tick.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Optional
+
+from picows import WSUpgradeResponse, WSUpgradeResponseWithListener
+
+from .._native.connection import Connection, Edge
+from .._native.router import Router
+from ..config import Config
+from .gate import HandshakeGate, TrustedProxies
+from .limits import LocalLimits
+
+log = logging.getLogger("clasp_fast.server")
+
+
+def _offers_clasp(request) -> bool:
+    offered = request.headers.get("Sec-WebSocket-Protocol", "")
+    return any(p.strip() == "clasp" for p in offered.split(","))
+
+
+class ClaspServer:
+    def __init__(self, config: Config, *, limits=None, router: Optional[Router] = None,
+                 reuse_port: bool = False, sock: Optional[socket.socket] = None):
+        self.config = config
+        self.router = router if router is not None else Router(config.router_config())
+        self.limits = limits if limits is not None else LocalLimits(
+            config.max_connections, config.max_connections_per_ip)
+        self.trusted_proxies = TrustedProxies(config.trusted_proxies)
+        self.handshake_timeout = config.handshake_timeout
+        self.max_ws_frame = config.max_frame_size + 12
+        self.read_buffer_size = config.read_buffer_size
+        self.picows_logger = logging.getLogger("picows.server")
+        self.reuse_port = reuse_port
+        self.sock = sock
+        self.accepting = False
+        self.refusals = 0
+        self.edge: Optional[Edge] = None
+        self._server: Optional[asyncio.AbstractServer] = None
+
+    # --- called by the gate -------------------------------------------------------
+
+    def make_listener(self, request, client_ip: str):
+        # Firefox sends "Connection: keep-alive, Upgrade"; picows wants exactly "upgrade"
+        tokens = [t.strip().lower() for t in request.headers.get("Connection", "").split(",")]
+        if "upgrade" in tokens:
+            request.headers["Connection"] = "Upgrade"
+        conn = Connection(self.edge, self.router.open_session(client_ip))
+        if _offers_clasp(request):
+            return WSUpgradeResponseWithListener(
+                WSUpgradeResponse.create_101_response(extra_headers={"Sec-WebSocket-Protocol": "clasp"}),
+                conn)
+        return conn
+
+    def refused(self, ip: str, reason: str) -> None:
+        self.refusals += 1
+        log.warning("refused connection from %s (%d refused so far): %s", ip, self.refusals, reason)
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    async def start(self) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        if not self.picows_logger.isEnabledFor(logging.DEBUG):
+            self.picows_logger.setLevel(logging.WARNING)
+        self.edge = Edge(self.router, loop, max_frame_size=self.config.max_frame_size,
+                         hello_timeout=self.config.hello_timeout,
+                         ping_interval=self.config.ping_interval,
+                         pong_timeout=self.config.pong_timeout)
+        if self.sock is not None:
+            self._server = await loop.create_server(lambda: HandshakeGate(self), sock=self.sock,
+                                                    backlog=4096)
+        else:
+            self._server = await loop.create_server(
+                lambda: HandshakeGate(self), self.config.host, self.config.port,
+                reuse_port=self.reuse_port or None, backlog=4096)
+        self.accepting = True
+        sockname = self._server.sockets[0].getsockname()
+        return sockname[0], sockname[1]
+
+    async def stop(self, timeout: float = 3.0) -> None:
+        """Stops accepting, closes every connection with 1001, waits for them to go."""
+        self.accepting = False
+        if self._server is not None:
+            self._server.close()
+        if self.edge is not None:
+            self.edge.close_all(1001, "server shutting down")
+            deadline = asyncio.get_running_loop().time() + timeout
+            while self.edge.connections and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.02)
+            self.edge.stop()
+
+    @property
+    def connection_count(self) -> int:
+        return len(self.edge.connections) if self.edge is not None else 0

@@ -1,0 +1,127 @@
+"""Open-addressing (linear probing) hash map from byte strings to pointers."""
+from libc.stdint cimport uint64_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcmp, memcpy
+
+
+cdef uint64_t bm_hash(const char* k, Py_ssize_t n) noexcept nogil:
+    # 8 bytes at a time, multiply-xorshift mixing (wyhash-style constants)
+    cdef uint64_t h = 0x9E3779B97F4A7C15ULL ^ <uint64_t>n
+    cdef uint64_t w
+    cdef Py_ssize_t i = 0
+    while i + 8 <= n:
+        memcpy(&w, k + i, 8)
+        h = (h ^ w) * 0xBF58476D1CE4E5B9ULL
+        h ^= h >> 31
+        i += 8
+    w = 0
+    if i < n:
+        memcpy(&w, k + i, n - i)
+        h = (h ^ w) * 0x94D049BB133111EBULL
+        h ^= h >> 29
+    h *= 0xBF58476D1CE4E5B9ULL
+    h ^= h >> 32
+    return h | 1            # never 0: 0 marks an unused slot
+
+
+cdef int bm_init(BytesMap* m, Py_ssize_t capacity) except -1:
+    cdef Py_ssize_t cap = 16
+    while cap < capacity:
+        cap <<= 1
+    m.slots = <BMSlot*>calloc(cap, sizeof(BMSlot))
+    if m.slots == NULL:
+        raise MemoryError()
+    m.mask = cap - 1
+    m.count = 0
+    m.used = 0
+    return 0
+
+
+cdef void bm_free(BytesMap* m) noexcept nogil:
+    free(m.slots)
+    m.slots = NULL
+    m.count = 0
+    m.used = 0
+
+
+cdef void bm_clear(BytesMap* m) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(m.mask + 1):
+        m.slots[i].hash = 0
+        m.slots[i].key = NULL
+        m.slots[i].value = NULL
+    m.count = 0
+    m.used = 0
+
+
+cdef inline Py_ssize_t _find(BytesMap* m, const char* k, Py_ssize_t n, uint64_t h) noexcept nogil:
+    cdef Py_ssize_t i = h & m.mask
+    cdef BMSlot* s
+    while True:
+        s = &m.slots[i]
+        if s.hash == 0:
+            return -1
+        if s.hash == h and s.key != NULL and s.klen == n and memcmp(s.key, k, n) == 0:
+            return i
+        i = (i + 1) & m.mask
+
+
+cdef void* bm_get(BytesMap* m, const char* k, Py_ssize_t n, uint64_t h) noexcept nogil:
+    cdef Py_ssize_t i = _find(m, k, n, h)
+    return NULL if i < 0 else m.slots[i].value
+
+
+cdef int _grow(BytesMap* m) except -1:
+    cdef BMSlot* old = m.slots
+    cdef Py_ssize_t oldcap = m.mask + 1
+    cdef Py_ssize_t newcap = oldcap * 2 if m.count * 2 >= oldcap else oldcap
+    cdef Py_ssize_t i, j
+    m.slots = <BMSlot*>calloc(newcap, sizeof(BMSlot))
+    if m.slots == NULL:
+        m.slots = old
+        raise MemoryError()
+    m.mask = newcap - 1
+    m.used = m.count
+    for i in range(oldcap):
+        if old[i].key != NULL:
+            j = old[i].hash & m.mask
+            while m.slots[j].hash != 0:
+                j = (j + 1) & m.mask
+            m.slots[j] = old[i]
+    free(old)
+    return 0
+
+
+cdef void* bm_put(BytesMap* m, const char* k, Py_ssize_t n, uint64_t h, void* value) except? NULL:
+    cdef Py_ssize_t i = _find(m, k, n, h)
+    cdef void* prev
+    if i >= 0:
+        prev = m.slots[i].value
+        m.slots[i].key = k
+        m.slots[i].value = value
+        return prev
+    if (m.used + 1) * 4 > (m.mask + 1) * 3:
+        _grow(m)
+    i = h & m.mask
+    while m.slots[i].key != NULL:
+        i = (i + 1) & m.mask
+    if m.slots[i].hash == 0:
+        m.used += 1
+    m.slots[i].hash = h
+    m.slots[i].key = k
+    m.slots[i].klen = n
+    m.slots[i].value = value
+    m.count += 1
+    return NULL
+
+
+cdef void* bm_del(BytesMap* m, const char* k, Py_ssize_t n, uint64_t h) noexcept nogil:
+    cdef Py_ssize_t i = _find(m, k, n, h)
+    cdef void* prev
+    if i < 0:
+        return NULL
+    prev = m.slots[i].value
+    m.slots[i].key = NULL       # tombstone (hash stays non-zero)
+    m.slots[i].value = NULL
+    m.count -= 1
+    return prev

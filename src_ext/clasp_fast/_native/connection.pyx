@@ -1,0 +1,240 @@
+"""The I/O edge's hot half: a picows listener per connection, and the flusher.
+
+``Connection`` receives WebSocket frames from picows (a C-level call: it is a
+``cdef class`` overriding the ``cpdef`` callbacks of picows' ``WSListener``)
+and hands each binary message's bytes to the router core without copying.
+
+``Edge`` drains what the core queued: once per event-loop tick it writes each
+connection's pending output, already WebSocket-framed, with one call (one
+``send(2)`` when the socket has room).  That batching is where throughput
+comes from: one syscall per connection per tick, not one per message.
+
+It also keeps connections alive: a once-a-second sweep closes connections that
+sent no HELLO in time, pings idle ones and closes those that do not answer.
+"""
+from libc.stdint cimport uint8_t
+from picows.picows cimport WSListener, WSTransport, WSFrame, WSMsgType, WSCloseCode
+from clasp_fast._native.router cimport Router, Session, Endpoint
+
+import logging
+
+log = logging.getLogger("clasp_fast.server")
+
+
+cdef class Connection(WSListener):
+    """One WebSocket connection: picows callbacks in, router core calls out."""
+
+    cdef readonly Session session
+    cdef Router router
+    cdef Edge edge
+    cdef readonly WSTransport transport
+    cdef bytearray fragments        # a fragmented message being put together
+    cdef Py_ssize_t max_message
+    cdef long last_rx_tick
+    cdef long opened_tick
+    cdef long ping_tick             # tick of the unanswered ping, 0 = none
+    cdef readonly bint closing
+
+    def __cinit__(self, Edge edge, Session session):
+        self.edge = edge
+        self.router = edge.router
+        self.session = session
+        self.max_message = edge.max_message
+        session.io = self
+
+    cpdef on_ws_connected(self, WSTransport transport):
+        self.transport = transport
+        self.opened_tick = self.edge.tick
+        self.last_rx_tick = self.edge.tick
+        self.edge.connections.add(self)
+
+    cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
+        cdef WSMsgType mt = frame.msg_type
+        self.last_rx_tick = self.edge.tick
+        self.ping_tick = 0                  # any traffic proves the peer is alive
+        if mt == WSMsgType.BINARY:
+            if frame.fin and self.fragments is None:
+                self.router.feed(self.session, <const uint8_t*>frame.payload_ptr, frame.payload_size)
+            elif self.fragments is None:
+                self.fragments = bytearray(frame.get_payload_as_memoryview())
+                self._check_fragments()
+            else:
+                self._protocol_error("a new message started before the fragmented one finished")
+        elif mt == WSMsgType.CONTINUATION:
+            if self.fragments is None:
+                self._protocol_error("continuation frame without a message to continue")
+            else:
+                self.fragments += frame.get_payload_as_memoryview()
+                if self._check_fragments() and frame.fin:
+                    data = bytes(self.fragments)
+                    self.fragments = None
+                    self.router.receive(self.session, data)
+        elif mt == WSMsgType.TEXT:
+            self.router.reject(self.session, "text WebSocket message: CLASP frames travel in "
+                                             "binary messages")
+        elif mt == WSMsgType.CLOSE:
+            self.closing = True
+            self.edge.write(self.session)
+            transport.send_close(WSCloseCode.OK, b"")
+            transport.disconnect()
+            return
+        if self.session.close_request is not None:
+            code, reason = self.session.close_request
+            self.close(code, reason)
+
+    cdef bint _check_fragments(self) except -1:
+        if len(self.fragments) > self.max_message:
+            self.fragments = None
+            self.close(WSCloseCode.MESSAGE_TOO_BIG,
+                       f"message larger than max_frame_size + 12 ({self.max_message} bytes)")
+            return False
+        return True
+
+    cdef _protocol_error(self, str reason):
+        self.fragments = None
+        self.close(WSCloseCode.PROTOCOL_ERROR, reason)
+
+    cpdef on_ws_disconnected(self, WSTransport transport):
+        self.closing = True
+        self.edge.connections.discard(self)
+        self.router.close_session(self.session)
+        self.session.io = None
+
+    cpdef pause_writing(self):
+        self.session.paused = True
+
+    cpdef resume_writing(self):
+        self.session.paused = False
+        if self.session.out_size:
+            self.session.mark_dirty()
+
+    def close(self, int code, str reason=""):
+        """Sends what is queued, then a close frame, then closes the socket."""
+        if self.closing or self.transport is None:
+            return
+        self.closing = True
+        self.session.close_request = None
+        self.session.paused = False
+        self.edge.write(self.session)
+        cdef bytes r = reason.encode()[:120]
+        self.transport.send_close(<WSCloseCode>code, r)
+        self.transport.disconnect(True)
+
+    @property
+    def peer(self):
+        return self.session.peer
+
+
+cdef class Edge:
+    """Per-process I/O state: the router's flusher, timers and keepalive sweep."""
+
+    cdef readonly Router router
+    cdef object loop
+    cdef bint flush_scheduled
+    cdef readonly long tick
+    cdef readonly set connections
+    cdef readonly Py_ssize_t max_message
+    cdef double hello_timeout
+    cdef double ping_interval
+    cdef double pong_timeout
+    cdef object timer
+    cdef double timer_at
+    cdef object sweeper
+    cdef object _flush_cb
+
+    def __cinit__(self, Router router, loop, *, Py_ssize_t max_frame_size=65536,
+                  double hello_timeout=10.0, double ping_interval=30.0, double pong_timeout=10.0):
+        self.router = router
+        self.loop = loop
+        self.tick = 1
+        self.connections = set()
+        self.max_message = max_frame_size + 12
+        self.hello_timeout = hello_timeout
+        self.ping_interval = ping_interval
+        self.pong_timeout = pong_timeout
+        self._flush_cb = self.flush
+        router.on_dirty = self.schedule_flush
+        router.on_pressure = self.write
+        router.on_timer = self.arm_timer
+        deadline = router.next_deadline()
+        if deadline is not None:
+            self.arm_timer(deadline)
+        self.sweeper = loop.call_later(1.0, self.sweep)
+
+    def schedule_flush(self):
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.loop.call_soon(self._flush_cb)
+
+    def flush(self):
+        """Writes every connection's queued output: one call per connection."""
+        cdef Endpoint ep
+        self.flush_scheduled = False
+        for ep in self.router.take_dirty():
+            self.write(ep)
+
+    cpdef write(self, Endpoint ep):
+        cdef Connection conn
+        cdef WSTransport t
+        if ep.out_size == 0 or ep.paused:
+            return
+        conn = <Connection>ep.io if ep.io is not None else None
+        if conn is None or conn.transport is None:
+            ep.reset_output()
+            return
+        t = conn.transport
+        if t.is_disconnected or t.is_close_frame_sent:
+            ep.reset_output()
+            return
+        t._fast_write(<char*>ep.out, ep.out_size)
+        ep.reset_output()
+
+    # --- timers -------------------------------------------------------------------
+
+    def arm_timer(self, double deadline):
+        if self.timer is not None:
+            if deadline >= self.timer_at:
+                return
+            self.timer.cancel()
+        self.timer_at = deadline
+        self.timer = self.loop.call_later(max(0.0, deadline - self.router.clock()), self._on_timer)
+
+    def _on_timer(self):
+        self.timer = None
+        self.router.run_timers()
+        deadline = self.router.next_deadline()
+        if deadline is not None:
+            self.arm_timer(deadline)
+
+    # --- keepalive ------------------------------------------------------------------
+
+    def sweep(self):
+        """Once a second: HELLO timeout, keepalive pings, pong timeout."""
+        cdef Connection c
+        self.tick += 1
+        self.sweeper = self.loop.call_later(1.0, self.sweep)
+        for c in list(self.connections):
+            if c.closing:
+                continue
+            if not c.session.welcomed and self.tick - c.opened_tick >= self.hello_timeout:
+                c.close(WSCloseCode.POLICY_VIOLATION, f"no HELLO within hello_timeout "
+                                                      f"({self.hello_timeout:g} s)")
+            elif c.ping_tick and self.tick - c.ping_tick >= self.pong_timeout:
+                c.close(WSCloseCode.GOING_AWAY, f"no pong within pong_timeout ({self.pong_timeout:g} s)")
+            elif not c.ping_tick and self.ping_interval > 0 \
+                    and self.tick - c.last_rx_tick >= self.ping_interval:
+                c.ping_tick = self.tick
+                c.transport.send_ping(b"")
+
+    def close_all(self, int code, str reason):
+        cdef Connection c
+        for c in list(self.connections):
+            c.close(code, reason)
+
+    def stop(self):
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+            self.sweeper = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
