@@ -1,0 +1,94 @@
+"""Helpers shared by the integration and interop tests: run clasp-fast for real.
+
+``RouterProcess`` starts ``python -m clasp_fast`` as a separate process on a
+free loopback port, waits until it prints that it listens, and stops it with
+SIGTERM (checking it exits 0).  Nothing here mocks the server.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class RouterProcess:
+    def __init__(self, *args: str, workers: int = 1, host: str = "127.0.0.1",
+                 port: Optional[int] = None, env: Optional[dict] = None):
+        self.host = host
+        self.port = port or free_port(host)
+        self.args = ["--host", host, "--port", str(self.port), "--workers", str(workers),
+                     "--log-level", "info", *args]
+        self.env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+        self.proc: Optional[subprocess.Popen] = None
+        self.output: list[str] = []
+        self._ready = threading.Event()
+        self.workers = workers
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> "RouterProcess":
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "clasp_fast", *self.args], cwd=REPO, env=self.env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        threading.Thread(target=self._pump, daemon=True).start()
+        if not self._ready.wait(timeout):
+            self.kill()
+            raise RuntimeError("clasp-fast did not start:\n" + self.log())
+        return self
+
+    def _pump(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+            if "listening on" in line:
+                self._ready.set()
+
+    def log(self) -> str:
+        return "".join(self.output)
+
+    def wait_for_log(self, text: str, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM, then wait; returns the exit code (kills it after ``timeout``)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise RuntimeError("clasp-fast did not exit within %.0f s of SIGTERM:\n%s"
+                               % (timeout, self.log()))
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def __enter__(self) -> "RouterProcess":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.kill() if exc[0] else self.stop()
