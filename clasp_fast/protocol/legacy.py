@@ -25,6 +25,11 @@ _PHASES = {p.name.lower(): p for p in M.Phase}
 _FEATURES = {f.name.lower(): int(f) for f in M.Feature}
 _TYPE_BITS = {"param": 0x01, "event": 0x02, "stream": 0x04, "gesture": 0x08, "timeline": 0x10}
 
+# Field widths of the binary layout: a decoded message must fit them, or the
+# router could not re-encode it (binary v3 is all it sends).
+U8, U16, U32, U64 = 0xFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF
+MAX_VALUE_DEPTH = 128  # same limit as the binary decoder
+
 
 def decode_map(payload: bytes) -> Any:
     """Decodes a MessagePack payload into a message dataclass (DecodeError if it is not one)."""
@@ -75,14 +80,14 @@ class _Fields:
             raise self._bad(key, "a string")
         return v
 
-    def int(self, key: str, required: bool = True, alt: str | None = None):
+    def int(self, key: str, required: bool = True, alt: str | None = None, maximum: int = U64):
         v = self.obj.get(key)
         if v is None and alt is not None:
             v = self.obj.get(alt)
         if v is None and not required:
             return None
-        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-            raise self._bad(key, "a non-negative integer")
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= maximum:
+            raise self._bad(key, f"an integer in 0..{maximum}")
         return v
 
     def bool(self, key: str) -> bool:
@@ -92,15 +97,44 @@ class _Fields:
         return self.obj.get(key, default)
 
 
-def _value(v: Any) -> Any:
+def _value(v: Any, depth: int = 0) -> Any:
     """MessagePack gives the same Python types the binary decoder does; check the rest."""
-    if v is None or isinstance(v, (bool, int, float, str, bytes)):
+    if isinstance(v, int) and not isinstance(v, bool):
+        if not -(1 << 63) <= v < (1 << 63):
+            raise DecodeError(f"legacy MessagePack integer value {v} is outside the i64 range")
         return v
+    if v is None or isinstance(v, (bool, float, str, bytes)):
+        return v
+    if isinstance(v, (list, dict)) and depth >= MAX_VALUE_DEPTH:
+        raise DecodeError(f"legacy MessagePack value nested deeper than {MAX_VALUE_DEPTH} levels")
     if isinstance(v, list):
-        return [_value(x) for x in v]
+        return [_value(x, depth + 1) for x in v]
     if isinstance(v, dict):
-        return {str(k): _value(x) for k, x in v.items()}
+        return {str(k): _value(x, depth + 1) for k, x in v.items()}
     raise DecodeError(f"legacy MessagePack value of type {type(v).__name__} is not a CLASP value")
+
+
+def _opt_u32(opts: dict, *keys: str) -> int | None:
+    """A SUBSCRIBE option (u32 on the wire), under its snake_case or camelCase key."""
+    for key in keys:
+        v = opts.get(key)
+        if v is not None:
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= U32:
+                raise DecodeError(f"legacy MessagePack SUBSCRIBE: option '{keys[0]}' must be an "
+                                  f"integer in 0..{U32}, got {v!r}")
+            return v
+    return None
+
+
+def _opt_str(d: dict, key: str, kind: str) -> str | None:
+    v = d.get(key)
+    if v is not None and not isinstance(v, str):
+        raise DecodeError(f"legacy MessagePack {kind}: '{key}' must be a string, got {v!r}")
+    return v
+
+
+def _secs(v: Any, maximum: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= maximum
 
 
 def _ttl(v: Any) -> M.Ttl | None:
@@ -110,9 +144,9 @@ def _ttl(v: Any) -> M.Ttl | None:
         return M.Ttl(M.TtlMode.NEVER)
     if isinstance(v, dict) and len(v) == 1:
         (mode, secs), = v.items()
-        if mode in ("Sliding", "Absolute") and isinstance(secs, int):
+        if mode in ("Sliding", "Absolute") and _secs(secs, 0x7FFFFFFF):
             return M.Ttl(M.TtlMode(mode.lower()), secs)
-    if isinstance(v, int) and not isinstance(v, bool):
+    if _secs(v, U32):
         return M.Ttl.from_raw(v)
     raise DecodeError(f"legacy MessagePack SET: 'ttl' must be \"Never\", {{\"Sliding\": n}} or "
                       f"{{\"Absolute\": n}}, got {v!r}")
@@ -179,8 +213,8 @@ def _publish(f: _Fields, depth: int) -> M.Publish:
         samples = [float(s) for s in samples]
     return M.Publish(address=f.str("address"), signal=_signal(f.raw("signal")), value=value,
                      phase=_phase(f.raw("phase")), timestamp=f.int("timestamp", required=False),
-                     id=f.int("id", required=False), samples=samples,
-                     rate=f.int("rate", required=False))
+                     id=f.int("id", required=False, maximum=U32), samples=samples,
+                     rate=f.int("rate", required=False, maximum=U32))
 
 
 def _bundle(f: _Fields, depth: int) -> M.Bundle:
@@ -203,16 +237,20 @@ def _subscribe(f: _Fields, depth: int) -> M.Subscribe:
     options = None
     if isinstance(opts, dict) and opts:
         eps = opts.get("epsilon")
+        if eps is not None and (not isinstance(eps, (int, float)) or isinstance(eps, bool)):
+            raise DecodeError(f"legacy MessagePack SUBSCRIBE: option 'epsilon' must be a number, "
+                              f"got {eps!r}")
         options = M.SubscribeOptions(
-            max_rate=opts.get("max_rate", opts.get("maxRate")),
+            max_rate=_opt_u32(opts, "max_rate", "maxRate"),
             epsilon=float(eps) if eps is not None else None,
-            history=opts.get("history"), window=opts.get("window"))
-    return M.Subscribe(id=f.int("id"), pattern=f.str("pattern"), types=_types(f.raw("types")),
-                       options=options)
+            history=_opt_u32(opts, "history"), window=_opt_u32(opts, "window"))
+    return M.Subscribe(id=f.int("id", maximum=U32), pattern=f.str("pattern"),
+                       types=_types(f.raw("types")), options=options)
 
 
 def _hello(f: _Fields, depth: int) -> M.Hello:
-    return M.Hello(name=f.str("name", required=False) or "", version=f.int("version", required=False) or 1,
+    return M.Hello(name=f.str("name", required=False) or "",
+                   version=f.int("version", required=False, maximum=U8) or 1,
                    features=_features(f.raw("features")), token=f.str("token", required=False) or None)
 
 
@@ -224,13 +262,15 @@ def _ack(f: _Fields, depth: int) -> M.Ack:
     locked = f.raw("locked")
     return M.Ack(address=f.str("address", required=False), revision=f.int("revision", required=False),
                  locked=None if locked is None else bool(locked), holder=f.str("holder", required=False),
-                 correlation_id=f.int("correlation_id", required=False, alt="correlationId"))
+                 correlation_id=f.int("correlation_id", required=False, alt="correlationId",
+                                      maximum=U32))
 
 
 def _error(f: _Fields, depth: int) -> M.Error:
-    return M.Error(code=f.int("code"), message=f.str("message", required=False) or "",
+    return M.Error(code=f.int("code", maximum=U16), message=f.str("message", required=False) or "",
                    address=f.str("address", required=False),
-                   correlation_id=f.int("correlation_id", required=False, alt="correlationId"))
+                   correlation_id=f.int("correlation_id", required=False, alt="correlationId",
+                                        maximum=U32))
 
 
 def _announce(f: _Fields, depth: int) -> M.Announce:
@@ -240,7 +280,8 @@ def _announce(f: _Fields, depth: int) -> M.Announce:
             raise DecodeError("legacy MessagePack ANNOUNCE: each signal needs a string 'address'")
         signals.append(M.SignalDef(address=s["address"],
                                    signal=_signal(s.get("type", s.get("signal_type", "param"))),
-                                   datatype=s.get("datatype"), access=s.get("access")))
+                                   datatype=_opt_str(s, "datatype", "ANNOUNCE"),
+                                   access=_opt_str(s, "access", "ANNOUNCE")))
     return M.Announce(namespace=f.str("namespace", required=False) or "", signals=signals)
 
 
@@ -251,7 +292,7 @@ _DECODERS = {
     "QUERY": lambda f, d: M.Query(pattern=f.str("pattern")),
     "GET": lambda f, d: M.Get(address=f.str("address")),
     "SUBSCRIBE": _subscribe,
-    "UNSUBSCRIBE": lambda f, d: M.Unsubscribe(id=f.int("id")),
+    "UNSUBSCRIBE": lambda f, d: M.Unsubscribe(id=f.int("id", maximum=U32)),
     "HELLO": _hello,
     "PING": lambda f, d: M.Ping(),
     "PONG": lambda f, d: M.Pong(),

@@ -15,6 +15,7 @@ import pytest
 from clasp_fast.protocol import (
     NO_VALUE,
     DecodeError,
+    EncodeError,
     decode_frame,
     decode_payload,
     encode_frame,
@@ -502,3 +503,15 @@ def test_splice_revision_drops_header_timestamp_and_keeps_narrow_value_bytes():
 def test_splice_revision_rejects_non_set(name):
     with pytest.raises(DecodeError, match="SET"):
         splice_revision(frame_bytes(name), 1)
+
+
+def test_splice_revision_refuses_a_broadcast_too_large_for_a_frame():
+    """The broadcast adds 8 revision bytes: a SET that fills a frame cannot get them
+    (the u16 length would wrap and the frame would be corrupt)."""
+    head = len(encode_frame(M.Set("/b", b""))) - 4
+    fits = encode_frame(M.Set("/b", b"x" * (65535 - 8 - head)))
+    out = splice_revision(fits, 1)
+    assert len(out) == 4 + 65535 and decode_frame(out).message.revision == 1
+    too_big = encode_frame(M.Set("/b", b"x" * (65535 - 7 - head)))
+    with pytest.raises(EncodeError, match="65535"):
+        splice_revision(too_big, 1)

@@ -32,9 +32,6 @@ cdef inline int _split(const char* p, Py_ssize_t n, Seg* segs, bint allow_wild) 
                 star = True
             i += 1
         if i == start:
-            # empty segment: only a single trailing '/' is tolerated
-            if i == n - 1 or (i == n and start == n):
-                break
             return ADDR_EMPTY_SEGMENT
         if star and not allow_wild:
             return ADDR_WILDCARD
@@ -46,7 +43,7 @@ cdef inline int _split(const char* p, Py_ssize_t n, Seg* segs, bint allow_wild) 
             segs[count].kind = SEG_LITERAL
         elif i - start == 1:
             segs[count].kind = SEG_STAR
-        elif i - start == 2 and p[start + 1] == b'*':
+        elif i - start == 2 and p[start] == b'*' and p[start + 1] == b'*':
             segs[count].kind = SEG_GLOBSTAR
         else:
             segs[count].kind = SEG_GLOB

@@ -88,19 +88,19 @@ cdef class Router:
     cdef int on_set(self, Session s, const uint8_t* p, Py_ssize_t n, uint8_t qos) except -1
     cdef int on_publish(self, Session s, const uint8_t* p, Py_ssize_t n, uint8_t qos, bint throttled) except -1
     cdef int apply_set(self, Session s, const uint8_t* p, SetView* v, Seg* segs, int nseg, uint8_t qos) except -1
-    cdef int check_set(self, Session s, const uint8_t* p, SetView* v) except -1
     cdef int route_publish(self, Session s, const uint8_t* p, PublishView* v, Seg* segs, int nseg) except -1
     cdef MatchList* param_receivers(self, Param* prm, Seg* segs, int nseg) except NULL
     cdef MatchList* publish_receivers(self, const char* addr, Py_ssize_t n, Seg* segs, int nseg) except NULL
     cdef int deliver(self, MatchList* ml, uint8_t bit, Endpoint exclude, const uint8_t* frame,
-                     Py_ssize_t n, Param* prm) except -1
+                     Py_ssize_t n, const char* addr, Py_ssize_t alen, Param* prm) except -1
     cdef uint8_t* reserve_scratch(self, Py_ssize_t n) except NULL
     cdef int send_ack(self, Session s, const char* addr, Py_ssize_t n, uint64_t revision) except -1
     cdef int error(self, Session s, int code, str message, str address=*) except -1
     cdef int reject_frame(self, Session s, str message) except -1
     cdef int send_snapshot(self, Session s, object pattern, bint always) except -1
     cdef int slow_path(self, Session s, const uint8_t* data, Py_ssize_t n, uint8_t qos, Py_ssize_t hs) except -1
-    cdef _deliver_gated(self, Endpoint target, list gated, uint8_t bit, bytes frame, Param* prm)
+    cdef _deliver_gated(self, Endpoint target, list gated, uint8_t bit, bytes frame, bytes address,
+                        Param* prm)
     cdef void _clear_pub_cache(self) noexcept
 
 

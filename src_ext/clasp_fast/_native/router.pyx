@@ -42,7 +42,7 @@ from clasp_fast._native.wire import (DecodeError, decode_payload, encode_frame, 
 from clasp_fast._native.patterns import check_address, check_pattern, matches_signal
 from clasp_fast.protocol import messages as M
 from clasp_fast.router.config import RouterConfig
-from clasp_fast.router.gates import SubscriptionGate
+from clasp_fast.router.gates import SubscriptionGate, admit as gates_admit
 from clasp_fast.router.gestures import GestureThrottle
 
 cdef enum:
@@ -346,20 +346,6 @@ cdef class Router:
         cdef bytes widened = encode_payload(decode_payload(payload))
         return self.on_set(s, <const uint8_t*>PyBytes_AS_STRING(widened), len(widened), qos)
 
-    cdef int check_set(self, Session s, const uint8_t* p, SetView* v) except -1:
-        """0 if ``s`` may apply this SET now, else the ERROR code (409 or 423)."""
-        cdef const char* addr = <const char*>p + v.addr_pos
-        cdef Param* prm = self.params.get(addr, v.addr_len, bm_hash(addr, v.addr_len))
-        cdef uint64_t current = 0
-        if prm != NULL and not param_expired(prm, wall_us()):
-            current = prm.revision
-            if prm.holder_len and not _same_id(prm.holder, prm.holder_len, s.idc, s.idlen):
-                if not (v.flags & SET_HAS_REVISION and v.revision != current):
-                    return E_LOCKED
-        if v.flags & SET_HAS_REVISION and v.revision != current:
-            return E_STALE
-        return 0
-
     cdef int apply_set(self, Session s, const uint8_t* p, SetView* v, Seg* segs, int nseg,
                        uint8_t qos) except -1:
         cdef const char* addr = <const char*>p + v.addr_pos
@@ -375,7 +361,7 @@ cdef class Router:
             prm = NULL
         if prm != NULL:
             current = prm.revision
-        if v.flags & SET_HAS_REVISION and v.revision != current:
+        if prm != NULL and v.flags & SET_HAS_REVISION and v.revision != current:
             address = addr[:v.addr_len].decode()
             return self.error(s, E_STALE, f"stale revision for {address}: the SET expected revision "
                                           f"{v.revision} but the current revision is {current}; "
@@ -408,7 +394,7 @@ cdef class Router:
         write_set_broadcast(frame + hl + 4, p, v, prm.revision)
         total = hl + 4 + size
         ml = self.param_receivers(prm, segs, nseg)
-        self.deliver(ml, 0x01, None, frame, total, prm)
+        self.deliver(ml, 0x01, None, frame, total, addr, v.addr_len, prm)
         if qos >= 1:
             self.send_ack(s, addr, v.addr_len, prm.revision)
         return 0
@@ -464,7 +450,8 @@ cdef class Router:
         clasp_header(frame + hl, publish_qos(v.signal), size)
         memcpy(frame + hl + 4, p, size)
         ml = self.publish_receivers(<const char*>p + v.addr_pos, v.addr_len, segs, nseg)
-        return self.deliver(ml, <uint8_t>(1 << v.signal), s, frame, hl + 4 + size, NULL)
+        return self.deliver(ml, <uint8_t>(1 << v.signal), s, frame, hl + 4 + size,
+                            <const char*>p + v.addr_pos, v.addr_len, NULL)
 
     cdef MatchList* publish_receivers(self, const char* addr, Py_ssize_t n, Seg* segs, int nseg) except NULL:
         cdef uint64_t h = bm_hash(addr, n)
@@ -505,7 +492,7 @@ cdef class Router:
     # --- fan-out ----------------------------------------------------------------
 
     cdef int deliver(self, MatchList* ml, uint8_t bit, Endpoint exclude, const uint8_t* frame,
-                     Py_ssize_t n, Param* prm) except -1:
+                     Py_ssize_t n, const char* addr, Py_ssize_t alen, Param* prm) except -1:
         cdef Py_ssize_t i
         cdef MatchEntry* e
         cdef PyObject* skip = <PyObject*>exclude
@@ -518,30 +505,27 @@ cdef class Router:
                 self.routed += 1
             elif e.gated_mask & bit:
                 self._deliver_gated(<Endpoint>e.target, <list>e.gated, bit,
-                                    PyBytes_FromStringAndSize(<const char*>frame, n), prm)
+                                    PyBytes_FromStringAndSize(<const char*>frame, n),
+                                    PyBytes_FromStringAndSize(addr, alen), prm)
         return 0
 
-    cdef _deliver_gated(self, Endpoint target, list gated, uint8_t bit, bytes frame, Param* prm):
+    cdef _deliver_gated(self, Endpoint target, list gated, uint8_t bit, bytes frame, bytes address,
+                        Param* prm):
         cdef Subscription sub
         cdef object number = None
         cdef int64_t iv
         cdef uint64_t raw
-        cdef bytes address
         if prm != NULL:
-            address = PyBytes_FromStringAndSize(prm.address, prm.addr_len)
             if prm.value[0] == V_I64:
                 iv = <int64_t>load_u64(prm.value + 1)
                 number = float(iv)
             elif prm.value[0] == V_F64:
                 raw = load_u64(prm.value + 1)
                 number = (<double*>&raw)[0]
-        else:
-            address = frame     # PUBLISH: the frame identifies the message well enough
-        for sub in gated:
-            if sub.mask & bit and sub.gate.admit(self, target, address, frame, number):
-                target.push_routed(<const uint8_t*>PyBytes_AS_STRING(frame), len(frame))
-                self.routed += 1
-                return
+        subs = [sub for sub in gated if sub.mask & bit]
+        if subs and gates_admit(self, target, subs, address, frame, number):
+            target.push_routed(<const uint8_t*>PyBytes_AS_STRING(frame), len(frame))
+            self.routed += 1
 
     def push_frame(self, Endpoint target, bytes ws_frame):
         """Queues an already framed routed message (gate trailing flushes)."""
@@ -657,7 +641,7 @@ cdef class Router:
             handler(self, s, msg, qos)
         # server-only types (WELCOME, SNAPSHOT, ACK, ERROR, RESULT, PONG) are ignored
 
-    def _hello(self, Session s, msg):
+    def _hello(self, Session s, msg, int qos=0):
         if s.welcomed:
             return self.error(s, E_BAD_FRAME, f"duplicate HELLO: this connection already has session "
                                               f"{s.id}; the first session stays")
@@ -781,12 +765,16 @@ cdef class Router:
             self._run_bundle(s, msg, qos)
 
     def _run_bundle(self, Session s, msg, int qos):
-        """All or nothing: every SET is checked against the state first."""
+        """All or nothing: every SET is checked against the state first.
+
+        A scheduled bundle whose session has closed by then is dropped."""
         cdef bytes payload
         cdef SetView v
         cdef Reader r
         cdef Param* prm
         cdef const uint8_t* p
+        if s.closed:
+            return
         payloads = [encode_payload(m) for m in msg.messages]
         # simulate the bundle's own effect on revisions and locks while checking
         planned = {}
@@ -800,7 +788,8 @@ cdef class Router:
             if holder is not None and holder != s.id:
                 return self.error(s, E_LOCKED, f"BUNDLE rejected, nothing applied: {m.address} is locked "
                                                f"by another session", m.address)
-            if m.revision is not None and m.revision != revision:
+            exists = revision != 0 or m.address in planned
+            if m.revision is not None and exists and m.revision != revision:
                 return self.error(s, E_STALE, f"BUNDLE rejected, nothing applied: stale revision for "
                                               f"{m.address} (expected {m.revision}, current {revision})",
                                   m.address)

@@ -574,6 +574,8 @@ cdef object _decode_binary(const uint8_t* p, Py_ssize_t n, int depth):
         mask = rd_u8(&r, b"type mask")
         msg = M.Replay(pattern=pattern, from_us=from_us, to_us=to_us, limit=limit, types=mask)
     elif t == T_BUNDLE:
+        if depth >= 8:
+            raise DecodeError("BUNDLE nested deeper than 8 levels")
         flags = rd_u8(&r, b"flags")
         count = rd_u16(&r, b"entry count")
         ts = rd_u64(&r, b"timestamp") if flags & 0x80 else None
@@ -586,9 +588,6 @@ cdef object _decode_binary(const uint8_t* p, Py_ssize_t n, int depth):
                 break
             if length == 0:
                 fail(&r, E_BAD_FIELD, b"empty bundle entry")
-                break
-            if depth >= 8:
-                fail(&r, E_DEPTH, b"bundle")
                 break
             try:
                 inner.append(_decode_binary(r.buf + r.pos, length, depth + 1))
@@ -781,8 +780,6 @@ cdef class Writer:
     cdef void value_data(self, object v, int depth) except *:
         """Writes the data of `v` (without its type byte)."""
         cdef bytes b
-        if depth > MAX_VALUE_DEPTH:
-            raise EncodeError(f"value nested deeper than {MAX_VALUE_DEPTH} levels")
         if v is None:
             return
         if v is True or v is False:
@@ -802,6 +799,8 @@ cdef class Writer:
             self.u16(<uint16_t>len(b))
             self.raw(<const uint8_t*>PyBytes_AS_STRING(b), len(b))
         elif isinstance(v, (list, tuple)):
+            if depth >= MAX_VALUE_DEPTH:
+                raise EncodeError(f"value nested deeper than {MAX_VALUE_DEPTH} levels")
             if len(v) > 65535:
                 raise EncodeError(f"array has {len(v)} items; at most 65535")
             self.u16(<uint16_t>len(v))
@@ -809,6 +808,8 @@ cdef class Writer:
                 self.u8(value_code(item))
                 self.value_data(item, depth + 1)
         elif isinstance(v, dict):
+            if depth >= MAX_VALUE_DEPTH:
+                raise EncodeError(f"value nested deeper than {MAX_VALUE_DEPTH} levels")
             if len(v) > 65535:
                 raise EncodeError(f"map has {len(v)} entries; at most 65535")
             self.u16(<uint16_t>len(v))
@@ -1069,7 +1070,10 @@ def encode_payload(msg) -> bytes:
     """Encodes a message into its binary v3 payload (no frame header)."""
     _bind()
     cdef Writer w = Writer()
-    _encode_into(w, msg, 0)
+    try:
+        _encode_into(w, msg, 0)
+    except OverflowError as exc:
+        raise EncodeError(f"{type(msg).__name__}: integer field out of range ({exc})") from None
     return w.getvalue()
 
 
@@ -1084,13 +1088,18 @@ def encode_frame(msg, int qos=0, timestamp=None, bint legacy=False) -> bytes:
     cdef Writer w = Writer()
     cdef Py_ssize_t hs = 12 if timestamp is not None else 4
     cdef bytes payload
+    if timestamp is not None and not 0 <= timestamp <= 0xFFFFFFFFFFFFFFFF:
+        raise EncodeError(f"frame timestamp {timestamp} is outside the u64 range")
     w.size = hs
     if legacy:
         from clasp_fast.protocol import legacy as _legacy
         payload = _legacy.encode_map(msg)
         w.raw(<const uint8_t*>PyBytes_AS_STRING(payload), len(payload))
     else:
-        _encode_into(w, msg, 0)
+        try:
+            _encode_into(w, msg, 0)
+        except OverflowError as exc:
+            raise EncodeError(f"{type(msg).__name__}: integer field out of range ({exc})") from None
     cdef Py_ssize_t n = w.size - hs
     if n > MAX_PAYLOAD:
         raise EncodeError(f"payload is {n} bytes; a CLASP frame carries at most 65535")
@@ -1122,6 +1131,8 @@ def splice_revision(frame, unsigned long long revision, int qos=1) -> bytes:
     if parse_set(p, h.payload_size, &v, &r):
         raise DecodeError(reader_error(&r, "SET"))
     cdef Py_ssize_t size = set_broadcast_size(&v)
+    if size > MAX_PAYLOAD:
+        raise EncodeError(f"SET broadcast would be {size} payload bytes; a CLASP frame carries at most 65535")
     out = PyBytes_FromStringAndSize(NULL, 4 + size)
     cdef uint8_t* o = <uint8_t*>PyBytes_AS_STRING(out)
     clasp_header(o, qos, size)
@@ -1163,19 +1174,23 @@ def ws_unframe(data) -> list:
     The inverse of what a connection's output buffer holds; used by tests."""
     cdef bytes b = bytes(data)
     cdef Py_ssize_t pos = 0, n, hl
+    cdef uint64_t n64
     cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(b)
     out = []
     while pos < len(b):
         if len(b) - pos < 2:
             raise DecodeError("truncated WebSocket frame header")
         n = p[pos + 1] & 0x7F
-        hl = 2
+        hl = 4 if n == 126 else 10 if n == 127 else 2
+        if len(b) - pos < hl:
+            raise DecodeError("truncated WebSocket frame header")
         if n == 126:
             n = load_u16(p + pos + 2)
-            hl = 4
         elif n == 127:
-            n = <Py_ssize_t>load_u64(p + pos + 2)
-            hl = 10
+            n64 = load_u64(p + pos + 2)
+            if n64 > <uint64_t>(len(b) - pos - hl):
+                raise DecodeError("truncated WebSocket frame")
+            n = <Py_ssize_t>n64
         if pos + hl + n > len(b):
             raise DecodeError("truncated WebSocket frame")
         out.append(b[pos + hl:pos + hl + n])
