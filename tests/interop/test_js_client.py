@@ -19,7 +19,7 @@ import websockets
 
 from clasp_fast.protocol import Set, encode_frame
 
-from .conftest import run_node_script
+from .conftest import node_binary, run_node_script
 
 T = 5.0
 IMPLS = ["ws", "undici"]
@@ -83,7 +83,7 @@ async def test_control_js_client_fails_without_subprotocol_echo(node_env, impl):
         port = server.sockets[0].getsockname()[1]
         node_args = ("--experimental-websocket",) if impl == "undici" else ()
         proc = await asyncio.create_subprocess_exec(
-            "node", *node_args, str(node_env / "connect.js"), f"ws://127.0.0.1:{port}", "/x", impl,
+            node_binary(), *node_args, str(node_env / "connect.js"), f"ws://127.0.0.1:{port}", "/x", impl,
             cwd=node_env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, _ = await asyncio.wait_for(proc.communicate(), 10)
     assert proc.returncode == 1

@@ -334,3 +334,26 @@ def test_ws_frame_carries_clasp_frames(msg):
 def test_ws_unframe_rejects_truncated_and_absurd_lengths(data):
     with pytest.raises(DecodeError, match="truncated"):
         ws_unframe(data)
+
+
+# ---------------------------------------------------------------------------
+# frame header flags
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flags", range(256))
+def test_header_flags_on_decode(flags):
+    """QoS is bits 7-6 (reserved 3 reads as 0, like Rust); bit 5 announces the
+    8-byte timestamp; the version, encrypted and compressed bits do not change how
+    the payload is read (the first payload byte decides); ``flags`` keeps the byte."""
+    ts = 1_700_000_000_000_000
+    for payload, want in ((encode_payload(M.Set("/a", 1.5, revision=2)), M.Set("/a", 1.5, revision=2)),
+                          (encode_frame(M.Query("/q"), legacy=True)[4:], M.Query("/q"))):
+        head = bytes([0x53, flags]) + len(payload).to_bytes(2, "big")
+        frame = head + (ts.to_bytes(8, "big") if flags & 0x20 else b"") + payload
+        f = decode_frame(frame)
+        assert f.flags == flags
+        assert f.qos == (flags >> 6 if flags >> 6 != 3 else 0)
+        assert f.timestamp == (ts if flags & 0x20 else None)
+        assert f.legacy is (payload[0] >= 0x80)
+        assert strict(f.message) == strict(want)

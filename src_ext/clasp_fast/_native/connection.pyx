@@ -31,7 +31,7 @@ cdef class Connection(WSListener):
     cdef bytearray fragments        # a fragmented message being put together
     cdef Py_ssize_t max_message
     cdef long last_rx_tick
-    cdef long opened_tick
+    cdef double opened_at            # loop time of the upgrade
     cdef long ping_tick             # tick of the unanswered ping, 0 = none
     cdef readonly bint closing
 
@@ -44,7 +44,7 @@ cdef class Connection(WSListener):
 
     cpdef on_ws_connected(self, WSTransport transport):
         self.transport = transport
-        self.opened_tick = self.edge.tick
+        self.opened_at = self.edge.loop.time()
         self.last_rx_tick = self.edge.tick
         self.edge.connections.add(self)
 
@@ -209,20 +209,25 @@ cdef class Edge:
     # --- keepalive ------------------------------------------------------------------
 
     def sweep(self):
-        """Once a second: HELLO timeout, keepalive pings, pong timeout."""
+        """Once a second: HELLO timeout, keepalive pings, pong timeout.
+
+        Frames only record the current tick (no clock read per frame), so a
+        connection is pinged after ``ping_interval`` + up to 1 s of silence:
+        late by at most a second, never early."""
         cdef Connection c
+        cdef double now = self.loop.time()
         self.tick += 1
         self.sweeper = self.loop.call_later(1.0, self.sweep)
         for c in list(self.connections):
             if c.closing:
                 continue
-            if not c.session.welcomed and self.tick - c.opened_tick >= self.hello_timeout:
+            if not c.session.welcomed and now - c.opened_at >= self.hello_timeout:
                 c.close(WSCloseCode.POLICY_VIOLATION, f"no HELLO within hello_timeout "
                                                       f"({self.hello_timeout:g} s)")
             elif c.ping_tick and self.tick - c.ping_tick >= self.pong_timeout:
                 c.close(WSCloseCode.GOING_AWAY, f"no pong within pong_timeout ({self.pong_timeout:g} s)")
             elif not c.ping_tick and self.ping_interval > 0 \
-                    and self.tick - c.last_rx_tick >= self.ping_interval:
+                    and self.tick - c.last_rx_tick > self.ping_interval:
                 c.ping_tick = self.tick
                 c.transport.send_ping(b"")
 

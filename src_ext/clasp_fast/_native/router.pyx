@@ -293,7 +293,7 @@ cdef class Router:
         s.received += 1
         err = parse_header(data, n, &h)
         if err:
-            return self.reject_frame(s, header_error(err, PyBytes_FromStringAndSize(<const char*>data, min(n, 16))))
+            return self.reject_frame(s, header_error(err, PyBytes_FromStringAndSize(<const char*>data, min(n, 16)), n))
         if h.payload_size > self.max_payload:
             return self.reject_frame(s, f"payload of {h.payload_size} bytes exceeds max_frame_size "
                                         f"({self.max_payload})")

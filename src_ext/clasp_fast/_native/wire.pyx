@@ -279,19 +279,18 @@ cdef str reader_error(Reader* r, str context):
     return f"malformed {context}"
 
 
-def header_error(int err, data) -> str:
-    """Text for a parse_header failure (the frame is ``data``)."""
-    cdef Py_ssize_t n = len(data)
+def header_error(int err, head, Py_ssize_t n) -> str:
+    """Text for a parse_header failure of an ``n``-byte frame that starts with ``head``."""
     if err == E_TRUNCATED:
         return (f"frame too short: {n} byte(s); a CLASP header is 4 bytes "
                 f"(12 with the timestamp flag 0x20)")
     if err == E_MAGIC:
-        return f"bad magic byte 0x{data[0]:02x}: a CLASP frame starts with 0x53"
+        return f"bad magic byte 0x{head[0]:02x}: a CLASP frame starts with 0x53"
     if err == E_EMPTY:
         return "empty payload: a CLASP frame carries at least the message type byte"
     if err == E_LENGTH:
-        hs = 12 if data[1] & 0x20 else 4
-        declared = (data[2] << 8) | data[3]
+        hs = 12 if head[1] & 0x20 else 4
+        declared = (head[2] << 8) | head[3]
         return (f"frame length mismatch: the header declares {declared} payload byte(s) "
                 f"but the message carries {n - hs}")
     return "malformed frame header"
@@ -656,7 +655,7 @@ def decode_frame(data):
     cdef FrameHeader h
     cdef int err = parse_header(&view[0] if view.shape[0] else NULL, view.shape[0], &h)
     if err:
-        raise DecodeError(header_error(err, bytes(data[:16])))
+        raise DecodeError(header_error(err, bytes(data[:16]), len(data)))
     payload = data[h.header_size:]
     return M.Frame(
         message=decode_payload(payload),
@@ -687,7 +686,7 @@ def peek(frame):
     cdef Py_ssize_t n
     cdef int err = parse_header(&view[0] if view.shape[0] else NULL, view.shape[0], &h)
     if err:
-        raise DecodeError(header_error(err, bytes(frame[:16])))
+        raise DecodeError(header_error(err, bytes(frame[:16]), len(frame)))
     cdef const uint8_t* p = &view[h.header_size]
     cdef uint8_t t = p[0]
     if is_msgpack_start(t):
@@ -1124,7 +1123,7 @@ def splice_revision(frame, unsigned long long revision, int qos=1) -> bytes:
     cdef Reader r
     cdef int err = parse_header(&view[0] if view.shape[0] else NULL, view.shape[0], &h)
     if err:
-        raise DecodeError(header_error(err, bytes(frame[:16])))
+        raise DecodeError(header_error(err, bytes(frame[:16]), len(frame)))
     cdef const uint8_t* p = &view[h.header_size]
     if p[0] != T_SET:
         raise DecodeError(f"splice_revision needs a SET frame, got type 0x{p[0]:02x}")
