@@ -24,6 +24,7 @@ cdef struct Param:
     char writer[ID_MAX + 1]
     uint8_t holder_len      # 0 = not locked
     char holder[ID_MAX + 1]
+    uint8_t holder_origin   # the worker where the lock holder's session lives
     MatchList* match        # cached receivers of this address (see Trie.gen)
 
 cdef class ParamStore:

@@ -1,27 +1,32 @@
 """The CLASP router core, sans I/O.
 
-``Router.feed(session, frame)`` is the whole input; the output is WebSocket
-frames appended to each receiver's ``Endpoint.out`` (drained by the I/O edge
-once per loop tick), ``Session.close_request`` and timer deadlines
-(``next_deadline`` / ``run_timers``).
+Input: ``feed(session, frame)`` for client frames and ``feed_link(link, bytes)``
+for bus records from other workers.  Output: frames appended to endpoints'
+buffers (drained by the I/O edge once per loop tick), ``Session.close_request``
+and timer deadlines (``next_deadline`` / ``run_timers``).
 
-Hot path (SET, PUBLISH): parsed in place with the wire layer's C parsers,
-checked, stored in C structs, and fanned out by copying one pre-framed outgoing
-frame into each receiver's buffer.  Receivers come from a per-address cache of
-trie matches.  No Python object is created per message.
+Hot path (SET, PUBLISH, and their bus forms): parsed in place with the wire
+layer's C parsers, checked, stored in C structs, and fanned out by copying one
+pre-framed outgoing frame into each receiver's buffer.  Receivers come from a
+per-address cache of trie matches.  No Python object is created per message.
 
 Everything else (HELLO, SUBSCRIBE, GET, BUNDLE, QUERY, legacy MessagePack
-payloads, errors) goes through the Python-level codec: rare, and clearer so.
+payloads, errors, rare bus records) goes through the Python-level codec.
+
+Several workers (see router.pxd): the owner decides SETs and replicates them
+(R_REPLICATE, in decision order on every FIFO link, so every worker sees one
+revision sequence per address); other workers forward their sessions' SETs to
+it (R_SET_REQ) and keep them in a pending queue until the decision comes back.
 """
 import heapq
+import logging
 import time
-import uuid
 
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from cpython.object cimport PyObject
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.stdlib cimport malloc, calloc, realloc, free
-from libc.string cimport memcpy, memcmp
+from libc.string cimport memcpy, memcmp, memmove
 from posix.time cimport clock_gettime, timespec, CLOCK_REALTIME, CLOCK_MONOTONIC
 
 from clasp_fast._native.bytesmap cimport (BytesMap, bm_init, bm_free, bm_clear, bm_get, bm_put,
@@ -33,28 +38,32 @@ from clasp_fast._native.params cimport ParamStore, Param, param_expired, ID_MAX
 from clasp_fast._native.wire cimport (
     FrameHeader, Reader, SetView, PublishView, parse_header, parse_set, parse_publish,
     reader_error, ws_binary_header, clasp_header, publish_qos, set_broadcast_size,
-    write_set_broadcast, store_u16, store_u64, load_u64, MAX_PAYLOAD, MAX_WS_HEADER,
-    NARROW_CODES, T_SET, T_PUBLISH, T_ACK, T_SNAPSHOT, SET_HAS_REVISION, SET_LOCK,
-    SET_UNLOCK, SET_HAS_TTL, SIG_GESTURE, V_I64, V_F64, V_BOOL)
+    write_set_broadcast, store_u16, store_u32, store_u64, load_u16, load_u32, load_u64,
+    MAX_PAYLOAD, MAX_WS_HEADER, NARROW_CODES, T_SET, T_PUBLISH, T_ACK, T_SNAPSHOT,
+    SET_HAS_REVISION, SET_LOCK, SET_UNLOCK, SET_HAS_TTL, SIG_GESTURE, V_I64, V_F64)
+from clasp_fast._native.outbox cimport (Hub, Endpoint, Session, PeerLink, R_PUBLISH, R_SET_REQ,
+                                       R_REPLICATE, R_REJECT, R_BUNDLE_REQ, R_DONE, R_RELEASE,
+                                       R_HOLDER, R_SYNC_PARAM, R_DUP)
+from clasp_fast._native.pending cimport PendingQueue, Pending, PK_SET, PK_BUNDLE, PK_RELEASE
 
-from clasp_fast._native.wire import (DecodeError, decode_payload, encode_frame, encode_payload,
-                                    header_error)
+from clasp_fast._native.wire import (DecodeError, EncodeError, decode_payload, encode_frame,
+                                    encode_payload, header_error)
 from clasp_fast._native.patterns import check_address, check_pattern, matches_signal
 from clasp_fast.protocol import messages as M
 from clasp_fast.router.config import RouterConfig
 from clasp_fast.router.gates import SubscriptionGate, admit as gates_admit
 from clasp_fast.router.gestures import GestureThrottle
 
+log = logging.getLogger("clasp_fast.router")
+
 cdef enum:
-    INITIAL_OUT = 512
-    KEEP_OUT = 65536            # buffers up to this size are kept between flushes
-    PRESSURE_BYTES = 1 << 20    # ask the edge to flush a connection this full
     SCRATCH = 65536 + 64
     SNAPSHOT_HEAD = 3           # type + u16 count
     # the largest SNAPSHOT entry for a param, beyond address and value:
-    # address len 2 + type 1 (counted in value_len) + revision 8 + flags 1 + writer 2+ID + ts 8
+    # address len 2 + revision 8 + flags 1 + writer 2+ID + ts 8 (the type byte is in value_len)
     ENTRY_OVERHEAD = 2 + 8 + 1 + 2 + ID_MAX + 8
     PUB_CACHE_LIMIT = 65536
+    STATE_HEAD_MAX = 8 + 8 + 1 + 4 + 1 + ID_MAX + 1 + ID_MAX + 1
 
 # ERROR codes (PROTOCOL.md "Errors")
 cdef enum:
@@ -64,7 +73,6 @@ cdef enum:
     E_STALE = 409
     E_LOCKED = 423
     E_LIMIT = 429
-    E_OVERFLOW = 503
     E_UNSUPPORTED = 501
 
 _TYPE_NAMES = {0: "null", 1: "bool", 2: "i8", 3: "i16", 4: "i32", 5: "i64", 6: "f32", 7: "f64",
@@ -96,113 +104,27 @@ cdef bytes _ws(bytes frame):
     return PyBytes_FromStringAndSize(<const char*>hdr, hl) + frame
 
 
-# ---------------------------------------------------------------------------
-
-cdef class Endpoint:
-    """A receiver with an output buffer of complete WebSocket frames."""
-
-    def __dealloc__(self):
-        free(self.out)
-
-    cdef void mark_dirty(self) except *:
-        if not self.dirty:
-            self.dirty = True
-            self.router.dirty.append(self)
-            if len(self.router.dirty) == 1 and self.router.on_dirty is not None:
-                self.router.on_dirty()
-
-    cdef int append(self, const uint8_t* data, Py_ssize_t n) except -1:
-        cdef Py_ssize_t cap
-        cdef uint8_t* nb
-        if self.out_size + n > self.out_cap:
-            cap = self.out_cap if self.out_cap else INITIAL_OUT
-            while cap < self.out_size + n:
-                cap *= 2
-            nb = <uint8_t*>realloc(self.out, cap)
-            if nb == NULL:
-                raise MemoryError()
-            self.out = nb
-            self.out_cap = cap
-        memcpy(self.out + self.out_size, data, n)
-        self.out_size += n
-        self.sent += 1
-        self.mark_dirty()
-        return 0
-
-    cdef int push_routed(self, const uint8_t* frame, Py_ssize_t n) except -1:
-        """Queues a routed message (SET/PUBLISH fan-out); dropped if the buffer is full."""
-        if self.closed:
-            return 0
-        if self.out_count >= self.router.limit_buffer or self.out_size >= PRESSURE_BYTES:
-            if not self.paused and self.router.on_pressure is not None:
-                self.router.on_pressure(self)
-            if self.out_count >= self.router.limit_buffer:
-                self.dropped += 1
-                self.router.overflow(self)
-                return 0
-        self.out_count += 1
-        return self.append(frame, n)
-
-    cdef int push_direct(self, const uint8_t* frame, Py_ssize_t n) except -1:
-        """Queues a direct reply (WELCOME, SNAPSHOT, ACK, ERROR, ...): never dropped."""
-        if self.closed:
-            return 0
-        return self.append(frame, n)
-
-    cdef void reset_output(self) noexcept:
-        self.out_size = 0
-        self.out_count = 0
-        if self.out_cap > KEEP_OUT:
-            free(self.out)
-            self.out = NULL
-            self.out_cap = 0
-
-    # Python surface --------------------------------------------------------
-    @property
-    def pending_bytes(self):
-        return self.out_size
-
-    def take_output_raw(self) -> bytes:
-        """Everything queued, as WebSocket frames; clears the buffer."""
-        data = PyBytes_FromStringAndSize(<const char*>self.out, self.out_size)
-        self.reset_output()
-        return data
-
-    def take_output(self) -> list:
-        """Everything queued, as a list of CLASP frames; clears the buffer."""
-        from clasp_fast.protocol import ws_unframe
-        return ws_unframe(self.take_output_raw())
-
-
-cdef class Session(Endpoint):
-    """One client connection, from upgrade to close."""
-
-    def __cinit__(self, Router router, str peer=None):
-        self.router = router
-        self.peer = peer
-        self.id = str(uuid.uuid4())
-        b = self.id.encode()
-        memcpy(self.idc, <const char*>b, len(b))
-        self.idlen = len(b)
-        self.name = None
-        self.subs = {}
-        self.locks = set()
-
-    def __repr__(self):
-        return f"<Session {self.id} {self.name!r} peer={self.peer}>"
-
-    @property
-    def subscriptions(self):
-        return dict(self.subs)
-
-
 cdef inline bint _same_id(const char* a, uint8_t alen, const char* b, uint8_t blen) noexcept nogil:
     return alen == blen and memcmp(a, b, alen) == 0
 
 
-# ---------------------------------------------------------------------------
+cdef inline Py_ssize_t _ws_header_len(const uint8_t* f, Py_ssize_t n) noexcept nogil:
+    """Length of the (unmasked, server) WebSocket header in front of a queued frame."""
+    cdef uint8_t b
+    if n < 2:
+        return -1
+    b = f[1] & 0x7F
+    if b < 126:
+        return 2
+    return 4 if b == 126 else 10
 
-cdef class Router:
+
+cdef bytes _str16(str s):
+    b = s.encode()
+    return bytes(((len(b) >> 8) & 0xFF, len(b) & 0xFF)) + b
+
+
+cdef class Router(Hub):
     """The router core.  See the module docstring."""
 
     def __cinit__(self, config=None, clock=None):
@@ -217,16 +139,23 @@ cdef class Router:
         self.params = ParamStore(self.config.param_ttl)
         self.trie = Trie()
         self.pub_cache_limit = PUB_CACHE_LIMIT
-        self.dirty = []
         self.sessions = {}
         self.clock = clock if clock is not None else time.monotonic
         self.gestures = GestureThrottle(self, self.config.gesture_interval_ms / 1000.0)
         self.signals = {}
         self.timers = []
+        self.interest = {}
+        self.holders = {}
+        self.holder_origin = {}
         self.limit_buffer = self.config.buffer_size
+        self.overflow_interval = self.config.overflow_notice_interval
         self.max_payload = min(self.config.max_frame_size, MAX_PAYLOAD)
         self.max_rate_in = self.config.max_messages_per_second
         self.max_subs = self.config.max_subscriptions_per_session
+        self.worker_index = 0
+        self.is_owner = True
+        self.links = [None] * MAX_WORKERS
+        self.pending = PendingQueue()
         self.call_later(self.config.expiry_sweep_interval, self._sweep)
 
     def __dealloc__(self):
@@ -242,35 +171,34 @@ cdef class Router:
 
     def close_session(self, Session s):
         """The connection is gone: its subscriptions go, its locks are released."""
-        cdef Param* prm
-        cdef bytes b
         if s.closed:
             return
         s.closed = True
         for sub in s.subs.values():
             self.trie.remove(sub)
+            self._interest(sub, -1)
             if sub.gate is not None:
                 sub.gate.close(self)
         s.subs.clear()
-        for address in s.locks:
-            b = address.encode()
-            prm = self.params.get(b, len(b), bm_hash(b, len(b)))
-            if prm != NULL and _same_id(prm.holder, prm.holder_len, s.idc, s.idlen):
-                prm.holder_len = 0
-        s.locks.clear()
+        if self.is_owner:
+            self.release_locks(s.id)
+        elif s.may_hold_locks:
+            self._forward_request(PK_RELEASE, R_RELEASE, s, 0, b"")
         self.gestures.drop_session(s)
         if self.sessions.get(s.id) is s:
             del self.sessions[s.id]
         s.reset_output()
 
-    def take_dirty(self) -> list:
-        """Endpoints that have queued output since the last call."""
-        cdef Endpoint e
-        out = self.dirty
-        self.dirty = []
-        for e in out:
-            e.dirty = False
-        return out
+    def _interest(self, Subscription sub, int delta):
+        """Counts local subscriptions per (pattern, mask); peers hear of changes."""
+        key = (sub.pattern, sub.mask)
+        n = self.interest.get(key, 0) + delta
+        if n > 0:
+            self.interest[key] = n
+        else:
+            self.interest.pop(key, None)
+        if self.cluster is not None and (n == 1 and delta > 0 or n == 0 and delta < 0):
+            self.cluster.interest_changed(sub.pattern, sub.mask, delta > 0)
 
     # --- input ----------------------------------------------------------------
 
@@ -293,7 +221,8 @@ cdef class Router:
         s.received += 1
         err = parse_header(data, n, &h)
         if err:
-            return self.reject_frame(s, header_error(err, PyBytes_FromStringAndSize(<const char*>data, min(n, 16)), n))
+            return self.reject_frame(s, header_error(
+                err, PyBytes_FromStringAndSize(<const char*>data, min(n, 16)), n))
         if h.payload_size > self.max_payload:
             return self.reject_frame(s, f"payload of {h.payload_size} bytes exceeds max_frame_size "
                                         f"({self.max_payload})")
@@ -333,29 +262,63 @@ cdef class Router:
             return self.error(s, E_ADDRESS, address_error(nseg, "address", address), address)
         if v.codes_seen & NARROW_CODES:
             # i8/i16/i32/f32 go out as i64/f64: re-encode (rare: no real client sends them)
-            return self._reencode_set(s, PyBytes_FromStringAndSize(<const char*>p, n), qos)
+            return self._reencode(s, PyBytes_FromStringAndSize(<const char*>p, n), qos, False)
         if v.addr_len + (v.value_end - v.value_pos) + 1 + ENTRY_OVERHEAD + SNAPSHOT_HEAD > MAX_PAYLOAD:
             address = (<const char*>p + v.addr_pos)[:v.addr_len].decode()
             return self.error(s, E_BAD_FRAME,
                               f"SET of {address} too large to store: address and value must fit one "
                               f"SNAPSHOT entry ({MAX_PAYLOAD - ENTRY_OVERHEAD - SNAPSHOT_HEAD - 1} bytes)",
                               address)
-        return self.apply_set(s, p, &v, segs, nseg, qos)
+        if not self.is_owner:
+            if v.flags & SET_LOCK:
+                s.may_hold_locks = True
+            return self.forward_set(s, p, n, qos)
+        return self.apply_set(s.idc, s.idlen, s, self.worker_index, 0, p, &v, segs, nseg, qos)
 
-    def _reencode_set(self, Session s, bytes payload, uint8_t qos):
-        cdef bytes widened = encode_payload(decode_payload(payload))
-        return self.on_set(s, <const uint8_t*>PyBytes_AS_STRING(widened), len(widened), qos)
+    def _reencode(self, Session s, bytes payload, uint8_t qos, bint throttled):
+        """Narrow value codes widen; PUBLISH samples (which the Python client cannot read)
+        become an array value."""
+        msg = decode_payload(payload)
+        if type(msg) is M.Publish and msg.samples is not None:
+            msg.value = list(msg.samples)
+            msg.samples = None
+        try:
+            out = encode_payload(msg)
+        except EncodeError as exc:
+            return self.error(s, E_BAD_FRAME, f"{type(msg).__name__.upper()} cannot be forwarded: {exc}",
+                              msg.address)
+        if type(msg) is M.Set:
+            return self.on_set(s, <const uint8_t*>PyBytes_AS_STRING(out), len(out), qos)
+        return self.on_publish(s, <const uint8_t*>PyBytes_AS_STRING(out), len(out), qos, throttled)
 
-    cdef int apply_set(self, Session s, const uint8_t* p, SetView* v, Seg* segs, int nseg,
-                       uint8_t qos) except -1:
+    cdef int forward_set(self, Session s, const uint8_t* p, Py_ssize_t n, uint8_t qos) except -1:
+        """Not the owner: send the SET to it; the decision comes back as R_REPLICATE or R_REJECT."""
+        cdef uint8_t head[10 + ID_MAX]
+        cdef uint64_t seq
+        self.next_seq += 1
+        seq = self.next_seq
+        self.pending.push(seq, s, qos, PK_SET, p, n)
+        if self.owner_link is not None:
+            store_u64(head, seq)
+            head[8] = qos
+            head[9] = s.idlen
+            memcpy(head + 10, s.idc, s.idlen)
+            self.owner_link.push_record(R_SET_REQ, head, 10 + s.idlen, p, n)
+        return 0
+
+    cdef int apply_set(self, const char* wid, uint8_t wlen, Session local, int origin, uint64_t seq,
+                       const uint8_t* p, SetView* v, Seg* segs, int nseg, uint8_t qos) except -1:
+        """The owner's decision on one SET (from ``local`` here, or from worker ``origin``)."""
         cdef const char* addr = <const char*>p + v.addr_pos
         cdef uint64_t h = bm_hash(addr, v.addr_len)
         cdef uint64_t now = wall_us()
         cdef Param* prm = self.params.get(addr, v.addr_len, h)
         cdef uint64_t current = 0
-        cdef Py_ssize_t size, hl, total
+        cdef Py_ssize_t size, hl, total, hn, i
         cdef uint8_t* frame
         cdef MatchList* ml
+        cdef uint8_t head[9 + STATE_HEAD_MAX]
+        cdef PeerLink link
         if prm != NULL and param_expired(prm, now):
             self.params.remove(prm)
             prm = NULL
@@ -363,27 +326,30 @@ cdef class Router:
             current = prm.revision
         if prm != NULL and v.flags & SET_HAS_REVISION and v.revision != current:
             address = addr[:v.addr_len].decode()
-            return self.error(s, E_STALE, f"stale revision for {address}: the SET expected revision "
-                                          f"{v.revision} but the current revision is {current}; "
-                                          f"nothing was written", address)
-        if prm != NULL and prm.holder_len and not _same_id(prm.holder, prm.holder_len, s.idc, s.idlen):
+            return self._write_error(local, origin, seq, E_STALE,
+                                     f"stale revision for {address}: the SET expected revision "
+                                     f"{v.revision} but the current revision is {current}; "
+                                     f"nothing was written", address)
+        if prm != NULL and prm.holder_len and not _same_id(prm.holder, prm.holder_len, wid, wlen):
             address = addr[:v.addr_len].decode()
-            return self.error(s, E_LOCKED, f"{address} is locked by another session; only the lock "
-                                           f"holder can write or unlock it; nothing was written", address)
+            return self._write_error(local, origin, seq, E_LOCKED,
+                                     f"{address} is locked by another session; only the lock "
+                                     f"holder can write or unlock it; nothing was written", address)
         if prm == NULL:
             prm = self.params.create(addr, v.addr_len, h)
         if v.flags & SET_UNLOCK and prm.holder_len:
             prm.holder_len = 0
-            s.locks.discard(addr[:v.addr_len].decode())
+            self._lock_changed(wid[:wlen].decode(), origin, addr[:v.addr_len].decode(), False)
         if v.flags & SET_LOCK:
-            memcpy(prm.holder, s.idc, s.idlen)
-            prm.holder_len = s.idlen
-            s.locks.add(addr[:v.addr_len].decode())
+            memcpy(prm.holder, wid, wlen)
+            prm.holder_len = wlen
+            prm.holder_origin = origin
+            self._lock_changed(wid[:wlen].decode(), origin, addr[:v.addr_len].decode(), True)
         self.params.store_value(prm, v.vtype, p + v.value_pos, v.value_end - v.value_pos)
         prm.revision = current + 1
         prm.timestamp_us = now
-        memcpy(prm.writer, s.idc, s.idlen)
-        prm.writer_len = s.idlen
+        memcpy(prm.writer, wid, wlen)
+        prm.writer_len = wlen
         self.params.set_expiry(prm, (v.flags & SET_HAS_TTL) != 0, v.ttl, now)
 
         # the broadcast: the same SET with the new revision, framed once
@@ -394,9 +360,126 @@ cdef class Router:
         write_set_broadcast(frame + hl + 4, p, v, prm.revision)
         total = hl + 4 + size
         ml = self.param_receivers(prm, segs, nseg)
-        self.deliver(ml, 0x01, None, frame, total, addr, v.addr_len, prm)
-        if qos >= 1:
-            self.send_ack(s, addr, v.addr_len, prm.revision)
+        self.deliver(ml, 0x01, None, False, frame, total, addr, v.addr_len, prm)
+        # every other worker keeps a replica and serves its own subscribers
+        if self.cluster is not None:
+            head[0] = origin
+            store_u64(head + 1, seq)
+            hn = 9 + self.state_head(prm, head + 9)
+            for i in range(MAX_WORKERS):
+                link = self.links[i]
+                if link is not None:
+                    link.push_record(R_REPLICATE, head, hn, frame, total)
+            if origin < MAX_WORKERS and seq > self.applied[origin]:
+                self.applied[origin] = seq
+        if local is not None and qos >= 1:
+            self.send_ack(local, addr, v.addr_len, prm.revision)
+        return 0
+
+    def _write_error(self, Session local, int origin, uint64_t seq, int code, str message, str address):
+        """A SET (or BUNDLE) was refused: tell its writer, here or on its worker."""
+        if local is not None:
+            return self.error(local, code, message, address)
+        if origin < MAX_WORKERS and seq > self.applied[origin]:
+            self.applied[origin] = seq
+        link = self.links[origin] if origin < MAX_WORKERS else None
+        if link is not None:
+            (<PeerLink>link).send_record(R_REJECT, seq.to_bytes(8, "big") + code.to_bytes(2, "big")
+                                         + _str16(message) + _str16(address or ""))
+        return 0
+
+    def _lock_changed(self, str holder, int origin, str address, bint locked):
+        held = self.holders.get(holder)
+        if locked:
+            if held is None:
+                held = self.holders[holder] = set()
+                self.holder_origin[holder] = origin
+            held.add(address)
+        elif held is not None:
+            held.discard(address)
+            if not held:
+                del self.holders[holder]
+                self.holder_origin.pop(holder, None)
+
+    def release_locks(self, str holder):
+        """Owner: ``holder`` (a session id) is gone; free every param it locked."""
+        cdef bytes b, hb = holder.encode()
+        cdef Param* prm
+        for address in self.holders.pop(holder, ()):
+            b = address.encode()
+            prm = self.params.get(b, len(b), bm_hash(b, len(b)))
+            if prm != NULL and _same_id(prm.holder, prm.holder_len, hb, len(hb)):
+                prm.holder_len = 0
+                self._broadcast_holder(address, "", 0)
+        self.holder_origin.pop(holder, None)
+
+    def release_origin(self, int origin):
+        """Owner: worker ``origin`` is gone; free the locks of its sessions."""
+        for holder, o in list(self.holder_origin.items()):
+            if o == origin:
+                self.release_locks(holder)
+
+    def _broadcast_holder(self, str address, str holder, int horigin):
+        if self.cluster is None:
+            return
+        hb = holder.encode()
+        body = _str16(address) + bytes((len(hb),)) + hb + bytes((horigin,))
+        for link in self.links:
+            if link is not None:
+                (<PeerLink>link).send_record(R_HOLDER, body)
+
+    def apply_holder(self, bytes body):
+        """Replica: the owner changed a lock holder without a write."""
+        cdef bytes b
+        cdef Param* prm
+        alen = int.from_bytes(body[:2], "big")
+        b = body[2:2 + alen]
+        hlen = body[2 + alen]
+        holder = body[3 + alen:3 + alen + hlen]
+        prm = self.params.get(b, len(b), bm_hash(b, len(b)))
+        if prm != NULL:
+            memcpy(prm.holder, <const char*>holder, hlen)
+            prm.holder_len = hlen
+            prm.holder_origin = body[3 + alen + hlen]
+
+    cdef Py_ssize_t state_head(self, Param* prm, uint8_t* o) noexcept:
+        """Writes what a replica needs beyond the SET frame; returns its size."""
+        cdef Py_ssize_t n = 0
+        store_u64(o, prm.timestamp_us)
+        store_u64(o + 8, prm.expires_us)
+        o[16] = prm.has_ttl
+        store_u32(o + 17, prm.ttl_raw)
+        o[21] = prm.writer_len
+        memcpy(o + 22, prm.writer, prm.writer_len)
+        n = 22 + prm.writer_len
+        o[n] = prm.holder_len
+        memcpy(o + n + 1, prm.holder, prm.holder_len)
+        n += 1 + prm.holder_len
+        o[n] = prm.holder_origin
+        return n + 1
+
+    cdef int store_state(self, const char* addr, Py_ssize_t alen, const uint8_t* value, Py_ssize_t vlen,
+                         uint64_t revision, uint64_t ts, uint64_t expires, bint has_ttl, uint32_t ttl,
+                         const char* writer, uint8_t wlen, const char* holder, uint8_t hlen,
+                         uint8_t horigin, bint only_if_newer) except -1:
+        """Replica: sets a param to the owner's decided state (``value``: type byte + data)."""
+        cdef uint64_t h = bm_hash(addr, alen)
+        cdef Param* prm = self.params.get(addr, alen, h)
+        if prm != NULL and only_if_newer and prm.revision >= revision:
+            return 0
+        if prm == NULL:
+            prm = self.params.create(addr, alen, h)
+        self.params.store_value(prm, value[0], value + 1, vlen - 1)
+        prm.revision = revision
+        prm.timestamp_us = ts
+        prm.expires_us = expires
+        prm.has_ttl = has_ttl
+        prm.ttl_raw = ttl
+        memcpy(prm.writer, writer, wlen)
+        prm.writer_len = wlen
+        memcpy(prm.holder, holder, hlen)
+        prm.holder_len = hlen
+        prm.holder_origin = horigin
         return 0
 
     cdef MatchList* param_receivers(self, Param* prm, Seg* segs, int nseg) except NULL:
@@ -405,6 +488,278 @@ cdef class Router:
             prm.match = NULL
             prm.match = self.trie.match(prm.address, segs, nseg)
         return prm.match
+
+    # --- bus records ------------------------------------------------------------
+
+    def receive_link(self, PeerLink link, data):
+        """Feeds bytes read from the bus connection to worker ``link.index``."""
+        cdef const uint8_t[::1] view = data
+        if view.shape[0]:
+            self.feed_link(link, &view[0], view.shape[0])
+
+    cdef int feed_link(self, PeerLink link, const uint8_t* data, Py_ssize_t n) except -1:
+        cdef Py_ssize_t pos = 0, size, rest
+        cdef const uint8_t* buf
+        cdef uint8_t kind
+        if link.in_size:
+            link.buffer_input(data, n)
+            buf = link.inbuf
+            n = link.in_size
+        else:
+            buf = data
+        while n - pos >= 5:
+            size = load_u32(buf + pos)
+            if n - pos - 4 < size:
+                break
+            kind = buf[pos + 4]
+            if kind == R_PUBLISH:
+                self.on_forwarded_publish(buf + pos + 5, size - 1)
+            elif kind == R_REPLICATE:
+                self.on_replicate(buf + pos + 5, size - 1)
+            elif kind == R_SET_REQ and not self.holding:
+                self.on_set_request(link, buf + pos + 5, size - 1)
+            elif self.cluster is not None:
+                self.cluster.on_record(link, kind, PyBytes_FromStringAndSize(<const char*>buf + pos + 5, size - 1))
+            pos += 4 + size
+        rest = n - pos
+        if buf == link.inbuf:
+            if rest and pos:
+                memmove(link.inbuf, link.inbuf + pos, rest)
+            link.in_size = rest
+        elif rest:
+            link.buffer_input(data + pos, rest)
+        return 0
+
+    cdef int on_forwarded_publish(self, const uint8_t* b, Py_ssize_t n) except -1:
+        """Another worker's PUBLISH (a ready frame): deliver it to our own subscribers."""
+        cdef PublishView v
+        cdef Reader r
+        cdef Seg segs[MAX_SEGMENTS]
+        cdef int nseg
+        cdef Py_ssize_t hl = _ws_header_len(b, n)
+        cdef const uint8_t* p
+        if hl < 0 or n < hl + 4:
+            return 0
+        p = b + hl + 4
+        if parse_publish(p, n - hl - 4, &v, &r):
+            return 0
+        nseg = split_address(<const char*>p + v.addr_pos, v.addr_len, segs)
+        if nseg < 0:
+            return 0
+        return self.deliver(self.publish_receivers(<const char*>p + v.addr_pos, v.addr_len, segs, nseg),
+                            <uint8_t>(1 << v.signal), None, False, b, n,
+                            <const char*>p + v.addr_pos, v.addr_len, NULL)
+
+    cdef int on_set_request(self, PeerLink link, const uint8_t* b, Py_ssize_t n) except -1:
+        """Owner: a SET from a session on worker ``link.index``."""
+        cdef SetView v
+        cdef Reader r
+        cdef Seg segs[MAX_SEGMENTS]
+        cdef int nseg
+        cdef uint64_t seq = load_u64(b)
+        cdef uint8_t qos = b[8]
+        cdef uint8_t idlen = b[9]
+        cdef const char* wid = <const char*>b + 10
+        cdef const uint8_t* p = b + 10 + idlen
+        cdef Py_ssize_t pn = n - 10 - idlen
+        cdef int origin = link.index
+        if parse_set(p, pn, &v, &r):
+            return self._write_error(None, origin, seq, E_BAD_FRAME, reader_error(&r, "SET"), None)
+        if seq <= self.applied[origin]:
+            # decided before this owner restarted: answer, do not apply twice
+            return self._duplicate(link, seq, (<const char*>p + v.addr_pos)[:v.addr_len])
+        nseg = split_address(<const char*>p + v.addr_pos, v.addr_len, segs)
+        if nseg < 0:
+            address = (<const char*>p + v.addr_pos)[:v.addr_len].decode()
+            return self._write_error(None, origin, seq, E_ADDRESS, address_error(nseg, "address", address),
+                                     address)
+        return self.apply_set(wid, idlen, None, origin, seq, p, &v, segs, nseg, qos)
+
+    def _duplicate(self, PeerLink link, uint64_t seq, bytes address):
+        cdef Param* prm = self.params.get(address, len(address), bm_hash(address, len(address)))
+        rev = prm.revision if prm != NULL else 0
+        link.send_record(R_DUP, seq.to_bytes(8, "big") + rev.to_bytes(8, "big"))
+        return 0
+
+    cdef int on_replicate(self, const uint8_t* b, Py_ssize_t n) except -1:
+        """Replica: the owner decided a SET: store it, deliver it to our subscribers."""
+        cdef SetView v
+        cdef Reader r
+        cdef Seg segs[MAX_SEGMENTS]
+        cdef int nseg
+        cdef uint8_t origin = b[0]
+        cdef uint64_t seq = load_u64(b + 1)
+        cdef const uint8_t* st = b + 9
+        cdef uint8_t wlen = st[21]
+        cdef uint8_t hlen = st[22 + wlen]
+        cdef Py_ssize_t sh = 22 + wlen + 1 + hlen + 1
+        cdef const uint8_t* frame = st + sh
+        cdef Py_ssize_t fn = n - 9 - sh
+        cdef Py_ssize_t hl = _ws_header_len(frame, fn)
+        cdef const uint8_t* p
+        cdef const char* addr
+        cdef Param* prm
+        cdef uint8_t vtype_buf[1]
+        if hl < 0 or fn < hl + 4:
+            return 0
+        p = frame + hl + 4
+        if parse_set(p, fn - hl - 4, &v, &r):
+            return 0
+        addr = <const char*>p + v.addr_pos
+        nseg = split_address(addr, v.addr_len, segs)
+        if nseg < 0:
+            return 0
+        self._store_replica(addr, v.addr_len, v.vtype, p + v.value_pos, v.value_end - v.value_pos,
+                            v.revision, st)
+        prm = self.params.get(addr, v.addr_len, bm_hash(addr, v.addr_len))
+        self.deliver(self.param_receivers(prm, segs, nseg), 0x01, None, False, frame, fn,
+                     addr, v.addr_len, prm)
+        if seq > self.applied[origin]:
+            self.applied[origin] = seq
+        if origin == self.worker_index and seq:
+            self.resolve_pending(seq, v.revision, addr, v.addr_len)
+        return 0
+
+    cdef int _store_replica(self, const char* addr, Py_ssize_t alen, uint8_t vtype, const uint8_t* data,
+                            Py_ssize_t dlen, uint64_t revision, const uint8_t* st) except -1:
+        cdef uint64_t h = bm_hash(addr, alen)
+        cdef Param* prm = self.params.get(addr, alen, h)
+        cdef uint8_t wlen = st[21]
+        cdef uint8_t hlen = st[22 + wlen]
+        if prm == NULL:
+            prm = self.params.create(addr, alen, h)
+        self.params.store_value(prm, vtype, data, dlen)
+        prm.revision = revision
+        prm.timestamp_us = load_u64(st)
+        prm.expires_us = load_u64(st + 8)
+        prm.has_ttl = st[16]
+        prm.ttl_raw = load_u32(st + 17)
+        memcpy(prm.writer, st + 22, wlen)
+        prm.writer_len = wlen
+        memcpy(prm.holder, st + 23 + wlen, hlen)
+        prm.holder_len = hlen
+        prm.holder_origin = st[23 + wlen + hlen]
+        return 0
+
+    cdef int resolve_pending(self, uint64_t seq, uint64_t revision, const char* addr, Py_ssize_t alen) except -1:
+        """A request of ours was decided: answer the session that sent it."""
+        cdef Pending* f = self.pending.front()
+        while f != NULL and f.seq < seq:
+            log.warning("bus: request %d of worker %d got no decision; dropped", f.seq, self.worker_index)
+            self.pending.pop()
+            f = self.pending.front()
+        if f == NULL or f.seq != seq:
+            return 0
+        if f.kind == PK_SET and f.qos >= 1 and f.session != NULL and not (<Session>f.session).closed:
+            self.send_ack(<Session>f.session, addr, alen, revision)
+        self.pending.pop()
+        return 0
+
+    def resolve_reject(self, bytes body):
+        """Our request was refused by the owner: ERROR to the session."""
+        cdef Pending* f
+        seq = int.from_bytes(body[:8], "big")
+        code = int.from_bytes(body[8:10], "big")
+        mlen = int.from_bytes(body[10:12], "big")
+        message = body[12:12 + mlen].decode()
+        alen = int.from_bytes(body[12 + mlen:14 + mlen], "big")
+        address = body[14 + mlen:14 + mlen + alen].decode() or None
+        f = self._pending_for(seq)
+        if f == NULL:
+            return
+        if f.session != NULL and not (<Session>f.session).closed:
+            self.error(<Session>f.session, code, message, address)
+        self.pending.pop()
+
+    def resolve_done(self, bytes body):
+        """Our BUNDLE (or lock release) was applied by the owner."""
+        cdef Pending* f
+        cdef Session s
+        seq = int.from_bytes(body[:8], "big")
+        revision = int.from_bytes(body[8:16], "big")
+        f = self._pending_for(seq)
+        if f == NULL:
+            return
+        if f.kind == PK_BUNDLE and f.session != NULL:
+            s = <Session>f.session
+            bundle = decode_payload(PyBytes_FromStringAndSize(<const char*>self.pending.payload(f), f.len))
+            qos = f.qos
+            self.pending.pop()
+            self._publish_bundle_part(s, bundle)
+            if qos >= 1 and not s.closed:
+                self.send(s, M.Ack(revision=revision or None))
+            return
+        self.pending.pop()
+
+    def resolve_dup(self, bytes body):
+        """Our request had been applied before the owner restarted."""
+        cdef Pending* f
+        seq = int.from_bytes(body[:8], "big")
+        revision = int.from_bytes(body[8:16], "big")
+        f = self._pending_for(seq)
+        if f == NULL:
+            return
+        if f.kind == PK_SET and f.qos >= 1 and f.session != NULL and not (<Session>f.session).closed:
+            msg = decode_payload(PyBytes_FromStringAndSize(<const char*>self.pending.payload(f), f.len))
+            self.send(<Session>f.session, M.Ack(address=msg.address, revision=revision))
+        self.pending.pop()
+
+    cdef Pending* _pending_for(self, uint64_t seq):
+        cdef Pending* f = self.pending.front()
+        while f != NULL and f.seq < seq:
+            self.pending.pop()
+            f = self.pending.front()
+        return f if f != NULL and f.seq == seq else NULL
+
+    def _forward_request(self, int kind, int record, Session s, int qos, bytes payload):
+        """Not the owner: queue a BUNDLE or lock-release request and send it if the owner is up."""
+        self.next_seq += 1
+        seq = self.next_seq
+        self.pending.push(seq, s, qos, kind, <const uint8_t*>PyBytes_AS_STRING(payload), len(payload))
+        if self.owner_link is not None:
+            self.owner_link.send_record(record, self._request_head(seq, s, qos) + payload)
+
+    def _request_head(self, uint64_t seq, Session s, int qos):
+        sid = s.id.encode() if s is not None else b""
+        return seq.to_bytes(8, "big") + bytes((qos, len(sid))) + sid
+
+    def resend_pending(self):
+        """The owner restarted: send it every request it has not decided, in order."""
+        cdef Pending* f
+        cdef Py_ssize_t i
+        cdef Session s
+        for i in range(len(self.pending)):
+            f = self.pending.at(i)
+            s = <Session>f.session if f.session != NULL else None
+            payload = PyBytes_FromStringAndSize(<const char*>self.pending.payload(f), f.len)
+            record = {PK_SET: R_SET_REQ, PK_BUNDLE: R_BUNDLE_REQ, PK_RELEASE: R_RELEASE}[f.kind]
+            self.owner_link.send_record(record, self._request_head(f.seq, s, f.qos) + payload)
+
+    def owner_release(self, PeerLink link, bytes body):
+        """Owner: a session of worker ``link.index`` closed; free its locks."""
+        seq = int.from_bytes(body[:8], "big")
+        idlen = body[9]
+        holder = body[10:10 + idlen].decode()
+        self.release_locks(holder)
+        if seq > self.applied[link.index]:
+            self.applied[link.index] = seq
+        link.send_record(R_DONE, seq.to_bytes(8, "big") + bytes(8))
+
+    def owner_bundle(self, PeerLink link, bytes body):
+        """Owner: a BUNDLE from a session of worker ``link.index``."""
+        seq = int.from_bytes(body[:8], "big")
+        qos = body[8]
+        idlen = body[9]
+        holder = body[10:10 + idlen].decode()
+        if seq <= self.applied[link.index]:
+            link.send_record(R_DONE, seq.to_bytes(8, "big") + bytes(8))
+            return
+        msg = decode_payload(body[10 + idlen:])
+        ok, last = self._apply_bundle_sets(holder, None, link.index, seq, msg)
+        if ok:
+            if seq > self.applied[link.index]:
+                self.applied[link.index] = seq
+            link.send_record(R_DONE, seq.to_bytes(8, "big") + (last or 0).to_bytes(8, "big"))
 
     # --- PUBLISH ----------------------------------------------------------------
 
@@ -420,22 +775,13 @@ cdef class Router:
             address = (<const char*>p + v.addr_pos)[:v.addr_len].decode()
             return self.error(s, E_ADDRESS, address_error(nseg, "address", address), address)
         if v.codes_seen & NARROW_CODES or v.indicator == 2:
-            return self._reencode_publish(s, PyBytes_FromStringAndSize(<const char*>p, n), qos, throttled)
+            return self._reencode(s, PyBytes_FromStringAndSize(<const char*>p, n), qos, throttled)
         if v.signal == SIG_GESTURE and not throttled and self.gestures.enabled:
             if not self.gestures.admit(s, PyBytes_FromStringAndSize(<const char*>p, v.end),
                                        PyBytes_FromStringAndSize(<const char*>p + v.addr_pos, v.addr_len),
                                        v.gesture_id, v.phase):
                 return 0
         return self.route_publish(s, p, &v, segs, nseg)
-
-    def _reencode_publish(self, Session s, bytes payload, uint8_t qos, bint throttled):
-        """Narrow value codes widen; samples (which the Python client cannot read) become an array."""
-        msg = decode_payload(payload)
-        if msg.samples is not None:
-            msg.value = list(msg.samples)
-            msg.samples = None
-        cdef bytes out = encode_payload(msg)
-        return self.on_publish(s, <const uint8_t*>PyBytes_AS_STRING(out), len(out), qos, throttled)
 
     def forward_publish(self, Session s, bytes payload):
         """Routes a PUBLISH payload that already passed the gesture throttle."""
@@ -450,7 +796,7 @@ cdef class Router:
         clasp_header(frame + hl, publish_qos(v.signal), size)
         memcpy(frame + hl + 4, p, size)
         ml = self.publish_receivers(<const char*>p + v.addr_pos, v.addr_len, segs, nseg)
-        return self.deliver(ml, <uint8_t>(1 << v.signal), s, frame, hl + 4 + size,
+        return self.deliver(ml, <uint8_t>(1 << v.signal), s, True, frame, hl + 4 + size,
                             <const char*>p + v.addr_pos, v.addr_len, NULL)
 
     cdef MatchList* publish_receivers(self, const char* addr, Py_ssize_t n, Seg* segs, int nseg) except NULL:
@@ -491,27 +837,31 @@ cdef class Router:
 
     # --- fan-out ----------------------------------------------------------------
 
-    cdef int deliver(self, MatchList* ml, uint8_t bit, Endpoint exclude, const uint8_t* frame,
-                     Py_ssize_t n, const char* addr, Py_ssize_t alen, Param* prm) except -1:
+    cdef int deliver(self, MatchList* ml, uint8_t bit, Endpoint exclude, bint to_peers,
+                     const uint8_t* frame, Py_ssize_t n, const char* addr, Py_ssize_t alen,
+                     Param* prm) except -1:
         cdef Py_ssize_t i
         cdef MatchEntry* e
         cdef PyObject* skip = <PyObject*>exclude
+        cdef Endpoint target
         for i in range(ml.n):
             e = &ml.entries[i]
             if e.target == skip:
                 continue
+            target = <Endpoint>e.target
+            if target.is_peer and not to_peers:
+                continue
             if e.mask & bit:
-                (<Endpoint>e.target).push_routed(frame, n)
+                target.push_routed(frame, n)
                 self.routed += 1
             elif e.gated_mask & bit:
-                self._deliver_gated(<Endpoint>e.target, <list>e.gated, bit,
+                self._deliver_gated(target, <list>e.gated, bit,
                                     PyBytes_FromStringAndSize(<const char*>frame, n),
                                     PyBytes_FromStringAndSize(addr, alen), prm)
         return 0
 
     cdef _deliver_gated(self, Endpoint target, list gated, uint8_t bit, bytes frame, bytes address,
                         Param* prm):
-        cdef Subscription sub
         cdef object number = None
         cdef int64_t iv
         cdef uint64_t raw
@@ -522,7 +872,7 @@ cdef class Router:
             elif prm.value[0] == V_F64:
                 raw = load_u64(prm.value + 1)
                 number = (<double*>&raw)[0]
-        subs = [sub for sub in gated if sub.mask & bit]
+        subs = [sub for sub in gated if (<Subscription>sub).mask & bit]
         if subs and gates_admit(self, target, subs, address, frame, number):
             target.push_routed(<const uint8_t*>PyBytes_AS_STRING(frame), len(frame))
             self.routed += 1
@@ -540,21 +890,6 @@ cdef class Router:
             self.scratch = nb
             self.scratch_cap = n
         return self.scratch
-
-    def overflow(self, Endpoint e):
-        """A routed message to ``e`` was dropped: tell the client, at most once per interval."""
-        cdef double now = mono_s()
-        if not isinstance(e, Session):
-            return
-        if e.last_overflow_notice and now - e.last_overflow_notice < self.config.overflow_notice_interval:
-            return
-        e.last_overflow_notice = now
-        dropped = e.dropped - e.drops_at_notice
-        e.drops_at_notice = e.dropped
-        frame = _ws(encode_frame(M.Error(
-            E_OVERFLOW, f"send buffer full (buffer_size {self.limit_buffer} messages): {dropped} "
-                        f"message(s) dropped for this connection; read faster or subscribe to less")))
-        e.push_direct(<const uint8_t*>PyBytes_AS_STRING(frame), len(frame))
 
     # --- direct replies -------------------------------------------------------
 
@@ -654,11 +989,17 @@ cdef class Router:
         self.send_snapshot(s, None, True)
 
     def _set(self, Session s, msg, int qos):
-        cdef bytes payload = encode_payload(msg)
+        try:
+            payload = encode_payload(msg)
+        except EncodeError as exc:
+            return self.error(s, E_BAD_FRAME, f"SET cannot be applied: {exc}", msg.address)
         self.on_set(s, <const uint8_t*>PyBytes_AS_STRING(payload), len(payload), qos)
 
     def _publish(self, Session s, msg, int qos):
-        cdef bytes payload = encode_payload(msg)
+        try:
+            payload = encode_payload(msg)
+        except EncodeError as exc:
+            return self.error(s, E_BAD_FRAME, f"PUBLISH cannot be forwarded: {exc}", msg.address)
         self.on_publish(s, <const uint8_t*>PyBytes_AS_STRING(payload), len(payload), qos, False)
 
     def _subscribe(self, Session s, msg, int qos):
@@ -676,11 +1017,13 @@ cdef class Router:
         old = s.subs.pop(msg.id, None)
         if old is not None:
             self.trie.remove(old)
+            self._interest(old, -1)
             if old.gate is not None:
                 old.gate.close(self)
         sub = Subscription(s, msg.id, msg.pattern, msg.types & 0xFF,
                            SubscriptionGate.from_options(msg.options))
         self.trie.add(sub)
+        self._interest(sub, +1)
         s.subs[msg.id] = sub
         if sub.mask & 0x01:
             self.send_snapshot(s, msg.pattern, False)
@@ -691,6 +1034,7 @@ cdef class Router:
         sub = s.subs.pop(msg.id, None)
         if sub is not None:
             self.trie.remove(sub)
+            self._interest(sub, -1)
             if sub.gate is not None:
                 sub.gate.close(self)
 
@@ -717,10 +1061,15 @@ cdef class Router:
         self.send(s, M.Pong())
 
     def _announce(self, Session s, msg, int qos):
-        for sig in msg.signals:
-            self.signals[sig.address] = sig
+        self.add_signals(msg)
+        if self.cluster is not None:
+            self.cluster.broadcast_announce(encode_payload(msg))
         if qos >= 1:
             self.send(s, M.Ack(address=msg.namespace))
+
+    def add_signals(self, msg):
+        for sig in msg.signals:
+            self.signals[sig.address] = sig
 
     def _query(self, Session s, msg, int qos):
         problem = check_pattern(msg.pattern)
@@ -765,49 +1114,73 @@ cdef class Router:
             self._run_bundle(s, msg, qos)
 
     def _run_bundle(self, Session s, msg, int qos):
-        """All or nothing: every SET is checked against the state first.
-
-        A scheduled bundle whose session has closed by then is dropped."""
-        cdef bytes payload
-        cdef SetView v
-        cdef Reader r
-        cdef Param* prm
-        cdef const uint8_t* p
+        """All or nothing: every SET is checked against the state first, then the SETs are
+        applied in order, then the PUBLISHes are routed.  A scheduled bundle whose session
+        has closed by then is dropped."""
         if s.closed:
             return
-        payloads = [encode_payload(m) for m in msg.messages]
-        # simulate the bundle's own effect on revisions and locks while checking
+        sets = [m for m in msg.messages if type(m) is M.Set]
+        if sets and not self.is_owner:
+            if any(m.lock for m in sets):
+                s.may_hold_locks = True
+            self._forward_request(PK_BUNDLE, R_BUNDLE_REQ, s, qos,
+                                  encode_payload(M.Bundle(messages=msg.messages)))
+            return
+        ok, last = self._apply_bundle_sets(s.id, s, self.worker_index, 0, msg)
+        if not ok:
+            return
+        self._publish_bundle_part(s, msg)
+        if qos >= 1:
+            self.send(s, M.Ack(revision=last))
+
+    def _apply_bundle_sets(self, str holder, Session local, int origin, uint64_t seq, msg):
+        """Owner: checks then applies the SETs of a bundle; returns (applied?, last revision)."""
+        cdef bytes wid = holder.encode()
         planned = {}
-        for m, payload in zip(msg.messages, payloads):
+        for m in msg.messages:
             if type(m) is not M.Set:
                 continue
             state = planned.get(m.address)
             if state is None:
                 state = self.param_state(m.address)
-            revision, holder = state
-            if holder is not None and holder != s.id:
-                return self.error(s, E_LOCKED, f"BUNDLE rejected, nothing applied: {m.address} is locked "
-                                               f"by another session", m.address)
+            revision, lock_holder = state
             exists = revision != 0 or m.address in planned
             if m.revision is not None and exists and m.revision != revision:
-                return self.error(s, E_STALE, f"BUNDLE rejected, nothing applied: stale revision for "
-                                              f"{m.address} (expected {m.revision}, current {revision})",
-                                  m.address)
+                self._write_error(local, origin, seq, E_STALE,
+                                  f"BUNDLE rejected, nothing applied: stale revision for {m.address} "
+                                  f"(expected {m.revision}, current {revision})", m.address)
+                return False, None
+            if lock_holder is not None and lock_holder != holder:
+                self._write_error(local, origin, seq, E_LOCKED,
+                                  f"BUNDLE rejected, nothing applied: {m.address} is locked by another "
+                                  f"session", m.address)
+                return False, None
             if m.unlock:
-                holder = None
+                lock_holder = None
             if m.lock:
-                holder = s.id
-            planned[m.address] = (revision + 1, holder)
+                lock_holder = holder
+            planned[m.address] = (revision + 1, lock_holder)
         last = None
-        for m, payload in zip(msg.messages, payloads):
-            p = <const uint8_t*>PyBytes_AS_STRING(payload)
+        for m in msg.messages:
             if type(m) is M.Set:
-                self.on_set(s, p, len(payload), 0)
+                self._apply_encoded_set(wid, local, origin, encode_payload(m))
                 last = self.param_state(m.address)[0]
-            else:
-                self.on_publish(s, p, len(payload), 0, True)
-        if qos >= 1:
-            self.send(s, M.Ack(revision=last))
+        return True, last
+
+    def _apply_encoded_set(self, bytes wid, Session local, int origin, bytes payload):
+        cdef SetView v
+        cdef Reader r
+        cdef Seg segs[MAX_SEGMENTS]
+        cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(payload)
+        parse_set(p, len(payload), &v, &r)
+        nseg = split_address(<const char*>p + v.addr_pos, v.addr_len, segs)
+        self.apply_set(wid, len(wid), local, origin, 0, p, &v, segs, nseg, 0)
+
+    def _publish_bundle_part(self, Session s, msg):
+        for m in msg.messages:
+            if type(m) is M.Publish:
+                payload = encode_payload(m)
+                self.on_publish(s, <const uint8_t*>PyBytes_AS_STRING(payload), len(payload), 0, True)
 
     # --- state access (Python level) -------------------------------------------
 
@@ -859,6 +1232,99 @@ cdef class Router:
     @property
     def param_count(self):
         return len(self.params)
+
+    # --- cluster plumbing (called by clasp_fast.cluster.node) ---------------------
+
+    def attach_cluster(self, node, int worker_index):
+        """Makes this router worker ``worker_index`` of a cluster whose owner is worker 0."""
+        if not 0 <= worker_index < MAX_WORKERS:
+            raise ValueError(f"worker index {worker_index} out of range (at most {MAX_WORKERS} workers)")
+        self.cluster = node
+        self.worker_index = worker_index
+        self.is_owner = worker_index == 0
+
+    def add_link(self, int index) -> PeerLink:
+        link = PeerLink(self, index)
+        self.links[index] = link
+        return link
+
+    def remove_link(self, PeerLink link):
+        """The bus connection to ``link.index`` is gone (that worker died or restarts)."""
+        if self.links[link.index] is link:
+            self.links[link.index] = None
+        if self.owner_link is link:
+            self.owner_link = None
+        link.closed = True
+        link.reset_output()
+        if self.is_owner:
+            self.release_origin(link.index)
+
+    def interest_entries(self):
+        """The (pattern, mask) pairs our sessions subscribe to."""
+        return list(self.interest)
+
+    def dump_state(self, PeerLink link):
+        """Sends ``link`` every param (R_SYNC_PARAM records) for a restarted worker."""
+        cdef Py_ssize_t i, hn
+        cdef Param* prm
+        cdef uint64_t now = wall_us()
+        cdef uint8_t* head
+        for i in range(self.params.capacity()):
+            prm = self.params.slot(i)
+            if prm == NULL or param_expired(prm, now):
+                continue
+            head = self.reserve_scratch(8 + STATE_HEAD_MAX + 2 + prm.addr_len)
+            store_u64(head, prm.revision)
+            hn = 8 + self.state_head(prm, head + 8)
+            store_u16(head + hn, <uint16_t>prm.addr_len)
+            memcpy(head + hn + 2, prm.address, prm.addr_len)
+            link.push_record(R_SYNC_PARAM, head, hn + 2 + prm.addr_len, prm.value, prm.value_len)
+
+    def merge_param(self, bytes body):
+        """Restarted worker: one R_SYNC_PARAM; kept if newer than what we have."""
+        cdef const uint8_t* b = <const uint8_t*>PyBytes_AS_STRING(body)
+        cdef uint64_t revision = load_u64(b)
+        cdef const uint8_t* st = b + 8
+        cdef uint8_t wlen = st[21]
+        cdef uint8_t hlen = st[22 + wlen]
+        cdef Py_ssize_t sh = 22 + wlen + 1 + hlen + 1
+        cdef const uint8_t* a = st + sh
+        cdef Py_ssize_t alen = load_u16(a)
+        cdef const uint8_t* value = a + 2 + alen
+        cdef Py_ssize_t vlen = len(body) - 8 - sh - 2 - alen
+        self.store_state(<const char*>a + 2, alen, value, vlen, revision, load_u64(st), load_u64(st + 8),
+                         st[16], load_u32(st + 17), <const char*>st + 22, wlen,
+                         <const char*>st + 23 + wlen, hlen, st[23 + wlen + hlen], True)
+
+    def applied_vector(self):
+        return {i: self.applied[i] for i in range(MAX_WORKERS) if self.applied[i]}
+
+    def merge_applied(self, dict vector):
+        for i, seq in vector.items():
+            if seq > self.applied[i]:
+                self.applied[i] = seq
+
+    def rebuild_holders(self, int dead_origin=-1):
+        """Owner after a restart: re-learn who holds which lock from the merged state, and free
+        the locks of sessions that lived on ``dead_origin`` (the previous owner process)."""
+        cdef Py_ssize_t i
+        cdef Param* prm
+        self.holders.clear()
+        self.holder_origin.clear()
+        for i in range(self.params.capacity()):
+            prm = self.params.slot(i)
+            if prm != NULL and prm.holder_len:
+                self._lock_changed(prm.holder[:prm.holder_len].decode(), prm.holder_origin,
+                                   prm.address[:prm.addr_len].decode(), True)
+        if dead_origin >= 0:
+            self.release_origin(dead_origin)
+
+    def broadcast_state(self):
+        """Owner after a restart: every param to every worker, so replicas that missed the
+        last decisions of the previous owner catch up."""
+        for link in self.links:
+            if link is not None:
+                self.dump_state(link)
 
     # --- timers -------------------------------------------------------------------
 

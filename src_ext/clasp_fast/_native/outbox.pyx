@@ -1,0 +1,215 @@
+"""Endpoints and their output buffers (see outbox.pxd)."""
+import uuid
+
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memcpy, memmove
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+
+from clasp_fast._native.wire cimport store_u32, ws_binary_header, MAX_WS_HEADER
+
+cdef enum:
+    INITIAL_OUT = 512
+    KEEP_OUT = 65536            # buffers up to this size are kept between flushes
+    PRESSURE_BYTES = 1 << 20    # ask the edge to flush an endpoint this full
+
+
+cdef inline double mono_s() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef class Hub:
+    """Collects endpoints that have output; the I/O edge drains them."""
+
+    def __cinit__(self, *args, **kwargs):
+        self.dirty = []
+        self.limit_buffer = 1000
+        self.overflow_interval = 10.0
+
+    def take_dirty(self) -> list:
+        """Endpoints that have queued output since the last call."""
+        cdef Endpoint e
+        out = self.dirty
+        self.dirty = []
+        for e in out:
+            e.dirty = False
+        return out
+
+    cdef int overflow(self, Endpoint e) except -1:
+        """A routed message to ``e`` was dropped: tell the client, at most once per interval."""
+        cdef double now = mono_s()
+        cdef bytes frame
+        if e.is_peer:
+            return 0
+        if e.last_overflow_notice and now - e.last_overflow_notice < self.overflow_interval:
+            return 0
+        e.last_overflow_notice = now
+        dropped = e.dropped - e.drops_at_notice
+        e.drops_at_notice = e.dropped
+        from clasp_fast.protocol import encode_frame, ws_frame, Error
+        frame = ws_frame(encode_frame(Error(
+            503, f"send buffer full (buffer_size {self.limit_buffer} messages): {dropped} "
+                 f"message(s) dropped for this connection; read faster or subscribe to less")))
+        return e.push_direct(<const uint8_t*>PyBytes_AS_STRING(frame), len(frame))
+
+
+cdef class Endpoint:
+    """A receiver with a buffer of complete frames waiting for the next flush."""
+
+    def __dealloc__(self):
+        free(self.out)
+
+    cdef void mark_dirty(self) except *:
+        if not self.dirty:
+            self.dirty = True
+            self.hub.dirty.append(self)
+            if len(self.hub.dirty) == 1 and self.hub.on_dirty is not None:
+                self.hub.on_dirty()
+
+    cdef int append(self, const uint8_t* data, Py_ssize_t n) except -1:
+        cdef Py_ssize_t cap
+        cdef uint8_t* nb
+        if self.out_size + n > self.out_cap:
+            cap = self.out_cap if self.out_cap else INITIAL_OUT
+            while cap < self.out_size + n:
+                cap *= 2
+            nb = <uint8_t*>realloc(self.out, cap)
+            if nb == NULL:
+                raise MemoryError()
+            self.out = nb
+            self.out_cap = cap
+        memcpy(self.out + self.out_size, data, n)
+        self.out_size += n
+        self.sent += 1
+        self.mark_dirty()
+        return 0
+
+    cdef int push_routed(self, const uint8_t* frame, Py_ssize_t n) except -1:
+        """Queues a routed message (SET/PUBLISH fan-out); dropped if the buffer is full."""
+        if self.closed:
+            return 0
+        if self.out_count >= self.hub.limit_buffer or self.out_size >= PRESSURE_BYTES:
+            if not self.paused and self.hub.on_pressure is not None:
+                self.hub.on_pressure(self)
+            if self.out_count >= self.hub.limit_buffer:
+                self.dropped += 1
+                self.hub.overflow(self)
+                return 0
+        self.out_count += 1
+        return self.append(frame, n)
+
+    cdef int push_direct(self, const uint8_t* frame, Py_ssize_t n) except -1:
+        """Queues a direct reply (WELCOME, SNAPSHOT, ACK, ERROR, ...): never dropped."""
+        if self.closed:
+            return 0
+        return self.append(frame, n)
+
+    cdef void reset_output(self) noexcept:
+        self.out_size = 0
+        self.out_count = 0
+        if self.out_cap > KEEP_OUT:
+            free(self.out)
+            self.out = NULL
+            self.out_cap = 0
+
+    # Python surface ---------------------------------------------------------
+    @property
+    def pending_bytes(self):
+        return self.out_size
+
+    def take_output_raw(self) -> bytes:
+        """Everything queued, as written to the socket; clears the buffer."""
+        data = PyBytes_FromStringAndSize(<const char*>self.out, self.out_size)
+        self.reset_output()
+        return data
+
+    def take_output(self) -> list:
+        """Everything queued, as a list of CLASP frames; clears the buffer."""
+        from clasp_fast.protocol import ws_unframe
+        return ws_unframe(self.take_output_raw())
+
+    def send_frame(self, bytes clasp_frame):
+        """Queues one CLASP frame as a direct reply."""
+        cdef uint8_t hdr[MAX_WS_HEADER]
+        cdef Py_ssize_t hl = ws_binary_header(hdr, len(clasp_frame))
+        cdef bytes ws = PyBytes_FromStringAndSize(<const char*>hdr, hl) + clasp_frame
+        self.push_direct(<const uint8_t*>PyBytes_AS_STRING(ws), len(ws))
+
+
+cdef class Session(Endpoint):
+    """One client connection, from upgrade to close."""
+
+    def __cinit__(self, Hub hub, str peer=None):
+        self.hub = hub
+        self.peer = peer
+        self.id = str(uuid.uuid4())
+        b = self.id.encode()
+        memcpy(self.idc, <const char*>b, len(b))
+        self.idlen = len(b)
+        self.name = None
+        self.subs = {}
+
+    def __repr__(self):
+        return f"<Session {self.id} {self.name!r} peer={self.peer}>"
+
+    @property
+    def subscriptions(self):
+        return dict(self.subs)
+
+
+cdef class PeerLink(Endpoint):
+    """The bus channel to one other worker: records out, records in (FIFO both ways)."""
+
+    def __cinit__(self, Hub hub, int index):
+        self.hub = hub
+        self.index = index
+        self.is_peer = True
+
+    def __dealloc__(self):
+        free(self.inbuf)
+
+    def __repr__(self):
+        return f"<PeerLink to worker {self.index}>"
+
+    cdef int push_record(self, uint8_t kind, const uint8_t* a, Py_ssize_t an,
+                         const uint8_t* b, Py_ssize_t bn) except -1:
+        """Queues one record: its body is ``a`` followed by ``b`` (either may be empty)."""
+        cdef uint8_t head[5]
+        if self.closed:
+            return 0
+        store_u32(head, <uint32_t>(1 + an + bn))
+        head[4] = kind
+        self.append(head, 5)
+        if an:
+            self.append(a, an)
+        if bn:
+            self.append(b, bn)
+        self.sent -= 2 if an and bn else (1 if an or bn else 0)
+        return 0
+
+    cdef int push_routed(self, const uint8_t* frame, Py_ssize_t n) except -1:
+        """A PUBLISH routed to this worker: forward the ready frame (never dropped)."""
+        return self.push_record(R_PUBLISH, frame, n, NULL, 0)
+
+    cdef int buffer_input(self, const uint8_t* data, Py_ssize_t n) except -1:
+        cdef Py_ssize_t cap
+        cdef uint8_t* nb
+        if self.in_size + n > self.in_cap:
+            cap = self.in_cap if self.in_cap else 4096
+            while cap < self.in_size + n:
+                cap *= 2
+            nb = <uint8_t*>realloc(self.inbuf, cap)
+            if nb == NULL:
+                raise MemoryError()
+            self.inbuf = nb
+            self.in_cap = cap
+        memcpy(self.inbuf + self.in_size, data, n)
+        self.in_size += n
+        return 0
+
+    def send_record(self, int kind, bytes body=b""):
+        """Queues one record (Python level: rare kinds)."""
+        self.push_record(<uint8_t>kind, <const uint8_t*>PyBytes_AS_STRING(body), len(body), NULL, 0)
