@@ -26,8 +26,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class RouterProcess:
-    def __init__(self, *args: str, workers: int = 1, host: str = "127.0.0.1",
+    def __init__(self, *args: str, workers: Optional[int] = None, host: str = "127.0.0.1",
                  port: Optional[int] = None, env: Optional[dict] = None):
+        if workers is None:
+            workers = int(os.environ.get("CLASP_FAST_TEST_WORKERS", "1"))
         self.host = host
         self.port = port or free_port(host)
         self.args = ["--host", host, "--port", str(self.port), "--workers", str(workers),

@@ -66,7 +66,8 @@ class ClaspServer:
 
     # --- lifecycle ----------------------------------------------------------------
 
-    async def start(self) -> tuple[str, int]:
+    def prepare(self) -> None:
+        """Sets up the I/O edge (flushing, timers, keepalive) before anything connects."""
         loop = asyncio.get_running_loop()
         if not self.picows_logger.isEnabledFor(logging.DEBUG):
             self.picows_logger.setLevel(logging.WARNING)
@@ -74,6 +75,10 @@ class ClaspServer:
                          hello_timeout=self.config.hello_timeout,
                          ping_interval=self.config.ping_interval,
                          pong_timeout=self.config.pong_timeout)
+
+    async def listen(self) -> tuple[str, int]:
+        """Starts accepting clients; returns the address it listens on."""
+        loop = asyncio.get_running_loop()
         if self.sock is not None:
             self._server = await loop.create_server(lambda: HandshakeGate(self), sock=self.sock,
                                                     backlog=4096)
@@ -84,6 +89,10 @@ class ClaspServer:
         self.accepting = True
         sockname = self._server.sockets[0].getsockname()
         return sockname[0], sockname[1]
+
+    async def start(self) -> tuple[str, int]:
+        self.prepare()
+        return await self.listen()
 
     async def stop(self, timeout: float = 3.0) -> None:
         """Stops accepting, closes every connection with 1001, waits for them to go."""

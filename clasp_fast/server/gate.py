@@ -160,6 +160,9 @@ class HandshakeGate(asyncio.Protocol):
     def _handoff(self, client_ip: str):
         server = self.server
         released = False
+        if log.isEnabledFor(logging.DEBUG):
+            peer = self.transport.get_extra_info("peername")
+            log.debug("connection from %s:%s (client %s)", peer[0], peer[1], client_ip)
 
         def release():
             nonlocal released

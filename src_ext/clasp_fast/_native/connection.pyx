@@ -12,9 +12,11 @@ comes from: one syscall per connection per tick, not one per message.
 It also keeps connections alive: a once-a-second sweep closes connections that
 sent no HELLO in time, pings idle ones and closes those that do not answer.
 """
+from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport uint8_t
 from picows.picows cimport WSListener, WSTransport, WSFrame, WSMsgType, WSCloseCode
-from clasp_fast._native.router cimport Router, Session, Endpoint
+from clasp_fast._native.router cimport Router
+from clasp_fast._native.outbox cimport Session, Endpoint
 
 import logging
 
@@ -177,6 +179,12 @@ cdef class Edge:
         cdef Connection conn
         cdef WSTransport t
         if ep.out_size == 0 or ep.paused:
+            return
+        if ep.is_peer:
+            # a bus link to another worker: an asyncio transport
+            if ep.io is not None and not ep.io.is_closing():
+                ep.io.write(PyBytes_FromStringAndSize(<const char*>ep.out, ep.out_size))
+            ep.reset_output()
             return
         conn = <Connection>ep.io if ep.io is not None else None
         if conn is None or conn.transport is None:

@@ -55,6 +55,8 @@ cdef class Session(Endpoint):
     cdef public object close_request    # (code, reason) once the core wants it closed
     cdef dict subs                      # id -> Subscription
     cdef public bint may_hold_locks     # sent a SET with lock: tell the owner on close
+    cdef public uint32_t inflight       # requests sent to the owner, not yet decided
+    cdef public list held               # frames waiting for `inflight` to drain (in order)
     cdef double rate_window
     cdef uint32_t rate_count
     cdef double last_limit_notice       # last ERROR 429
@@ -78,6 +80,7 @@ cdef enum:
     R_SYNC_PARAM = 13       # one param's full state
     R_SYNC_DONE = 14        # u8 count, count x (u8 origin, u64 applied seq)
     R_DUP = 15              # u64 seq, u64 revision: that request was applied already
+    R_PUB_REQ = 16          # u64 seq, u8 qos, u8 id length, id, PUBLISH payload (to the owner)
 
 
 cdef class PeerLink(Endpoint):

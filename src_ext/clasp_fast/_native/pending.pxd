@@ -10,6 +10,7 @@ cdef enum:
     PK_SET = 1
     PK_BUNDLE = 2
     PK_RELEASE = 3
+    PK_PUBLISH = 4
 
 cdef struct Pending:
     uint64_t seq

@@ -15,7 +15,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from clasp_fast._native.bytesmap cimport BytesMap
 from clasp_fast._native.patterns cimport Trie, MatchList, Seg, MAX_SEGMENTS
 from clasp_fast._native.params cimport ParamStore, Param, ID_MAX
-from clasp_fast._native.wire cimport SetView, PublishView
+from clasp_fast._native.wire cimport SetView, PublishView, FrameHeader
 from clasp_fast._native.outbox cimport Hub, Endpoint, Session, PeerLink
 from clasp_fast._native.pending cimport PendingQueue, Pending
 
@@ -64,11 +64,17 @@ cdef class Router(Hub):
     cdef int on_publish(self, Session s, const uint8_t* p, Py_ssize_t n, uint8_t qos, bint throttled) except -1
     cdef int apply_set(self, const char* wid, uint8_t wlen, Session local, int origin, uint64_t seq,
                        const uint8_t* p, SetView* v, Seg* segs, int nseg, uint8_t qos) except -1
-    cdef int forward_set(self, Session s, const uint8_t* p, Py_ssize_t n, uint8_t qos) except -1
+    cdef int forward_request(self, Session s, uint8_t kind, uint8_t record, const uint8_t* p,
+                             Py_ssize_t n, uint8_t qos) except -1
+    cdef int gated(self, Session s, const uint8_t* data, Py_ssize_t n, FrameHeader* h) except -1
+    cdef int complete(self, Pending* f) except -1
+    cdef int on_publish_request(self, PeerLink link, const uint8_t* b, Py_ssize_t n) except -1
+    cdef int on_done(self, const uint8_t* b, Py_ssize_t n) except -1
     cdef int on_replicate(self, const uint8_t* b, Py_ssize_t n) except -1
     cdef int on_set_request(self, PeerLink link, const uint8_t* b, Py_ssize_t n) except -1
     cdef int on_forwarded_publish(self, const uint8_t* b, Py_ssize_t n) except -1
-    cdef int route_publish(self, Session s, const uint8_t* p, PublishView* v, Seg* segs, int nseg) except -1
+    cdef int route_publish(self, Endpoint exclude, bint to_peers, const uint8_t* p, PublishView* v,
+                           Seg* segs, int nseg) except -1
     cdef MatchList* param_receivers(self, Param* prm, Seg* segs, int nseg) except NULL
     cdef MatchList* publish_receivers(self, const char* addr, Py_ssize_t n, Seg* segs, int nseg) except NULL
     cdef int deliver(self, MatchList* ml, uint8_t bit, Endpoint exclude, bint to_peers,

@@ -43,8 +43,9 @@ from clasp_fast._native.wire cimport (
     SET_HAS_REVISION, SET_LOCK, SET_UNLOCK, SET_HAS_TTL, SIG_GESTURE, V_I64, V_F64)
 from clasp_fast._native.outbox cimport (Hub, Endpoint, Session, PeerLink, R_PUBLISH, R_SET_REQ,
                                        R_REPLICATE, R_REJECT, R_BUNDLE_REQ, R_DONE, R_RELEASE,
-                                       R_HOLDER, R_SYNC_PARAM, R_DUP)
-from clasp_fast._native.pending cimport PendingQueue, Pending, PK_SET, PK_BUNDLE, PK_RELEASE
+                                       R_HOLDER, R_SYNC_PARAM, R_DUP, R_PUB_REQ)
+from clasp_fast._native.pending cimport (PendingQueue, Pending, PK_SET, PK_BUNDLE, PK_RELEASE,
+                                        PK_PUBLISH)
 
 from clasp_fast._native.wire import (DecodeError, EncodeError, decode_payload, encode_frame,
                                     encode_payload, header_error)
@@ -240,12 +241,38 @@ cdef class Router(Hub):
                     self.error(s, E_LIMIT, f"rate limit: more than {self.max_rate_in} messages in one "
                                            f"second (max_messages_per_second); messages are being dropped")
                 return 0
-        t = data[h.header_size]
+        return self.gated(s, data, n, &h)
+
+    cdef int gated(self, Session s, const uint8_t* data, Py_ssize_t n, FrameHeader* h) except -1:
+        """Keeps a session's own order across workers: while it has requests at the owner,
+        anything that would be answered here (GET, SUBSCRIBE, PING, ...) waits for them, and
+        so does everything after it.  (One worker: never waits.)"""
+        cdef uint8_t t = data[h.header_size]
+        if s.held is not None:
+            s.held.append(PyBytes_FromStringAndSize(<const char*>data, n))
+            return 0
+        if s.inflight and t != T_SET and t != T_PUBLISH:
+            s.held = [PyBytes_FromStringAndSize(<const char*>data, n)]
+            return 0
         if t == T_SET:
             return self.on_set(s, data + h.header_size, h.payload_size, h.qos)
         if t == T_PUBLISH:
             return self.on_publish(s, data + h.header_size, h.payload_size, h.qos, False)
         return self.slow_path(s, data, n, h.qos, h.header_size)
+
+    def _drain(self, Session s):
+        """The session's requests are all decided: run what waited, in order."""
+        cdef FrameHeader h
+        cdef bytes f
+        frames, s.held = s.held, None
+        for i, f in enumerate(frames):
+            if s.closed:
+                return
+            if s.held is not None:
+                s.held.extend(frames[i:])
+                return
+            parse_header(<const uint8_t*>PyBytes_AS_STRING(f), len(f), &h)
+            self.gated(s, <const uint8_t*>PyBytes_AS_STRING(f), len(f), &h)
 
     # --- SET ------------------------------------------------------------------
 
@@ -272,7 +299,7 @@ cdef class Router(Hub):
         if not self.is_owner:
             if v.flags & SET_LOCK:
                 s.may_hold_locks = True
-            return self.forward_set(s, p, n, qos)
+            return self.forward_request(s, PK_SET, R_SET_REQ, p, n, qos)
         return self.apply_set(s.idc, s.idlen, s, self.worker_index, 0, p, &v, segs, nseg, qos)
 
     def _reencode(self, Session s, bytes payload, uint8_t qos, bint throttled):
@@ -291,19 +318,22 @@ cdef class Router(Hub):
             return self.on_set(s, <const uint8_t*>PyBytes_AS_STRING(out), len(out), qos)
         return self.on_publish(s, <const uint8_t*>PyBytes_AS_STRING(out), len(out), qos, throttled)
 
-    cdef int forward_set(self, Session s, const uint8_t* p, Py_ssize_t n, uint8_t qos) except -1:
-        """Not the owner: send the SET to it; the decision comes back as R_REPLICATE or R_REJECT."""
+    cdef int forward_request(self, Session s, uint8_t kind, uint8_t record, const uint8_t* p,
+                             Py_ssize_t n, uint8_t qos) except -1:
+        """Not the owner: send a SET or PUBLISH to it; the result comes back in order
+        (R_REPLICATE / R_DONE / R_REJECT) and is matched with the pending queue."""
         cdef uint8_t head[10 + ID_MAX]
         cdef uint64_t seq
         self.next_seq += 1
         seq = self.next_seq
-        self.pending.push(seq, s, qos, PK_SET, p, n)
+        self.pending.push(seq, s, qos, kind, p, n)
+        s.inflight += 1
         if self.owner_link is not None:
             store_u64(head, seq)
             head[8] = qos
             head[9] = s.idlen
             memcpy(head + 10, s.idc, s.idlen)
-            self.owner_link.push_record(R_SET_REQ, head, 10 + s.idlen, p, n)
+            self.owner_link.push_record(record, head, 10 + s.idlen, p, n)
         return 0
 
     cdef int apply_set(self, const char* wid, uint8_t wlen, Session local, int origin, uint64_t seq,
@@ -518,6 +548,10 @@ cdef class Router(Hub):
                 self.on_replicate(buf + pos + 5, size - 1)
             elif kind == R_SET_REQ and not self.holding:
                 self.on_set_request(link, buf + pos + 5, size - 1)
+            elif kind == R_PUB_REQ and not self.holding:
+                self.on_publish_request(link, buf + pos + 5, size - 1)
+            elif kind == R_DONE:
+                self.on_done(buf + pos + 5, size - 1)
             elif self.cluster is not None:
                 self.cluster.on_record(link, kind, PyBytes_FromStringAndSize(<const char*>buf + pos + 5, size - 1))
             pos += 4 + size
@@ -574,6 +608,10 @@ cdef class Router(Hub):
             return self._write_error(None, origin, seq, E_ADDRESS, address_error(nseg, "address", address),
                                      address)
         return self.apply_set(wid, idlen, None, origin, seq, p, &v, segs, nseg, qos)
+
+    def replay_set_request(self, PeerLink link, bytes body):
+        """Owner: decides a SET request that was held while the owner synced."""
+        self.on_set_request(link, <const uint8_t*>PyBytes_AS_STRING(body), len(body))
 
     def _duplicate(self, PeerLink link, uint64_t seq, bytes address):
         cdef Param* prm = self.params.get(address, len(address), bm_hash(address, len(address)))
@@ -643,17 +681,70 @@ cdef class Router(Hub):
 
     cdef int resolve_pending(self, uint64_t seq, uint64_t revision, const char* addr, Py_ssize_t alen) except -1:
         """A request of ours was decided: answer the session that sent it."""
-        cdef Pending* f = self.pending.front()
-        while f != NULL and f.seq < seq:
-            log.warning("bus: request %d of worker %d got no decision; dropped", f.seq, self.worker_index)
-            self.pending.pop()
-            f = self.pending.front()
-        if f == NULL or f.seq != seq:
+        cdef Pending* f = self._pending_for(seq)
+        if f == NULL:
             return 0
         if f.kind == PK_SET and f.qos >= 1 and f.session != NULL and not (<Session>f.session).closed:
             self.send_ack(<Session>f.session, addr, alen, revision)
+        return self.complete(f)
+
+    cdef int complete(self, Pending* f) except -1:
+        """Pops the oldest pending request; its session may run what waited for it."""
+        cdef Session s = <Session>f.session if f.session != NULL else None
+        cdef bint counted = f.kind != PK_RELEASE
         self.pending.pop()
+        if s is not None and counted and s.inflight:
+            s.inflight -= 1
+            if s.inflight == 0 and s.held is not None and not s.closed:
+                self._drain(s)
         return 0
+
+    def replay_publish_request(self, PeerLink link, bytes body):
+        """Owner: decides a PUBLISH request that was held while the owner synced."""
+        self.on_publish_request(link, <const uint8_t*>PyBytes_AS_STRING(body), len(body))
+
+    cdef int on_publish_request(self, PeerLink link, const uint8_t* b, Py_ssize_t n) except -1:
+        """Owner: a PUBLISH from a session on worker ``link.index``: route it to our sessions
+        and to the other interested workers; the origin delivers to its own after R_DONE."""
+        cdef PublishView v
+        cdef Reader r
+        cdef Seg segs[MAX_SEGMENTS]
+        cdef int nseg
+        cdef uint64_t seq = load_u64(b)
+        cdef uint8_t idlen = b[9]
+        cdef const uint8_t* p = b + 10 + idlen
+        cdef Py_ssize_t pn = n - 10 - idlen
+        cdef uint8_t done[16]
+        if seq > self.applied[link.index]:
+            self.applied[link.index] = seq
+            if not parse_publish(p, pn, &v, &r):
+                nseg = split_address(<const char*>p + v.addr_pos, v.addr_len, segs)
+                if nseg >= 0:
+                    self.route_publish(link, True, p, &v, segs, nseg)
+        store_u64(done, seq)
+        store_u64(done + 8, 0)
+        return link.push_record(R_DONE, done, 16, NULL, 0)
+
+    cdef int on_done(self, const uint8_t* b, Py_ssize_t n) except -1:
+        """Origin: the owner has routed our PUBLISH (or applied a BUNDLE / lock release)."""
+        cdef uint64_t seq = load_u64(b)
+        cdef Pending* f = self._pending_for(seq)
+        cdef PublishView v
+        cdef Reader r
+        cdef Seg segs[MAX_SEGMENTS]
+        cdef int nseg
+        cdef const uint8_t* p
+        if f == NULL:
+            return 0
+        if f.kind != PK_PUBLISH:
+            self.resolve_done(PyBytes_FromStringAndSize(<const char*>b, n))
+            return 0
+        p = self.pending.payload(f)
+        if f.session != NULL and not parse_publish(p, f.len, &v, &r):
+            nseg = split_address(<const char*>p + v.addr_pos, v.addr_len, segs)
+            if nseg >= 0:
+                self.route_publish(<Session>f.session, False, p, &v, segs, nseg)
+        return self.complete(f)
 
     def resolve_reject(self, bytes body):
         """Our request was refused by the owner: ERROR to the session."""
@@ -669,7 +760,7 @@ cdef class Router(Hub):
             return
         if f.session != NULL and not (<Session>f.session).closed:
             self.error(<Session>f.session, code, message, address)
-        self.pending.pop()
+        self.complete(f)
 
     def resolve_done(self, bytes body):
         """Our BUNDLE (or lock release) was applied by the owner."""
@@ -684,12 +775,10 @@ cdef class Router(Hub):
             s = <Session>f.session
             bundle = decode_payload(PyBytes_FromStringAndSize(<const char*>self.pending.payload(f), f.len))
             qos = f.qos
-            self.pending.pop()
-            self._publish_bundle_part(s, bundle)
+            self._publish_bundle_part(s, bundle, False)
             if qos >= 1 and not s.closed:
                 self.send(s, M.Ack(revision=revision or None))
-            return
-        self.pending.pop()
+        self.complete(f)
 
     def resolve_dup(self, bytes body):
         """Our request had been applied before the owner restarted."""
@@ -702,12 +791,13 @@ cdef class Router(Hub):
         if f.kind == PK_SET and f.qos >= 1 and f.session != NULL and not (<Session>f.session).closed:
             msg = decode_payload(PyBytes_FromStringAndSize(<const char*>self.pending.payload(f), f.len))
             self.send(<Session>f.session, M.Ack(address=msg.address, revision=revision))
-        self.pending.pop()
+        self.complete(f)
 
     cdef Pending* _pending_for(self, uint64_t seq):
         cdef Pending* f = self.pending.front()
         while f != NULL and f.seq < seq:
-            self.pending.pop()
+            log.warning("bus: request %d of worker %d got no decision; dropped", f.seq, self.worker_index)
+            self.complete(f)
             f = self.pending.front()
         return f if f != NULL and f.seq == seq else NULL
 
@@ -716,6 +806,8 @@ cdef class Router(Hub):
         self.next_seq += 1
         seq = self.next_seq
         self.pending.push(seq, s, qos, kind, <const uint8_t*>PyBytes_AS_STRING(payload), len(payload))
+        if kind != PK_RELEASE:
+            s.inflight += 1
         if self.owner_link is not None:
             self.owner_link.send_record(record, self._request_head(seq, s, qos) + payload)
 
@@ -732,7 +824,8 @@ cdef class Router(Hub):
             f = self.pending.at(i)
             s = <Session>f.session if f.session != NULL else None
             payload = PyBytes_FromStringAndSize(<const char*>self.pending.payload(f), f.len)
-            record = {PK_SET: R_SET_REQ, PK_BUNDLE: R_BUNDLE_REQ, PK_RELEASE: R_RELEASE}[f.kind]
+            record = {PK_SET: R_SET_REQ, PK_BUNDLE: R_BUNDLE_REQ, PK_RELEASE: R_RELEASE,
+                      PK_PUBLISH: R_PUB_REQ}[f.kind]
             self.owner_link.send_record(record, self._request_head(f.seq, s, f.qos) + payload)
 
     def owner_release(self, PeerLink link, bytes body):
@@ -759,6 +852,7 @@ cdef class Router(Hub):
         if ok:
             if seq > self.applied[link.index]:
                 self.applied[link.index] = seq
+            self._publish_bundle_part(link, msg, True)
             link.send_record(R_DONE, seq.to_bytes(8, "big") + (last or 0).to_bytes(8, "big"))
 
     # --- PUBLISH ----------------------------------------------------------------
@@ -781,14 +875,19 @@ cdef class Router(Hub):
                                        PyBytes_FromStringAndSize(<const char*>p + v.addr_pos, v.addr_len),
                                        v.gesture_id, v.phase):
                 return 0
-        return self.route_publish(s, p, &v, segs, nseg)
+        if not self.is_owner:
+            return self.forward_request(s, PK_PUBLISH, R_PUB_REQ, p, v.end, qos)
+        return self.route_publish(s, True, p, &v, segs, nseg)
 
     def forward_publish(self, Session s, bytes payload):
         """Routes a PUBLISH payload that already passed the gesture throttle."""
         if not s.closed:
             self.on_publish(s, <const uint8_t*>PyBytes_AS_STRING(payload), len(payload), 0, True)
 
-    cdef int route_publish(self, Session s, const uint8_t* p, PublishView* v, Seg* segs, int nseg) except -1:
+    cdef int route_publish(self, Endpoint exclude, bint to_peers, const uint8_t* p, PublishView* v,
+                           Seg* segs, int nseg) except -1:
+        """Delivers a PUBLISH to every matching session but ``exclude`` (its sender, or the
+        link of its origin worker); the owner also forwards it to interested workers."""
         cdef Py_ssize_t hl, size = v.end
         cdef uint8_t* frame = self.reserve_scratch(MAX_WS_HEADER + 4 + size)
         cdef MatchList* ml
@@ -796,8 +895,8 @@ cdef class Router(Hub):
         clasp_header(frame + hl, publish_qos(v.signal), size)
         memcpy(frame + hl + 4, p, size)
         ml = self.publish_receivers(<const char*>p + v.addr_pos, v.addr_len, segs, nseg)
-        return self.deliver(ml, <uint8_t>(1 << v.signal), s, True, frame, hl + 4 + size,
-                            <const char*>p + v.addr_pos, v.addr_len, NULL)
+        return self.deliver(ml, <uint8_t>(1 << v.signal), exclude, to_peers and self.is_owner,
+                            frame, hl + 4 + size, <const char*>p + v.addr_pos, v.addr_len, NULL)
 
     cdef MatchList* publish_receivers(self, const char* addr, Py_ssize_t n, Seg* segs, int nseg) except NULL:
         cdef uint64_t h = bm_hash(addr, n)
@@ -1129,7 +1228,7 @@ cdef class Router(Hub):
         ok, last = self._apply_bundle_sets(s.id, s, self.worker_index, 0, msg)
         if not ok:
             return
-        self._publish_bundle_part(s, msg)
+        self._publish_bundle_part(s, msg, True)
         if qos >= 1:
             self.send(s, M.Ack(revision=last))
 
@@ -1176,11 +1275,20 @@ cdef class Router(Hub):
         nseg = split_address(<const char*>p + v.addr_pos, v.addr_len, segs)
         self.apply_set(wid, len(wid), local, origin, 0, p, &v, segs, nseg, 0)
 
-    def _publish_bundle_part(self, Session s, msg):
+    def _publish_bundle_part(self, Endpoint exclude, msg, bint to_peers):
+        """Routes the PUBLISHes of an applied bundle (after its SETs)."""
+        cdef PublishView v
+        cdef Reader r
+        cdef Seg segs[MAX_SEGMENTS]
+        cdef const uint8_t* p
         for m in msg.messages:
             if type(m) is M.Publish:
                 payload = encode_payload(m)
-                self.on_publish(s, <const uint8_t*>PyBytes_AS_STRING(payload), len(payload), 0, True)
+                p = <const uint8_t*>PyBytes_AS_STRING(payload)
+                if parse_publish(p, len(payload), &v, &r) == 0:
+                    nseg = split_address(<const char*>p + v.addr_pos, v.addr_len, segs)
+                    if nseg >= 0:
+                        self.route_publish(exclude, to_peers, p, &v, segs, nseg)
 
     # --- state access (Python level) -------------------------------------------
 
