@@ -27,9 +27,44 @@ from typing import Any, Callable, Optional
 import pytest
 from clasp import Clasp
 
+from tests.support import RouterProcess
+
 JS_DIR = Path(__file__).resolve().parent / "js"
 DRIVER = JS_DIR / "driver.js"
 DEFAULT_TIMEOUT = 5.0
+
+
+# ----------------------------------------------------------------------- routers
+
+@pytest.fixture(scope="module", params=[1, 8], ids=["1-worker", "8-workers"])
+def workers(request) -> int:
+    """Every interop test runs against a single-process router and against
+    ``--workers 8``: the clients must not be able to tell the difference."""
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def shared_router(workers):
+    rp = RouterProcess(workers=workers).start()
+    yield rp
+    code = rp.stop()
+    assert code == 0, f"clasp-fast exited with {code} on SIGTERM:\n{rp.log()}"
+
+
+@pytest.fixture
+def router_process(workers):
+    started = []
+
+    def start(*args, **kw):
+        kw.setdefault("workers", workers)
+        rp = RouterProcess(*args, **kw).start()
+        started.append(rp)
+        return rp
+
+    yield start
+    for rp in started:
+        code = rp.stop()
+        assert code == 0, f"clasp-fast exited with {code} on SIGTERM:\n{rp.log()}"
 
 
 # --------------------------------------------------------------------------- node
@@ -43,7 +78,7 @@ def node_env() -> Path:
     """Node is present and ``tests/interop/js/node_modules`` holds the pinned JS client
     (runs ``npm install`` there when it is missing).  Returns the js directory."""
     if node_binary() is None:
-        pytest.skip("node is not installed: the JS interop tests need Node >= 20")
+        pytest.fail("node is not installed: the JS interop tests need Node >= 20 (apt-get install nodejs)")
     core = JS_DIR / "node_modules" / "@clasp-to" / "core" / "package.json"
     ws = JS_DIR / "node_modules" / "ws" / "package.json"
     if not (core.exists() and ws.exists()):
