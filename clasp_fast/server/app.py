@@ -38,7 +38,9 @@ class ClaspServer:
         self.handshake_timeout = config.handshake_timeout
         self.max_ws_frame = config.max_frame_size + 12
         self.read_buffer_size = config.read_buffer_size
-        self.picows_logger = logging.getLogger("picows.server")
+        # A LoggerAdapter, not a Logger: picows then skips creating a child Logger object
+        # for every connection (memory per idle connection).
+        self.picows_logger = logging.LoggerAdapter(logging.getLogger("picows.server"), {})
         self.reuse_port = reuse_port
         self.sock = sock
         self.accepting = False
@@ -69,8 +71,8 @@ class ClaspServer:
     def prepare(self) -> None:
         """Sets up the I/O edge (flushing, timers, keepalive) before anything connects."""
         loop = asyncio.get_running_loop()
-        if not self.picows_logger.isEnabledFor(logging.DEBUG):
-            self.picows_logger.setLevel(logging.WARNING)
+        if not self.picows_logger.logger.isEnabledFor(logging.DEBUG):
+            self.picows_logger.logger.setLevel(logging.WARNING)
         self.edge = Edge(self.router, loop, max_frame_size=self.config.max_frame_size,
                          hello_timeout=self.config.hello_timeout,
                          ping_interval=self.config.ping_interval,
