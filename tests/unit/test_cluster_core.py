@@ -12,7 +12,8 @@ import pytest
 from clasp_fast._native.router import Router
 from clasp_fast.cluster.node import ClusterNode
 from clasp_fast.protocol import (Ack, Bundle, Error, Get, Hello, Ping, Pong, Publish, Set,
-                                 SignalType, Snapshot, Subscribe, decode_frame, encode_frame)
+                                 SignalType, Snapshot, Subscribe, Welcome, decode_frame,
+                                 encode_frame)
 from clasp_fast.router.config import RouterConfig
 
 
@@ -98,7 +99,8 @@ class Bus:
         r = self.routers[worker]
         s = r.open_session("127.0.0.1")
         r.receive(s, encode_frame(Hello(name)))
-        s.take_output()
+        self.pump()             # on a non-owner, WELCOME waits for a barrier from the owner
+        assert isinstance(decode_frame(s.take_output()[0]).message, Welcome)
         return s
 
     def send(self, worker: int, s, msg, qos: int = 0) -> None:
@@ -170,6 +172,27 @@ def test_publish_goes_only_to_workers_with_a_matching_subscription():
     # the owner (worker 0) has no subscriber: it routes but delivers nothing locally
     assert [m.address for m in bus.out(sub)] == ["/only/here"]
     assert bus.routers[1].frames_in == 2     # HELLO + PUBLISH; no copy of it came back
+
+
+def test_a_read_on_another_worker_sees_what_the_writer_was_told():
+    """B's GET on worker 2 comes after A was told its SET took effect: B must see it, even
+    though worker 2 has not yet applied the owner's replicate when the GET arrives."""
+    bus = Bus(3)
+    a, b = bus.session(1), bus.session(2)
+    bus.send(1, a, Set("/lin/x", 1), qos=1)
+    bus.flush()
+    # deliver only what goes to and from worker 1 (the owner's replicate to worker 2 waits)
+    while any(q[0] != 0 or q[1] != 2 for q in bus.queue):
+        i = next(i for i, q in enumerate(bus.queue) if q[0] != 0 or q[1] != 2)
+        src, dst, data = bus.queue.pop(i)
+        bus.routers[dst].receive_link(bus.links[(dst, src)], data)
+        bus.flush()
+    assert [type(m) for m in bus.out(a)] == [Ack]
+    assert bus.routers[2].get("/lin/x") is None          # worker 2 lags ...
+    bus.send(2, b, Get("/lin/x"))
+    bus.pump()
+    (snap,) = bus.out(b)                                   # ... but B's GET waited for it
+    assert isinstance(snap, Snapshot) and snap.params[0].value == 1
 
 
 def test_reads_wait_for_the_sessions_own_writes():
@@ -342,6 +365,7 @@ def test_a_restarted_non_owner_gets_the_state_before_serving():
     assert [p.revision for p in r2.snapshot("/s/**")] == [1] * 20
     late = bus.session(2)
     bus.send(2, late, Subscribe(1, "/s/**"))
+    bus.pump()
     snap = bus.out(late)
     assert sum(len(m.params) for m in snap if isinstance(m, Snapshot)) == 20
 

@@ -46,6 +46,10 @@ cdef class Connection(WSListener):
 
     cpdef on_ws_connected(self, WSTransport transport):
         self.transport = transport
+        # picows keeps the upgrade request and response (header multidicts, ~2 KB) for the
+        # connection's lifetime; nothing needs them after the upgrade
+        transport.request = None
+        transport.response = None
         self.opened_at = self.edge.loop.time()
         self.last_rx_tick = self.edge.tick
         self.edge.connections.add(self)

@@ -81,6 +81,7 @@ cdef enum:
     R_SYNC_DONE = 14        # u8 count, count x (u8 origin, u64 applied seq)
     R_DUP = 15              # u64 seq, u64 revision: that request was applied already
     R_PUB_REQ = 16          # u64 seq, u8 qos, u8 id length, id, PUBLISH payload (to the owner)
+    R_BARRIER = 17          # u64 seq, ...: answered with R_DONE once all earlier decisions are sent
 
 
 cdef class PeerLink(Endpoint):
