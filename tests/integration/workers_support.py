@@ -1,0 +1,531 @@
+"""Helpers for the ``--workers N`` integration tests (tests/integration/test_workers_*.py).
+
+* ``start_cluster(router_process, workers, *args)``: clasp-fast with N workers and
+  ``--log-level debug``, so that every worker logs
+  ``w<index> clasp_fast.server: connection from <ip>:<port> ...`` for each accepted
+  WebSocket connection.
+* ``ConnLog``: reads those lines, so a test can say which worker a client landed on
+  (matched by the client's local address and port).
+* ``Client``: a small asyncio WebSocket client (hand-made framing, so 30 of them can read
+  hundreds of thousands of routed frames per second in one test process).  It records every
+  CLASP message it receives (decoded with clasp-fast's codec), answers pings, and can bind
+  a source address.  ``Client.open`` raises ``UpgradeRefused(status, head, body)`` when the
+  router answers the upgrade with something other than 101.
+* ``worker_pids(rp)``: {worker index: pid} of the supervisor's children.  Each worker keeps
+  only its own bus listener (abstract Unix socket ``@clasp-fast.<supervisor pid>.<index>``),
+  so the index is read from the worker's open sockets (/proc/<pid>/fd + /proc/net/unix).
+
+Every wait here is bounded.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import hashlib
+import os
+import re
+import signal
+import struct
+import subprocess
+import time
+from typing import Any, Callable, Iterable, Optional
+
+from clasp_fast.protocol import (Ack, Error, Get, Hello, Ping, Pong, Snapshot, Welcome,
+                                 decode_frame, encode_frame)
+
+from tests.integration.conftest import UpgradeRefused
+
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+CONN_RE = re.compile(r" w(\d+) clasp_fast\.server: connection from ([0-9.]+):(\d+) ")
+# picows logs each upgraded connection under its own logger name, and "Disconnected" under
+# the same name at the start of connection_lost; in the same call the router then closes the
+# session (releasing its locks) and the connection slot is given back
+ACCEPT_RE = re.compile(r" w(\d+) (picows\.server\.\d+): New connection accepted: .*<- \('([0-9.]+)', (\d+)\)")
+
+
+def start_cluster(router_process, workers: int, *args: str):
+    """clasp-fast with ``workers`` workers, debug logging (one log line per accepted
+    connection, naming the worker)."""
+    return router_process(*args, "--log-level", "debug", workers=workers)
+
+
+# --- which worker holds a connection ----------------------------------------------------
+
+class ConnLog:
+    """Indexes the router's "connection from ip:port" debug lines, by (ip, port)."""
+
+    def __init__(self, rp):
+        self.rp = rp
+        self.scanned = 0
+        self.seen: dict[tuple[str, int], list[tuple[int, int]]] = collections.defaultdict(list)
+        self.accepted: dict[tuple[str, int], list[tuple[int, int, str]]] = collections.defaultdict(list)
+
+    def mark(self) -> int:
+        """A position in the log: only lines after it are considered for a new connection."""
+        return len(self.rp.output)
+
+    def _scan(self) -> None:
+        lines = self.rp.output
+        end = len(lines)
+        for i in range(self.scanned, end):
+            m = CONN_RE.search(lines[i])
+            if m:
+                self.seen[(m.group(2), int(m.group(3)))].append((i, int(m.group(1))))
+                continue
+            m = ACCEPT_RE.search(lines[i])
+            if m:
+                self.accepted[(m.group(3), int(m.group(4)))].append((i, int(m.group(1)), m.group(2)))
+        self.scanned = end
+
+    async def wait_disconnected(self, sockname: tuple, since: int = 0, timeout: float = 5.0) -> None:
+        """Waits until the worker that accepted ``sockname`` (at or after ``since``) logged
+        that the connection is gone (picows' "Disconnected", at the start of connection_lost:
+        the session is closed and the connection slot released later in that same call)."""
+        key = (sockname[0], int(sockname[1]))
+        deadline = time.monotonic() + timeout
+        while True:
+            self._scan()
+            acc = [a for a in self.accepted.get(key, ()) if a[0] >= since]
+            if acc:
+                i, w, logger = acc[-1]
+                needle = f" w{w} {logger}: Disconnected"
+                lines = self.rp.output
+                if any(needle in lines[j] for j in range(i + 1, len(lines))):
+                    return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the router did not log the end of the connection from "
+                                     f"{key[0]}:{key[1]} within {timeout} s (accepted: {acc})")
+            await asyncio.sleep(0.02)
+
+    async def worker_of(self, sockname: tuple, since: int = 0, timeout: float = 5.0) -> int:
+        """The index of the worker that logged accepting the connection from ``sockname``
+        (our local (ip, port)) at or after log position ``since``."""
+        key = (sockname[0], int(sockname[1]))
+        deadline = time.monotonic() + timeout
+        while True:
+            self._scan()
+            found = [w for i, w in self.seen.get(key, ()) if i >= since]
+            if found:
+                return found[-1]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no 'connection from {key[0]}:{key[1]}' line in the router log "
+                                     f"within {timeout} s")
+            await asyncio.sleep(0.02)
+
+
+def spread(placed: Iterable[tuple[str, int]]) -> str:
+    """'worker 0: a, b | worker 1: c' for [(client name, worker)]."""
+    by = collections.defaultdict(list)
+    for name, w in placed:
+        by[w].append(name)
+    return " | ".join(f"worker {w}: {', '.join(map(str, by[w]))}" for w in sorted(by))
+
+
+# --- the client -------------------------------------------------------------------------
+
+def _mask(payload: bytes, key: bytes) -> bytes:
+    n = len(payload)
+    if n == 0:
+        return b""
+    k = int.from_bytes((key * (n // 4 + 1))[:n], "big")
+    return (int.from_bytes(payload, "big") ^ k).to_bytes(n, "big")
+
+
+def ws_client_frame(opcode: int, payload: bytes) -> bytes:
+    key = os.urandom(4)
+    n = len(payload)
+    head = bytes([0x80 | opcode])
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + struct.pack(">H", n)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack(">Q", n)
+    return head + key + _mask(payload, key)
+
+
+class Client(asyncio.Protocol):
+    """One WebSocket connection to the router (see the module docstring).
+
+    ``msgs``: every CLASP message received, in order.  ``worker``: the worker it landed on
+    (set by ``open(..., conn_log=...)``).  ``closed`` / ``close_code``: the end of the
+    connection (``close_code`` is the code of the router's close frame, None if none came).
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self.transport: Optional[asyncio.Transport] = None
+        self.buf = bytearray()
+        self.upgraded = False
+        self.head: Optional[asyncio.Future] = None
+        self.eof: Optional[asyncio.Future] = None
+        self.msgs: list[Any] = []
+        self.ack_times: list[float] = []         # monotonic arrival time of each ACK
+        self.changed = asyncio.Event()
+        self.closed = False
+        self.close_code: Optional[int] = None
+        self.close_sent = False
+        self.worker: Optional[int] = None
+        self.sockname: Optional[tuple] = None
+        self.session: Optional[str] = None
+        self.welcome_snapshot: list = []
+        self.accept = ""
+        self.conn_log: Optional[ConnLog] = None
+        self.log_mark = 0
+
+    # asyncio.Protocol
+    def connection_made(self, transport):
+        self.transport = transport
+        self.sockname = transport.get_extra_info("sockname")
+
+    def data_received(self, data: bytes):
+        self.buf += data
+        if not self.upgraded:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0 or self.head.done():
+                return
+            head = bytes(self.buf[:end]).decode("latin-1")
+            status = int(head.split(" ", 2)[1])
+            del self.buf[:end + 4]
+            if status == 101:
+                self.upgraded = True
+            self.head.set_result((status, head))
+            if not self.upgraded:
+                return
+        self._frames()
+
+    def _frames(self) -> None:
+        buf = self.buf
+        n = len(buf)
+        pos = 0
+        got = False
+        while n - pos >= 2:
+            b0, b1 = buf[pos], buf[pos + 1]
+            ln = b1 & 0x7F
+            hl = 2
+            if ln == 126:
+                if n - pos < 4:
+                    break
+                ln = (buf[pos + 2] << 8) | buf[pos + 3]
+                hl = 4
+            elif ln == 127:
+                if n - pos < 10:
+                    break
+                ln = int.from_bytes(buf[pos + 2:pos + 10], "big")
+                hl = 10
+            if n - pos < hl + ln:
+                break
+            payload = bytes(buf[pos + hl:pos + hl + ln])
+            pos += hl + ln
+            op = b0 & 0x0F
+            if op == 0x2:
+                assert b0 & 0x80, "the router fragmented a message"
+                msg = decode_frame(payload).message
+                self.msgs.append(msg)
+                if type(msg) is Ack:
+                    self.ack_times.append(time.monotonic())
+                got = True
+            elif op == 0x8:
+                self.close_code = struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else None
+                if not self.close_sent:
+                    self.close_sent = True
+                    self.transport.write(ws_client_frame(0x8, payload[:2]))
+                got = True
+            elif op == 0x9:
+                self.transport.write(ws_client_frame(0xA, payload))
+            elif op == 0x1:
+                raise AssertionError(f"the router sent a text message: {payload!r}")
+        if pos:
+            del buf[:pos]
+        if got:
+            self.changed.set()
+
+    def eof_received(self):
+        return False
+
+    def connection_lost(self, exc):
+        self.closed = True
+        if self.head is not None and not self.head.done():
+            self.head.set_exception(ConnectionError(f"{self.name}: connection lost during the upgrade"))
+        if self.eof is not None and not self.eof.done():
+            self.eof.set_result(None)
+        self.changed.set()
+
+    # opening
+    @classmethod
+    async def open(cls, host: str, port: int, *, name: str = "workers-test",
+                   local_host: Optional[str] = None, hello: bool = True,
+                   conn_log: Optional[ConnLog] = None, timeout: float = 5.0) -> "Client":
+        loop = asyncio.get_running_loop()
+        self = cls(name)
+        self.head = loop.create_future()
+        self.eof = loop.create_future()
+        since = conn_log.mark() if conn_log is not None else 0
+        self.conn_log, self.log_mark = conn_log, since
+        await asyncio.wait_for(loop.create_connection(
+            lambda: self, host, port, local_addr=(local_host, 0) if local_host else None), timeout)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.accept = base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
+        self.transport.write((
+            f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Protocol: clasp\r\n\r\n").encode())
+        try:
+            status, head = await asyncio.wait_for(asyncio.shield(self.head), timeout)
+        except BaseException:
+            self.transport.abort()
+            raise
+        if status != 101:
+            try:
+                await asyncio.wait_for(asyncio.shield(self.eof), timeout)
+            finally:
+                self.transport.abort()
+            raise UpgradeRefused(status, head, bytes(self.buf))
+        headers = {k.strip().lower(): v.strip() for k, _, v in
+                   (line.partition(":") for line in head.split("\r\n")[1:])}
+        assert headers.get("sec-websocket-accept") == self.accept, head
+        if conn_log is not None:
+            self.worker = await conn_log.worker_of(self.sockname, since)
+        if hello:
+            await self.hello(timeout)
+        return self
+
+    async def hello(self, timeout: float = 5.0) -> Welcome:
+        """HELLO, then a PING: WELCOME and every SNAPSHOT before the PONG are the welcome."""
+        start = len(self.msgs)
+        self.send(Hello(name=self.name))
+        self.send(Ping())
+        await self.wait_for(lambda: any(type(m) is Pong for m in self.msgs[start:]), timeout, "WELCOME")
+        got = self.msgs[start:]
+        welcome = got[0]
+        assert type(welcome) is Welcome, got[:3]
+        self.session = welcome.session
+        end = next(i for i, m in enumerate(got) if type(m) is Pong)
+        snaps = got[1:end]
+        assert snaps and all(type(m) is Snapshot for m in snaps), got[:end]
+        self.welcome_snapshot = [p for s in snaps for p in s.params]
+        return welcome
+
+    # sending
+    def send(self, msg, qos: int = 0) -> None:
+        self.send_raw(encode_frame(msg, qos=qos))
+
+    def send_raw(self, clasp_frame: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            raise ConnectionError(f"{self.name} is closed")
+        self.transport.write(ws_client_frame(0x2, clasp_frame))
+
+    # waiting
+    async def wait_for(self, pred: Callable[[], Any], timeout: float = 5.0, what: str = "condition"):
+        deadline = time.monotonic() + timeout
+        while True:
+            res = pred()
+            if res:
+                return res
+            left = deadline - time.monotonic()
+            if left <= 0:
+                tail = self.msgs[-5:]
+                raise AssertionError(f"{self.name} (worker {self.worker}): no {what} within {timeout} s; "
+                                     f"{len(self.msgs)} messages, last: {tail!r}; closed={self.closed}")
+            self.changed.clear()
+            try:
+                await asyncio.wait_for(self.changed.wait(), min(left, 0.2))
+            except asyncio.TimeoutError:
+                pass
+
+    async def barrier(self, timeout: float = 5.0) -> None:
+        """PING -> PONG: what the router queued for us before has been received."""
+        n = sum(1 for m in self.msgs if type(m) is Pong)
+        self.send(Ping())
+        await self.wait_for(lambda: sum(1 for m in self.msgs if type(m) is Pong) > n, timeout, "PONG")
+
+    async def request(self, msg, pred: Callable[[Any], bool], qos: int = 0, timeout: float = 5.0,
+                      what: str = "reply"):
+        """Sends ``msg``; returns the first message after it that satisfies ``pred``."""
+        start = len(self.msgs)
+        self.send(msg, qos)
+
+        def found():
+            for m in self.msgs[start:]:
+                if pred(m):
+                    return [m]
+            return None
+        return (await self.wait_for(found, timeout, what))[0]
+
+    async def get(self, address: str, timeout: float = 5.0):
+        """GET ``address``: the ParamValue, or the ERROR the router answered."""
+        def answer(m):
+            if type(m) is Snapshot:
+                return any(p.address == address for p in m.params)
+            return type(m) is Error and m.address == address
+        m = await self.request(Get(address), answer, timeout=timeout, what=f"answer to GET {address}")
+        if type(m) is Error:
+            return m
+        return next(p for p in m.params if p.address == address)
+
+    def of(self, kind) -> list:
+        return [m for m in self.msgs if type(m) is kind]
+
+    def errors(self) -> list:
+        return self.of(Error)
+
+    def acks(self) -> list:
+        return self.of(Ack)
+
+    # closing
+    async def close(self, timeout: float = 3.0) -> None:
+        """Close handshake (1000), then wait until the router closes the socket."""
+        if self.transport is None or self.closed:
+            return
+        if not self.close_sent:
+            self.close_sent = True
+            self.transport.write(ws_client_frame(0x8, struct.pack(">H", 1000)))
+        try:
+            await asyncio.wait_for(asyncio.shield(self.eof), timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            self.transport.abort()
+
+    async def gone(self, timeout: float = 5.0) -> None:
+        """Waits until the router logged the end of this connection (see ConnLog)."""
+        assert self.conn_log is not None, "opened without conn_log"
+        await self.conn_log.wait_disconnected(self.sockname, self.log_mark, timeout)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def wait_closed(self, timeout: float = 5.0) -> Optional[int]:
+        await asyncio.wait_for(asyncio.shield(self.eof), timeout)
+        return self.close_code
+
+    def __repr__(self):
+        return f"<Client {self.name} worker {self.worker}>"
+
+
+async def open_clients(rp, log: ConnLog, n: int, prefix: str = "c", **kw) -> list[Client]:
+    """``n`` clients opened concurrently (each knows its worker)."""
+    return list(await asyncio.gather(*(Client.open(rp.host, rp.port, name=f"{prefix}{i}", conn_log=log, **kw)
+                                       for i in range(n))))
+
+
+async def clients_on_workers(rp, log: ConnLog, wanted: Iterable[int], prefix: str = "p",
+                             attempts: int = 120, keep: Optional[list] = None) -> dict[int, Client]:
+    """Opens clients until one sits on each worker in ``wanted``; closes the others.
+    Returns {worker: client}.  Clients in ``keep`` count too (and are never closed)."""
+    wanted = set(wanted)
+    got: dict[int, Client] = {}
+    for c in keep or ():
+        if c.worker in wanted and c.worker not in got and not c.closed:
+            got[c.worker] = c
+    i = 0
+    while not wanted <= set(got):
+        assert i < attempts, (f"{attempts} connections did not reach workers {sorted(wanted - set(got))}; "
+                              f"reached {sorted(got)}")
+        batch = await open_clients(rp, log, 4, prefix=f"{prefix}{i}-")
+        i += 4
+        for c in batch:
+            if c.worker in wanted and c.worker not in got:
+                got[c.worker] = c
+            else:
+                await c.close()
+    return got
+
+
+async def close_all(clients: Iterable[Client]) -> None:
+    await asyncio.gather(*(c.close() for c in clients if c is not None), return_exceptions=True)
+
+
+# --- worker processes -------------------------------------------------------------------
+
+def children(pid: int) -> list[int]:
+    r = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, timeout=5)
+    return [int(x) for x in r.stdout.split()]
+
+
+def _bus_inodes(supervisor: int) -> dict[str, int]:
+    prefix = f"@clasp-fast.{supervisor}."
+    out = {}
+    with open("/proc/net/unix") as f:
+        next(f)
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 8 and parts[7].startswith(prefix):
+                out[parts[6]] = int(parts[7][len(prefix):])
+    return out
+
+
+def worker_pids(rp) -> dict[int, int]:
+    """{worker index: pid} of the supervisor's live children whose index is certain."""
+    sup = rp.proc.pid
+    names = _bus_inodes(sup)
+    out = {}
+    for pid in children(sup):
+        found = set()
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                index = names.get(link[8:-1])
+                if index is not None:
+                    found.add(index)
+        if len(found) == 1:         # a just-forked worker still holds every listener
+            out[found.pop()] = pid
+    return out
+
+
+async def wait_worker_pids(rp, n: int, timeout: float = 10.0, exclude: Iterable[int] = ()) -> dict[int, int]:
+    """Waits until all ``n`` workers are identifiable (and none of them has a pid in ``exclude``)."""
+    exclude = set(exclude)
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = worker_pids(rp)
+        if len(pids) == n and not exclude & set(pids.values()):
+            return pids
+        if time.monotonic() > deadline:
+            raise AssertionError(f"workers not all identifiable within {timeout} s: {pids}")
+        await asyncio.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def sigkill(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+
+
+async def wait_until(pred: Callable[[], Any], timeout: float, what: str):
+    """Polls ``pred`` until it is true (returns its value) or fails after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        res = pred()
+        if res:
+            return res
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} within {timeout} s")
+        await asyncio.sleep(0.05)
+
+
+async def wait_log_count(rp, text: str, count: int, timeout: float = 10.0) -> None:
+    """Waits until ``text`` occurs at least ``count`` times in the router's output."""
+    deadline = time.monotonic() + timeout
+    while rp.log().count(text) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} seen {rp.log().count(text)} times, wanted {count}, "
+                                 f"within {timeout} s:\n{rp.log()[-4000:]}")
+        await asyncio.sleep(0.05)
