@@ -50,12 +50,13 @@ class ClaspServer:
 
     # --- called by the gate -------------------------------------------------------
 
-    def make_listener(self, request, client_ip: str):
+    def make_listener(self, request, client_ip: str, peer_port: int = 0):
         # Firefox sends "Connection: keep-alive, Upgrade"; picows wants exactly "upgrade"
         tokens = [t.strip().lower() for t in request.headers.get("Connection", "").split(",")]
         if "upgrade" in tokens:
             request.headers["Connection"] = "Upgrade"
         conn = Connection(self.edge, self.router.open_session(client_ip))
+        conn.peer_port = peer_port
         if _offers_clasp(request):
             return WSUpgradeResponseWithListener(
                 WSUpgradeResponse.create_101_response(extra_headers={"Sec-WebSocket-Protocol": "clasp"}),

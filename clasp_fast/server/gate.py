@@ -162,13 +162,14 @@ class HandshakeGate(asyncio.Protocol):
 
     def _handoff(self, client_ip: str):
         server = self.server
+        peername = self.transport.get_extra_info("peername")
+        port = peername[1] if isinstance(peername, tuple) else 0
         if log.isEnabledFor(logging.DEBUG):
-            peer = self.transport.get_extra_info("peername")
-            log.debug("connection from %s:%s (client %s)", peer[0], peer[1], client_ip)
+            log.debug("connection from %s:%s (client %s)", self.peer, port, client_ip)
         proto = _ClaspWSProtocol(
             server.limits, client_ip,
             None, None, False,
-            lambda request: server.make_listener(request, client_ip),
+            lambda request: server.make_listener(request, client_ip, port),
             server.picows_logger,
             True,                               # disconnect_on_exception
             server.handshake_timeout,

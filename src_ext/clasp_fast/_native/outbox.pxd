@@ -57,6 +57,7 @@ cdef class Session(Endpoint):
     cdef public bint may_hold_locks     # sent a SET with lock: tell the owner on close
     cdef public uint32_t inflight       # requests sent to the owner, not yet decided
     cdef public list held               # frames waiting for `inflight` to drain (in order)
+    cdef public object on_released      # called once the owner confirmed its locks are free
     cdef double rate_window
     cdef uint32_t rate_count
     cdef double last_limit_notice       # last ERROR 429

@@ -185,10 +185,23 @@ cdef class Router(Hub):
             self.release_locks(s.id)
         elif s.may_hold_locks:
             self._forward_request(PK_RELEASE, R_RELEASE, s, 0, b"")
+            if self.owner_link is not None and self.on_pressure is not None:
+                self.on_pressure(self.owner_link)       # now, not at the next tick
         self.gestures.drop_session(s)
         if self.sessions.get(s.id) is s:
             del self.sessions[s.id]
         s.reset_output()
+
+    def close_and_release(self, Session s, on_released):
+        """A client closes gracefully: close its session now; if its locks live on the owner,
+        call ``on_released`` once the owner has freed them (and return True) so the edge can
+        finish the close handshake only then: a client that saw its close complete knows its
+        locks are free.  Returns False when there is nothing to wait for."""
+        wait = not self.is_owner and s.may_hold_locks and self.owner_link is not None and not s.closed
+        if wait:
+            s.on_released = on_released
+        self.close_session(s)
+        return wait
 
     def _interest(self, Subscription sub, int delta):
         """Counts local subscriptions per (pattern, mask); peers hear of changes."""
@@ -227,7 +240,7 @@ cdef class Router(Hub):
         if h.payload_size > self.max_payload:
             return self.reject_frame(s, f"payload of {h.payload_size} bytes exceeds max_frame_size "
                                         f"({self.max_payload})")
-        if not s.welcomed:
+        if not s.welcomed and not s.inflight:
             return self.slow_path(s, data, n, h.qos, h.header_size)
         if self.max_rate_in:
             now = mono_s()
@@ -251,7 +264,7 @@ cdef class Router(Hub):
         if s.held is not None:
             s.held.append(PyBytes_FromStringAndSize(<const char*>data, n))
             return 0
-        if s.inflight and t != T_SET and t != T_PUBLISH:
+        if s.inflight and (t != T_SET and t != T_PUBLISH or not s.welcomed):
             s.held = [PyBytes_FromStringAndSize(<const char*>data, n)]
             return 0
         if t == T_SET:
@@ -272,7 +285,10 @@ cdef class Router(Hub):
                 s.held.extend(frames[i:])
                 return
             parse_header(<const uint8_t*>PyBytes_AS_STRING(f), len(f), &h)
-            self.gated(s, <const uint8_t*>PyBytes_AS_STRING(f), len(f), &h)
+            if s.welcomed:
+                self.gated(s, <const uint8_t*>PyBytes_AS_STRING(f), len(f), &h)
+            else:
+                self.slow_path(s, <const uint8_t*>PyBytes_AS_STRING(f), len(f), h.qos, h.header_size)
 
     # --- SET ------------------------------------------------------------------
 
@@ -695,6 +711,9 @@ cdef class Router(Hub):
         cdef Session s = <Session>f.session if f.session != NULL else None
         cdef bint counted = f.kind != PK_RELEASE
         self.pending.pop()
+        if not counted and s is not None and s.on_released is not None:
+            callback, s.on_released = s.on_released, None
+            callback()
         if s is not None and counted and s.inflight:
             s.inflight -= 1
             if s.inflight == 0 and s.held is not None and not s.closed:
