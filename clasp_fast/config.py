@@ -32,7 +32,7 @@ class Config:
     max_messages_per_second: int = 0
     param_ttl: float = 3600.0
     gesture_interval_ms: float = 16.0
-    read_buffer_size: int = 4096
+    read_buffer_size: int = 2048
 
     def router_config(self) -> RouterConfig:
         return RouterConfig(

@@ -36,8 +36,9 @@ from .._native.wire import decode_payload
 log = logging.getLogger("clasp_fast.cluster")
 
 R_HELLO, R_INTEREST, R_PUBLISH, R_SET_REQ, R_REPLICATE, R_REJECT, R_BUNDLE_REQ, R_DONE, \
-    R_RELEASE, R_HOLDER, R_ANNOUNCE, R_SYNC_REQ, R_SYNC_PARAM, R_SYNC_DONE, R_DUP, R_PUB_REQ = range(1, 17)
-REQUESTS = (R_SET_REQ, R_PUB_REQ, R_BUNDLE_REQ, R_RELEASE)
+    R_RELEASE, R_HOLDER, R_ANNOUNCE, R_SYNC_REQ, R_SYNC_PARAM, R_SYNC_DONE, R_DUP, R_PUB_REQ, \
+    R_BARRIER = range(1, 18)
+REQUESTS = (R_SET_REQ, R_PUB_REQ, R_BUNDLE_REQ, R_RELEASE, R_BARRIER)
 
 OWNER = 0
 
@@ -193,6 +194,8 @@ class ClusterNode:
             r.replay_set_request(link, body)
         elif kind == R_PUB_REQ:
             r.replay_publish_request(link, body)
+        elif kind == R_BARRIER:
+            r.replay_barrier(link, body)
         elif kind == R_BUNDLE_REQ:
             r.owner_bundle(link, body)
         elif kind == R_RELEASE:

@@ -38,7 +38,9 @@ class ClaspServer:
         self.handshake_timeout = config.handshake_timeout
         self.max_ws_frame = config.max_frame_size + 12
         self.read_buffer_size = config.read_buffer_size
-        self.picows_logger = logging.getLogger("picows.server")
+        # A LoggerAdapter, not a Logger: picows then skips creating a child Logger object
+        # for every connection (memory per idle connection).
+        self.picows_logger = logging.LoggerAdapter(logging.getLogger("picows.server"), {})
         self.reuse_port = reuse_port
         self.sock = sock
         self.accepting = False
@@ -48,12 +50,13 @@ class ClaspServer:
 
     # --- called by the gate -------------------------------------------------------
 
-    def make_listener(self, request, client_ip: str):
+    def make_listener(self, request, client_ip: str, peer_port: int = 0):
         # Firefox sends "Connection: keep-alive, Upgrade"; picows wants exactly "upgrade"
         tokens = [t.strip().lower() for t in request.headers.get("Connection", "").split(",")]
         if "upgrade" in tokens:
             request.headers["Connection"] = "Upgrade"
         conn = Connection(self.edge, self.router.open_session(client_ip))
+        conn.peer_port = peer_port
         if _offers_clasp(request):
             return WSUpgradeResponseWithListener(
                 WSUpgradeResponse.create_101_response(extra_headers={"Sec-WebSocket-Protocol": "clasp"}),
@@ -69,8 +72,8 @@ class ClaspServer:
     def prepare(self) -> None:
         """Sets up the I/O edge (flushing, timers, keepalive) before anything connects."""
         loop = asyncio.get_running_loop()
-        if not self.picows_logger.isEnabledFor(logging.DEBUG):
-            self.picows_logger.setLevel(logging.WARNING)
+        if not self.picows_logger.logger.isEnabledFor(logging.DEBUG):
+            self.picows_logger.logger.setLevel(logging.WARNING)
         self.edge = Edge(self.router, loop, max_frame_size=self.config.max_frame_size,
                          hello_timeout=self.config.hello_timeout,
                          ping_interval=self.config.ping_interval,

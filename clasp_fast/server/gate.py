@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from typing import Callable, Iterable, Optional
+from typing import Iterable, Optional
 
 from picows import WSAutoPingStrategy
 from picows.picows import WSProtocol
@@ -63,17 +63,20 @@ class TrustedProxies:
 class _ClaspWSProtocol(WSProtocol):
     """picows' protocol, plus one hook: give the connection slot back when the socket closes."""
 
-    def __init__(self, release: Optional[Callable[[], None]], *args):
+    __slots__ = ("_limits", "_client_ip")
+
+    def __init__(self, limits, client_ip: str, *args):
         super().__init__(*args)
-        self._release = release
+        self._limits = limits
+        self._client_ip = client_ip
 
     def connection_lost(self, exc):
         try:
             super().connection_lost(exc)
         finally:
-            release, self._release = self._release, None
-            if release is not None:
-                release()
+            limits, self._limits = self._limits, None
+            if limits is not None:
+                limits.release(self._client_ip)
 
 
 class HandshakeGate(asyncio.Protocol):
@@ -159,21 +162,14 @@ class HandshakeGate(asyncio.Protocol):
 
     def _handoff(self, client_ip: str):
         server = self.server
-        released = False
+        peername = self.transport.get_extra_info("peername")
+        port = peername[1] if isinstance(peername, tuple) else 0
         if log.isEnabledFor(logging.DEBUG):
-            peer = self.transport.get_extra_info("peername")
-            log.debug("connection from %s:%s (client %s)", peer[0], peer[1], client_ip)
-
-        def release():
-            nonlocal released
-            if not released:
-                released = True
-                server.limits.release(client_ip)
-
+            log.debug("connection from %s:%s (client %s)", self.peer, port, client_ip)
         proto = _ClaspWSProtocol(
-            release,
+            server.limits, client_ip,
             None, None, False,
-            lambda request: server.make_listener(request, client_ip),
+            lambda request: server.make_listener(request, client_ip, port),
             server.picows_logger,
             True,                               # disconnect_on_exception
             server.handshake_timeout,

@@ -73,7 +73,8 @@ async def test_keepalive_keeps_answering_client_and_drops_silent_one(router_proc
                 break
         assert pings >= 1, "the router never pinged an idle client"
         assert close_code == 1001, f"close code {close_code}"
-        assert closed_at is not None and closed_at <= 3.0, f"dropped after {closed_at} s"
+        # pinged after 1-2 s of silence (1 s sweep), closed on the sweep after pong_timeout
+        assert closed_at is not None and closed_at <= 3.5, f"dropped after {closed_at} s"
 
         # make sure the answering client was idle for > 4 s in total, then check it is still served
         await asyncio.sleep(max(0.0, 4.2 - (time.monotonic() - t0)))

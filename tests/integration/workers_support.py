@@ -41,7 +41,7 @@ CONN_RE = re.compile(r" w(\d+) clasp_fast\.server: connection from ([0-9.]+):(\d
 # picows logs each upgraded connection under its own logger name, and "Disconnected" under
 # the same name at the start of connection_lost; in the same call the router then closes the
 # session (releasing its locks) and the connection slot is given back
-ACCEPT_RE = re.compile(r" w(\d+) (picows\.server\.\d+): New connection accepted: .*<- \('([0-9.]+)', (\d+)\)")
+CLOSED_RE = re.compile(r" w(\d+) clasp_fast\.server: connection from ([0-9.]+):(\d+) closed ")
 
 
 def start_cluster(router_process, workers: int, *args: str):
@@ -59,7 +59,7 @@ class ConnLog:
         self.rp = rp
         self.scanned = 0
         self.seen: dict[tuple[str, int], list[tuple[int, int]]] = collections.defaultdict(list)
-        self.accepted: dict[tuple[str, int], list[tuple[int, int, str]]] = collections.defaultdict(list)
+        self.closed: dict[tuple[str, int], list[tuple[int, int]]] = collections.defaultdict(list)
 
     def mark(self) -> int:
         """A position in the log: only lines after it are considered for a new connection."""
@@ -69,33 +69,28 @@ class ConnLog:
         lines = self.rp.output
         end = len(lines)
         for i in range(self.scanned, end):
+            m = CLOSED_RE.search(lines[i])
+            if m:
+                self.closed[(m.group(2), int(m.group(3)))].append((i, int(m.group(1))))
+                continue
             m = CONN_RE.search(lines[i])
             if m:
                 self.seen[(m.group(2), int(m.group(3)))].append((i, int(m.group(1))))
-                continue
-            m = ACCEPT_RE.search(lines[i])
-            if m:
-                self.accepted[(m.group(3), int(m.group(4)))].append((i, int(m.group(1)), m.group(2)))
         self.scanned = end
 
     async def wait_disconnected(self, sockname: tuple, since: int = 0, timeout: float = 5.0) -> None:
         """Waits until the worker that accepted ``sockname`` (at or after ``since``) logged
-        that the connection is gone (picows' "Disconnected", at the start of connection_lost:
-        the session is closed and the connection slot released later in that same call)."""
+        "connection from <ip>:<port> closed": its session (subscriptions, locks) is closed by
+        then; the connection slot is released later in that same call."""
         key = (sockname[0], int(sockname[1]))
         deadline = time.monotonic() + timeout
         while True:
             self._scan()
-            acc = [a for a in self.accepted.get(key, ()) if a[0] >= since]
-            if acc:
-                i, w, logger = acc[-1]
-                needle = f" w{w} {logger}: Disconnected"
-                lines = self.rp.output
-                if any(needle in lines[j] for j in range(i + 1, len(lines))):
-                    return
+            if any(i >= since for i, _ in self.closed.get(key, ())):
+                return
             if time.monotonic() > deadline:
                 raise AssertionError(f"the router did not log the end of the connection from "
-                                     f"{key[0]}:{key[1]} within {timeout} s (accepted: {acc})")
+                                     f"{key[0]}:{key[1]} within {timeout} s")
             await asyncio.sleep(0.02)
 
     async def worker_of(self, sockname: tuple, since: int = 0, timeout: float = 5.0) -> int:

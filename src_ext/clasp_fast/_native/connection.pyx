@@ -36,6 +36,7 @@ cdef class Connection(WSListener):
     cdef double opened_at            # loop time of the upgrade
     cdef long ping_tick             # tick of the unanswered ping, 0 = none
     cdef readonly bint closing
+    cdef public int peer_port       # for the debug log only
 
     def __cinit__(self, Edge edge, Session session):
         self.edge = edge
@@ -46,6 +47,10 @@ cdef class Connection(WSListener):
 
     cpdef on_ws_connected(self, WSTransport transport):
         self.transport = transport
+        # picows keeps the upgrade request and response (header multidicts, ~2 KB) for the
+        # connection's lifetime; nothing needs them after the upgrade
+        transport.request = None
+        transport.response = None
         self.opened_at = self.edge.loop.time()
         self.last_rx_tick = self.edge.tick
         self.edge.connections.add(self)
@@ -77,12 +82,21 @@ cdef class Connection(WSListener):
         elif mt == WSMsgType.CLOSE:
             self.closing = True
             self.edge.write(self.session)
-            transport.send_close(WSCloseCode.OK, b"")
-            transport.disconnect()
+            if self.router.close_and_release(self.session, self._finish_close):
+                # its locks are freed on the owner first; never wait more than a second
+                self.edge.loop.call_later(1.0, self._finish_close)
+            else:
+                self._finish_close()
             return
         if self.session.close_request is not None:
             code, reason = self.session.close_request
             self.close(code, reason)
+
+    def _finish_close(self):
+        """Answers the client's close frame and closes the socket (once)."""
+        if self.transport is not None and not self.transport.is_close_frame_sent:
+            self.transport.send_close(WSCloseCode.OK, b"")
+            self.transport.disconnect()
 
     cdef bint _check_fragments(self) except -1:
         if len(self.fragments) > self.max_message:
@@ -101,6 +115,9 @@ cdef class Connection(WSListener):
         self.edge.connections.discard(self)
         self.router.close_session(self.session)
         self.session.io = None
+        if log.isEnabledFor(10):
+            log.debug("connection from %s:%d closed (session %s)", self.session.peer, self.peer_port,
+                      self.session.id)
 
     cpdef pause_writing(self):
         self.session.paused = True

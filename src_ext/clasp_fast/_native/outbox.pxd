@@ -57,6 +57,7 @@ cdef class Session(Endpoint):
     cdef public bint may_hold_locks     # sent a SET with lock: tell the owner on close
     cdef public uint32_t inflight       # requests sent to the owner, not yet decided
     cdef public list held               # frames waiting for `inflight` to drain (in order)
+    cdef public object on_released      # called once the owner confirmed its locks are free
     cdef double rate_window
     cdef uint32_t rate_count
     cdef double last_limit_notice       # last ERROR 429
@@ -81,6 +82,7 @@ cdef enum:
     R_SYNC_DONE = 14        # u8 count, count x (u8 origin, u64 applied seq)
     R_DUP = 15              # u64 seq, u64 revision: that request was applied already
     R_PUB_REQ = 16          # u64 seq, u8 qos, u8 id length, id, PUBLISH payload (to the owner)
+    R_BARRIER = 17          # u64 seq, ...: answered with R_DONE once all earlier decisions are sent
 
 
 cdef class PeerLink(Endpoint):

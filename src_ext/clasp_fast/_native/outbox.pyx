@@ -110,7 +110,9 @@ cdef class Endpoint:
     cdef void reset_output(self) noexcept:
         self.out_size = 0
         self.out_count = 0
-        if self.out_cap > KEEP_OUT:
+        # a buffer that never grew goes back to malloc (idle connections hold none);
+        # a grown one is kept for the next tick unless it is huge
+        if self.out_cap <= INITIAL_OUT or self.out_cap > KEEP_OUT:
             free(self.out)
             self.out = NULL
             self.out_cap = 0

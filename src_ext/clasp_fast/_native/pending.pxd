@@ -11,6 +11,7 @@ cdef enum:
     PK_BUNDLE = 2
     PK_RELEASE = 3
     PK_PUBLISH = 4
+    PK_READ = 5             # a read of shared state waiting for a barrier
 
 cdef struct Pending:
     uint64_t seq

@@ -70,6 +70,7 @@ cdef class Router(Hub):
     cdef int complete(self, Pending* f) except -1
     cdef int on_publish_request(self, PeerLink link, const uint8_t* b, Py_ssize_t n) except -1
     cdef int on_done(self, const uint8_t* b, Py_ssize_t n) except -1
+    cdef int answer_barrier(self, PeerLink link, const uint8_t* b) except -1
     cdef int on_replicate(self, const uint8_t* b, Py_ssize_t n) except -1
     cdef int on_set_request(self, PeerLink link, const uint8_t* b, Py_ssize_t n) except -1
     cdef int on_forwarded_publish(self, const uint8_t* b, Py_ssize_t n) except -1

@@ -43,9 +43,9 @@ from clasp_fast._native.wire cimport (
     SET_HAS_REVISION, SET_LOCK, SET_UNLOCK, SET_HAS_TTL, SIG_GESTURE, V_I64, V_F64)
 from clasp_fast._native.outbox cimport (Hub, Endpoint, Session, PeerLink, R_PUBLISH, R_SET_REQ,
                                        R_REPLICATE, R_REJECT, R_BUNDLE_REQ, R_DONE, R_RELEASE,
-                                       R_HOLDER, R_SYNC_PARAM, R_DUP, R_PUB_REQ)
+                                       R_HOLDER, R_SYNC_PARAM, R_DUP, R_PUB_REQ, R_BARRIER)
 from clasp_fast._native.pending cimport (PendingQueue, Pending, PK_SET, PK_BUNDLE, PK_RELEASE,
-                                        PK_PUBLISH)
+                                        PK_PUBLISH, PK_READ)
 
 from clasp_fast._native.wire import (DecodeError, EncodeError, decode_payload, encode_frame,
                                     encode_payload, header_error)
@@ -185,10 +185,23 @@ cdef class Router(Hub):
             self.release_locks(s.id)
         elif s.may_hold_locks:
             self._forward_request(PK_RELEASE, R_RELEASE, s, 0, b"")
+            if self.owner_link is not None and self.on_pressure is not None:
+                self.on_pressure(self.owner_link)       # now, not at the next tick
         self.gestures.drop_session(s)
         if self.sessions.get(s.id) is s:
             del self.sessions[s.id]
         s.reset_output()
+
+    def close_and_release(self, Session s, on_released):
+        """A client closes gracefully: close its session now; if its locks live on the owner,
+        call ``on_released`` once the owner has freed them (and return True) so the edge can
+        finish the close handshake only then: a client that saw its close complete knows its
+        locks are free.  Returns False when there is nothing to wait for."""
+        wait = not self.is_owner and s.may_hold_locks and self.owner_link is not None and not s.closed
+        if wait:
+            s.on_released = on_released
+        self.close_session(s)
+        return wait
 
     def _interest(self, Subscription sub, int delta):
         """Counts local subscriptions per (pattern, mask); peers hear of changes."""
@@ -227,7 +240,7 @@ cdef class Router(Hub):
         if h.payload_size > self.max_payload:
             return self.reject_frame(s, f"payload of {h.payload_size} bytes exceeds max_frame_size "
                                         f"({self.max_payload})")
-        if not s.welcomed:
+        if not s.welcomed and not s.inflight:
             return self.slow_path(s, data, n, h.qos, h.header_size)
         if self.max_rate_in:
             now = mono_s()
@@ -251,7 +264,7 @@ cdef class Router(Hub):
         if s.held is not None:
             s.held.append(PyBytes_FromStringAndSize(<const char*>data, n))
             return 0
-        if s.inflight and t != T_SET and t != T_PUBLISH:
+        if s.inflight and (t != T_SET and t != T_PUBLISH or not s.welcomed):
             s.held = [PyBytes_FromStringAndSize(<const char*>data, n)]
             return 0
         if t == T_SET:
@@ -272,7 +285,10 @@ cdef class Router(Hub):
                 s.held.extend(frames[i:])
                 return
             parse_header(<const uint8_t*>PyBytes_AS_STRING(f), len(f), &h)
-            self.gated(s, <const uint8_t*>PyBytes_AS_STRING(f), len(f), &h)
+            if s.welcomed:
+                self.gated(s, <const uint8_t*>PyBytes_AS_STRING(f), len(f), &h)
+            else:
+                self.slow_path(s, <const uint8_t*>PyBytes_AS_STRING(f), len(f), h.qos, h.header_size)
 
     # --- SET ------------------------------------------------------------------
 
@@ -552,6 +568,8 @@ cdef class Router(Hub):
                 self.on_publish_request(link, buf + pos + 5, size - 1)
             elif kind == R_DONE:
                 self.on_done(buf + pos + 5, size - 1)
+            elif kind == R_BARRIER and not self.holding:
+                self.answer_barrier(link, buf + pos + 5)
             elif self.cluster is not None:
                 self.cluster.on_record(link, kind, PyBytes_FromStringAndSize(<const char*>buf + pos + 5, size - 1))
             pos += 4 + size
@@ -693,6 +711,9 @@ cdef class Router(Hub):
         cdef Session s = <Session>f.session if f.session != NULL else None
         cdef bint counted = f.kind != PK_RELEASE
         self.pending.pop()
+        if not counted and s is not None and s.on_released is not None:
+            callback, s.on_released = s.on_released, None
+            callback()
         if s is not None and counted and s.inflight:
             s.inflight -= 1
             if s.inflight == 0 and s.held is not None and not s.closed:
@@ -724,6 +745,16 @@ cdef class Router(Hub):
         store_u64(done, seq)
         store_u64(done + 8, 0)
         return link.push_record(R_DONE, done, 16, NULL, 0)
+
+    cdef int answer_barrier(self, PeerLink link, const uint8_t* b) except -1:
+        """Owner: R_DONE after every decision sent so far (the link is FIFO)."""
+        cdef uint8_t done[16]
+        memcpy(done, b, 8)
+        store_u64(done + 8, 0)
+        return link.push_record(R_DONE, done, 16, NULL, 0)
+
+    def replay_barrier(self, PeerLink link, bytes body):
+        self.answer_barrier(link, <const uint8_t*>PyBytes_AS_STRING(body))
 
     cdef int on_done(self, const uint8_t* b, Py_ssize_t n) except -1:
         """Origin: the owner has routed our PUBLISH (or applied a BUNDLE / lock release)."""
@@ -770,6 +801,18 @@ cdef class Router(Hub):
         revision = int.from_bytes(body[8:16], "big")
         f = self._pending_for(seq)
         if f == NULL:
+            return
+        if f.kind == PK_READ and f.session != NULL:
+            s = <Session>f.session
+            payload = PyBytes_FromStringAndSize(<const char*>self.pending.payload(f), f.len)
+            qos = f.qos
+            self.pending.pop()          # before handling: the read may start new requests
+            if s.inflight:
+                s.inflight -= 1
+            if not s.closed:
+                self.handle(s, decode_payload(payload), qos)       # barrier passed
+                if s.inflight == 0 and s.held is not None:
+                    self._drain(s)
             return
         if f.kind == PK_BUNDLE and f.session != NULL:
             s = <Session>f.session
@@ -825,7 +868,7 @@ cdef class Router(Hub):
             s = <Session>f.session if f.session != NULL else None
             payload = PyBytes_FromStringAndSize(<const char*>self.pending.payload(f), f.len)
             record = {PK_SET: R_SET_REQ, PK_BUNDLE: R_BUNDLE_REQ, PK_RELEASE: R_RELEASE,
-                      PK_PUBLISH: R_PUB_REQ}[f.kind]
+                      PK_PUBLISH: R_PUB_REQ, PK_READ: R_BARRIER}[f.kind]
             self.owner_link.send_record(record, self._request_head(f.seq, s, f.qos) + payload)
 
     def owner_release(self, PeerLink link, bytes body):
@@ -1059,12 +1102,20 @@ cdef class Router(Hub):
             msg = decode_payload(payload)
         except DecodeError as exc:
             return self.reject_frame(s, str(exc))
-        self.handle(s, msg, qos)
+        self.handle(s, msg, qos, payload)
         return 0
 
-    def handle(self, Session s, msg, int qos=0):
-        """Applies one decoded message from ``s`` (any type, any encoding)."""
+    def handle(self, Session s, msg, int qos=0, bytes payload=None):
+        """Applies one decoded message from ``s`` (any type, any encoding).
+
+        On a worker that is not the owner, a message answered from the shared state (HELLO's
+        snapshot, SUBSCRIBE's, GET, QUERY) first waits for a barrier from the owner: when its
+        answer arrives, every decision made before it has been applied here too, so a client
+        reads what any other client was already told."""
         kind = type(msg)
+        if payload is not None and kind in _READS and not self.is_owner and self.cluster is not None:
+            self._forward_request(PK_READ, R_BARRIER, s, qos, payload)
+            return
         if not s.welcomed:
             if kind is M.Hello:
                 return self._hello(s, msg)
@@ -1468,6 +1519,8 @@ cdef class Router(Hub):
         self.params.sweep(wall_us())
         self.call_later(self.config.expiry_sweep_interval, self._sweep)
 
+
+_READS = (M.Hello, M.Subscribe, M.Get, M.Query)
 
 _HANDLERS = {
     M.Hello: Router._hello,
