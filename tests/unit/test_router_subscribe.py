@@ -442,3 +442,24 @@ def test_subscribe_snapshot_is_split_below_64k():
         assert type(m) is M.Snapshot
         seen += [p.address for p in m.params]
     assert sorted(seen) == [f"/big/p{i:05d}" for i in range(3000)]
+
+
+def test_snapshots_list_params_in_the_order_they_were_last_written():
+    """A client replays the initial state in write order (its callbacks fire that way)."""
+    from clasp_fast._native.router import Router
+    from clasp_fast.protocol import Hello, Set, Snapshot, Subscribe, decode_frame, encode_frame
+
+    r = Router()
+    w = r.open_session()
+    r.receive(w, encode_frame(Hello("w")))
+    order = [f"/ord/{k}" for k in (7, 3, 9, 1, 5, 3, 8)]     # /ord/3 written twice: last at #6
+    for i, address in enumerate(order):
+        r.receive(w, encode_frame(Set(address, i)))
+    expected = ["/ord/7", "/ord/9", "/ord/1", "/ord/5", "/ord/3", "/ord/8"]
+    s = r.open_session()
+    r.receive(s, encode_frame(Hello("s")))
+    welcome_snapshot = [decode_frame(f).message for f in s.take_output()][1]
+    assert [p.address for p in welcome_snapshot.params] == expected
+    r.receive(s, encode_frame(Subscribe(1, "/ord/**")))
+    (snap,) = [decode_frame(f).message for f in s.take_output()]
+    assert isinstance(snap, Snapshot) and [p.address for p in snap.params] == expected

@@ -26,9 +26,11 @@ cdef struct Param:
     char holder[ID_MAX + 1]
     uint8_t holder_origin   # the worker where the lock holder's session lives
     MatchList* match        # cached receivers of this address (see Trie.gen)
+    uint64_t order          # when it was last written, as a count of writes (snapshot order)
 
 cdef class ParamStore:
     cdef BytesMap map
+    cdef uint64_t writes                     # writes so far: each write's `order`
     cdef readonly uint64_t default_ttl_us    # 0 = params never expire by default
     cdef Param* get(self, const char* addr, Py_ssize_t n, uint64_t h) noexcept
     cdef Param* create(self, const char* addr, Py_ssize_t n, uint64_t h) except NULL

@@ -83,6 +83,8 @@ cdef class ParamStore:
         p.value[0] = vtype
         memcpy(p.value + 1, data, n)
         p.value_len = n + 1
+        self.writes += 1
+        p.order = self.writes
         return 0
 
     cdef void set_expiry(self, Param* p, bint has_ttl, uint32_t ttl_raw, uint64_t now_us) noexcept:

@@ -25,7 +25,7 @@ import time
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from cpython.object cimport PyObject
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
-from libc.stdlib cimport malloc, calloc, realloc, free
+from libc.stdlib cimport malloc, calloc, realloc, free, qsort
 from libc.string cimport memcpy, memcmp, memmove
 from posix.time cimport clock_gettime, timespec, CLOCK_REALTIME, CLOCK_MONOTONIC
 
@@ -118,6 +118,12 @@ cdef inline Py_ssize_t _ws_header_len(const uint8_t* f, Py_ssize_t n) noexcept n
     if b < 126:
         return 2
     return 4 if b == 126 else 10
+
+
+cdef int _by_write_order(const void* a, const void* b) noexcept nogil:
+    cdef Param* x = (<Param**>a)[0]
+    cdef Param* y = (<Param**>b)[0]
+    return -1 if x.order < y.order else (1 if x.order > y.order else 0)
 
 
 cdef bytes _str16(str s):
@@ -1071,27 +1077,39 @@ cdef class Router(Hub):
     # --- snapshots --------------------------------------------------------------
 
     cdef int send_snapshot(self, Session s, object pattern, bint always) except -1:
-        """SNAPSHOT(s) of the params matching ``pattern`` (None: all), split to fit 65535 bytes."""
+        """SNAPSHOT(s) of the params matching ``pattern`` (None: all), oldest write first (a
+        client replays the state in the order it was written), split to fit 65535 bytes."""
         cdef SnapshotWriter w = SnapshotWriter(self, s)
         cdef Seg psegs[MAX_SEGMENTS]
         cdef Seg asegs[MAX_SEGMENTS]
         cdef int np = 0, na
         cdef bytes pb = pattern.encode() if pattern is not None else b""
-        cdef Py_ssize_t i
+        cdef Py_ssize_t i, count = 0
         cdef Param* prm
         cdef uint64_t now = wall_us()
-        if pattern is not None:
-            np = split_pattern(pb, len(pb), psegs)
-        for i in range(self.params.capacity()):
-            prm = self.params.slot(i)
-            if prm == NULL or param_expired(prm, now):
-                continue
+        cdef Param** found = <Param**>malloc(max(len(self.params), 1) * sizeof(Param*))
+        if found == NULL:
+            raise MemoryError()
+        try:
             if pattern is not None:
-                na = split_address(prm.address, prm.addr_len, asegs)
-                if na < 0 or not pattern_match(pb, psegs, np, prm.address, asegs, na):
+                np = split_pattern(pb, len(pb), psegs)
+            for i in range(self.params.capacity()):
+                prm = self.params.slot(i)
+                if prm == NULL or param_expired(prm, now):
                     continue
-            w.add(prm)
-        w.finish(always)
+                if pattern is not None:
+                    na = split_address(prm.address, prm.addr_len, asegs)
+                    if na < 0 or not pattern_match(pb, psegs, np, prm.address, asegs, na):
+                        continue
+                found[count] = prm
+                count += 1
+            if count > 1:
+                qsort(found, count, sizeof(Param*), _by_write_order)
+            for i in range(count):
+                w.add(found[i])
+            w.finish(always)
+        finally:
+            free(found)
         return 0
 
     # --- the slow path: everything but SET and PUBLISH --------------------------
