@@ -88,6 +88,8 @@ cdef class Connection(WSListener):
             else:
                 self._finish_close()
             return
+        if frame.last_in_buffer:
+            self.router.clock_fresh = False     # the next read batch reads the clock again
         if self.session.close_request is not None:
             code, reason = self.session.close_request
             self.close(code, reason)

@@ -44,6 +44,8 @@ cdef class Router(Hub):
     cdef dict interest                  # (pattern, mask) -> local subscription count
     cdef dict holders                   # owner: session id -> set of addresses it locks
     cdef dict holder_origin             # owner: session id -> worker of that session
+    cdef uint64_t clock_us              # wall clock of the current read batch (see now_us)
+    cdef public bint clock_fresh
     cdef readonly uint64_t routed       # deliveries queued
     cdef readonly uint64_t frames_in
 
@@ -64,6 +66,7 @@ cdef class Router(Hub):
     cdef int on_publish(self, Session s, const uint8_t* p, Py_ssize_t n, uint8_t qos, bint throttled) except -1
     cdef int apply_set(self, const char* wid, uint8_t wlen, Session local, int origin, uint64_t seq,
                        const uint8_t* p, SetView* v, Seg* segs, int nseg, uint8_t qos) except -1
+    cdef uint64_t now_us(self) noexcept
     cdef int forward_request(self, Session s, uint8_t kind, uint8_t record, const uint8_t* p,
                              Py_ssize_t n, uint8_t qos) except -1
     cdef int gated(self, Session s, const uint8_t* data, Py_ssize_t n, FrameHeader* h) except -1

@@ -225,6 +225,7 @@ cdef class Router(Hub):
     def receive(self, Session s, data):
         """Feeds one CLASP frame (one WebSocket message) from ``s``."""
         cdef const uint8_t[::1] view = bytes(data) if not isinstance(data, bytes) else data
+        self.clock_fresh = False
         if view.shape[0] == 0:
             self.reject_frame(s, "empty WebSocket message: a CLASP frame has at least 5 bytes")
             return
@@ -305,10 +306,13 @@ cdef class Router(Hub):
         cdef int nseg
         if parse_set(p, n, &v, &r):
             return self.reject_frame(s, reader_error(&r, "SET"))
-        nseg = split_address(<const char*>p + v.addr_pos, v.addr_len, segs)
-        if nseg < 0:
-            address = (<const char*>p + v.addr_pos)[:v.addr_len].decode()
-            return self.error(s, E_ADDRESS, address_error(nseg, "address", address), address)
+        nseg = -1      # an address that has a param was validated when it got it
+        if self.params.get(<const char*>p + v.addr_pos, v.addr_len,
+                           bm_hash(<const char*>p + v.addr_pos, v.addr_len)) == NULL:
+            nseg = split_address(<const char*>p + v.addr_pos, v.addr_len, segs)
+            if nseg < 0:
+                address = (<const char*>p + v.addr_pos)[:v.addr_len].decode()
+                return self.error(s, E_ADDRESS, address_error(nseg, "address", address), address)
         if v.codes_seen & NARROW_CODES:
             # i8/i16/i32/f32 go out as i64/f64: re-encode (rare: no real client sends them)
             return self._reencode(s, PyBytes_FromStringAndSize(<const char*>p, n), qos, False)
@@ -363,7 +367,7 @@ cdef class Router(Hub):
         """The owner's decision on one SET (from ``local`` here, or from worker ``origin``)."""
         cdef const char* addr = <const char*>p + v.addr_pos
         cdef uint64_t h = bm_hash(addr, v.addr_len)
-        cdef uint64_t now = wall_us()
+        cdef uint64_t now = self.now_us()
         cdef Param* prm = self.params.get(addr, v.addr_len, h)
         cdef uint64_t current = 0
         cdef Py_ssize_t size, hl, total, hn, i
@@ -535,11 +539,22 @@ cdef class Router(Hub):
         return 0
 
     cdef MatchList* param_receivers(self, Param* prm, Seg* segs, int nseg) except NULL:
+        """The cached receivers of a param; ``nseg`` < 0: the address is not split yet."""
         if prm.match == NULL or prm.match.gen != self.trie.gen:
+            if nseg < 0:
+                nseg = split_address(prm.address, prm.addr_len, segs)
             matchlist_free(prm.match)
             prm.match = NULL
             prm.match = self.trie.match(prm.address, segs, nseg)
         return prm.match
+
+    cdef uint64_t now_us(self) noexcept:
+        """Server time for writes: read once per batch of input (the edge marks a batch's
+        end), not once per SET; within a batch of frames it is the same microsecond range."""
+        if not self.clock_fresh:
+            self.clock_us = wall_us()
+            self.clock_fresh = True
+        return self.clock_us
 
     # --- bus records ------------------------------------------------------------
 
@@ -580,6 +595,7 @@ cdef class Router(Hub):
                 self.cluster.on_record(link, kind, PyBytes_FromStringAndSize(<const char*>buf + pos + 5, size - 1))
             pos += 4 + size
         rest = n - pos
+        self.clock_fresh = False
         if buf == link.inbuf:
             if rest and pos:
                 memmove(link.inbuf, link.inbuf + pos, rest)
@@ -1527,6 +1543,7 @@ cdef class Router(Hub):
         """Runs every timer due at ``now`` (default: ``clock()``)."""
         if now is None:
             now = self.clock()
+        self.clock_fresh = False
         while self.timers and self.timers[0][0] <= now:
             entry = heapq.heappop(self.timers)
             fn = entry[2]
