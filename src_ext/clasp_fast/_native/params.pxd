@@ -2,7 +2,9 @@
 # Plain C structs in a BytesMap: a SET updates one in place with no Python object.
 
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
-from clasp_fast._native.bytesmap cimport BytesMap
+from libc.stdlib cimport realloc
+from libc.string cimport memcpy
+from clasp_fast._native.bytesmap cimport BytesMap, bm_get
 from clasp_fast._native.patterns cimport MatchList
 
 cdef enum:
@@ -32,11 +34,8 @@ cdef class ParamStore:
     cdef BytesMap map
     cdef uint64_t writes                     # writes so far: each write's `order`
     cdef readonly uint64_t default_ttl_us    # 0 = params never expire by default
-    cdef Param* get(self, const char* addr, Py_ssize_t n, uint64_t h) noexcept
     cdef Param* create(self, const char* addr, Py_ssize_t n, uint64_t h) except NULL
     cdef void remove(self, Param* p) noexcept
-    cdef int store_value(self, Param* p, uint8_t vtype, const uint8_t* data, Py_ssize_t n) except -1
-    cdef void set_expiry(self, Param* p, bint has_ttl, uint32_t ttl_raw, uint64_t now_us) noexcept
     cdef Py_ssize_t sweep(self, uint64_t now_us) noexcept
     cdef Param* slot(self, Py_ssize_t i) noexcept
     cdef Py_ssize_t capacity(self) noexcept
@@ -44,3 +43,51 @@ cdef class ParamStore:
 cdef void param_free(Param* p) noexcept
 cdef inline bint param_expired(Param* p, uint64_t now_us) noexcept nogil:
     return p.expires_us != 0 and p.expires_us <= now_us
+
+
+# --- on every SET's path: inline, compiled into the router -------------------------
+
+cdef inline Param* param_get(ParamStore st, const char* addr, Py_ssize_t n, uint64_t h) noexcept:
+    return <Param*>bm_get(&st.map, addr, n, h)
+
+
+cdef inline int param_store(ParamStore st, Param* p, uint8_t vtype, const uint8_t* data,
+                            Py_ssize_t n) except -1:
+    """Stores a value (type code + data) and stamps the write's order."""
+    cdef uint8_t* nv
+    cdef Py_ssize_t cap
+    if n + 1 > p.value_cap:
+        cap = n + 1 if n + 1 > 16 else 16
+        nv = <uint8_t*>realloc(p.value, cap)
+        if nv == NULL:
+            raise MemoryError()
+        p.value = nv
+        p.value_cap = cap
+    elif p.value_cap > 256 and n + 1 < p.value_cap // 4:
+        nv = <uint8_t*>realloc(p.value, n + 1)
+        if nv != NULL:
+            p.value = nv
+            p.value_cap = n + 1
+    p.value[0] = vtype
+    memcpy(p.value + 1, data, n)
+    p.value_len = n + 1
+    st.writes += 1
+    p.order = st.writes
+    return 0
+
+
+cdef inline void param_expiry(ParamStore st, Param* p, bint has_ttl, uint32_t ttl_raw,
+                              uint64_t now_us) noexcept:
+    """When ``p`` expires after a write at ``now_us`` (see params.pyx for the rules)."""
+    cdef uint64_t secs
+    if has_ttl:
+        p.has_ttl = True
+        p.ttl_raw = ttl_raw
+        secs = ttl_raw & 0x7FFFFFFF
+        p.expires_us = 0 if secs == 0 else now_us + secs * 1000000
+    elif p.has_ttl:
+        if not (p.ttl_raw & 0x80000000):       # absolute: the deadline stays
+            secs = p.ttl_raw
+            p.expires_us = 0 if secs == 0 else now_us + secs * 1000000
+    else:
+        p.expires_us = 0 if st.default_ttl_us == 0 else now_us + st.default_ttl_us

@@ -13,7 +13,7 @@ from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memcpy
 
-from clasp_fast._native.bytesmap cimport bm_init, bm_free, bm_get, bm_put, bm_del
+from clasp_fast._native.bytesmap cimport bm_init, bm_free, bm_put, bm_del
 from clasp_fast._native.patterns cimport matchlist_free
 
 
@@ -43,9 +43,6 @@ cdef class ParamStore:
     def __len__(self):
         return self.map.count
 
-    cdef Param* get(self, const char* addr, Py_ssize_t n, uint64_t h) noexcept:
-        return <Param*>bm_get(&self.map, addr, n, h)
-
     cdef Param* create(self, const char* addr, Py_ssize_t n, uint64_t h) except NULL:
         cdef Param* p = <Param*>calloc(1, sizeof(Param))
         if p == NULL:
@@ -64,44 +61,6 @@ cdef class ParamStore:
     cdef void remove(self, Param* p) noexcept:
         bm_del(&self.map, p.address, p.addr_len, p.hash)
         param_free(p)
-
-    cdef int store_value(self, Param* p, uint8_t vtype, const uint8_t* data, Py_ssize_t n) except -1:
-        cdef uint8_t* nv
-        cdef Py_ssize_t cap
-        if n + 1 > p.value_cap:
-            cap = n + 1 if n + 1 > 16 else 16
-            nv = <uint8_t*>realloc(p.value, cap)
-            if nv == NULL:
-                raise MemoryError()
-            p.value = nv
-            p.value_cap = cap
-        elif p.value_cap > 256 and n + 1 < p.value_cap // 4:
-            nv = <uint8_t*>realloc(p.value, n + 1)
-            if nv != NULL:
-                p.value = nv
-                p.value_cap = n + 1
-        p.value[0] = vtype
-        memcpy(p.value + 1, data, n)
-        p.value_len = n + 1
-        self.writes += 1
-        p.order = self.writes
-        return 0
-
-    cdef void set_expiry(self, Param* p, bint has_ttl, uint32_t ttl_raw, uint64_t now_us) noexcept:
-        cdef uint64_t secs
-        if has_ttl:
-            p.has_ttl = True
-            p.ttl_raw = ttl_raw
-            secs = ttl_raw & 0x7FFFFFFF
-            p.expires_us = 0 if secs == 0 else now_us + secs * 1000000
-        elif p.has_ttl:
-            if p.ttl_raw & 0x80000000:
-                pass                    # absolute: the deadline stays
-            else:
-                secs = p.ttl_raw
-                p.expires_us = 0 if secs == 0 else now_us + secs * 1000000
-        else:
-            p.expires_us = 0 if self.default_ttl_us == 0 else now_us + self.default_ttl_us
 
     cdef Py_ssize_t sweep(self, uint64_t now_us) noexcept:
         """Removes every expired param; returns how many."""

@@ -11,6 +11,7 @@
 # PUBLISH goes straight from the sender's worker to the workers with a
 # matching subscription.
 
+cimport cython
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from clasp_fast._native.bytesmap cimport BytesMap
 from clasp_fast._native.patterns cimport Trie, MatchList, Seg, MAX_SEGMENTS
@@ -23,6 +24,7 @@ cdef enum:
     MAX_WORKERS = 64
 
 
+@cython.final
 cdef class Router(Hub):
     cdef readonly object config
     cdef readonly ParamStore params
@@ -69,6 +71,7 @@ cdef class Router(Hub):
     cdef uint64_t now_us(self) noexcept
     cdef int forward_request(self, Session s, uint8_t kind, uint8_t record, const uint8_t* p,
                              Py_ssize_t n, uint8_t qos) except -1
+    cdef int forward_publish_copy(self, Session s, const uint8_t* p, Py_ssize_t n) except -1
     cdef int gated(self, Session s, const uint8_t* data, Py_ssize_t n, FrameHeader* h) except -1
     cdef int complete(self, Pending* f) except -1
     cdef int on_publish_request(self, PeerLink link, const uint8_t* b, Py_ssize_t n) except -1
@@ -98,8 +101,8 @@ cdef class Router(Hub):
                          const char* writer, uint8_t wlen, const char* holder, uint8_t hlen,
                          uint8_t horigin, bint only_if_newer) except -1
     cdef Py_ssize_t state_head(self, Param* prm, uint8_t* o) noexcept
-    cdef int _store_replica(self, const char* addr, Py_ssize_t alen, uint8_t vtype, const uint8_t* data,
-                            Py_ssize_t dlen, uint64_t revision, const uint8_t* st) except -1
+    cdef Param* _store_replica(self, const char* addr, Py_ssize_t alen, uint8_t vtype, const uint8_t* data,
+                               Py_ssize_t dlen, uint64_t revision, const uint8_t* st) except NULL
     cdef Pending* _pending_for(self, uint64_t seq)
     cdef int resolve_pending(self, uint64_t seq, uint64_t revision, const char* addr, Py_ssize_t alen) except -1
 

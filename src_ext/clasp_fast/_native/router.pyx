@@ -26,7 +26,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from cpython.object cimport PyObject
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.stdlib cimport malloc, calloc, realloc, free, qsort
-from libc.string cimport memcpy, memcmp, memmove
+from libc.string cimport memcpy, memcmp, memmove, memset
 from posix.time cimport clock_gettime, timespec, CLOCK_REALTIME, CLOCK_MONOTONIC
 
 from clasp_fast._native.bytesmap cimport (BytesMap, bm_init, bm_free, bm_clear, bm_get, bm_put,
@@ -34,7 +34,8 @@ from clasp_fast._native.bytesmap cimport (BytesMap, bm_init, bm_free, bm_clear, 
 from clasp_fast._native.patterns cimport (Trie, Subscription, MatchList, MatchEntry, Seg,
                                          MAX_SEGMENTS, split_address, split_pattern,
                                          address_error, pattern_match, matchlist_free)
-from clasp_fast._native.params cimport ParamStore, Param, param_expired, ID_MAX
+from clasp_fast._native.params cimport (ParamStore, Param, param_expired, param_get, param_store,
+                                       param_expiry, ID_MAX)
 from clasp_fast._native.wire cimport (
     FrameHeader, Reader, SetView, PublishView, parse_header, parse_set, parse_publish,
     reader_error, ws_binary_header, clasp_header, publish_qos, set_broadcast_size,
@@ -307,7 +308,7 @@ cdef class Router(Hub):
         if parse_set(p, n, &v, &r):
             return self.reject_frame(s, reader_error(&r, "SET"))
         nseg = -1      # an address that has a param was validated when it got it
-        if self.params.get(<const char*>p + v.addr_pos, v.addr_len,
+        if param_get(self.params, <const char*>p + v.addr_pos, v.addr_len,
                            bm_hash(<const char*>p + v.addr_pos, v.addr_len)) == NULL:
             nseg = split_address(<const char*>p + v.addr_pos, v.addr_len, segs)
             if nseg < 0:
@@ -344,6 +345,15 @@ cdef class Router(Hub):
             return self.on_set(s, <const uint8_t*>PyBytes_AS_STRING(out), len(out), qos)
         return self.on_publish(s, <const uint8_t*>PyBytes_AS_STRING(out), len(out), qos, throttled)
 
+    cdef int forward_publish_copy(self, Session s, const uint8_t* p, Py_ssize_t n) except -1:
+        """An R_PUB_REQ with sequence 0: the owner routes it to the other workers and answers
+        nothing (the origin has delivered it to its own sessions)."""
+        cdef uint8_t head[10 + ID_MAX]
+        memset(head, 0, 10)
+        head[9] = s.idlen
+        memcpy(head + 10, s.idc, s.idlen)
+        return self.owner_link.push_record(R_PUB_REQ, head, 10 + s.idlen, p, n)
+
     cdef int forward_request(self, Session s, uint8_t kind, uint8_t record, const uint8_t* p,
                              Py_ssize_t n, uint8_t qos) except -1:
         """Not the owner: send a SET or PUBLISH to it; the result comes back in order
@@ -368,7 +378,7 @@ cdef class Router(Hub):
         cdef const char* addr = <const char*>p + v.addr_pos
         cdef uint64_t h = bm_hash(addr, v.addr_len)
         cdef uint64_t now = self.now_us()
-        cdef Param* prm = self.params.get(addr, v.addr_len, h)
+        cdef Param* prm = param_get(self.params, addr, v.addr_len, h)
         cdef uint64_t current = 0
         cdef Py_ssize_t size, hl, total, hn, i
         cdef uint8_t* frame
@@ -401,12 +411,12 @@ cdef class Router(Hub):
             prm.holder_len = wlen
             prm.holder_origin = origin
             self._lock_changed(wid[:wlen].decode(), origin, addr[:v.addr_len].decode(), True)
-        self.params.store_value(prm, v.vtype, p + v.value_pos, v.value_end - v.value_pos)
+        param_store(self.params, prm, v.vtype, p + v.value_pos, v.value_end - v.value_pos)
         prm.revision = current + 1
         prm.timestamp_us = now
         memcpy(prm.writer, wid, wlen)
         prm.writer_len = wlen
-        self.params.set_expiry(prm, (v.flags & SET_HAS_TTL) != 0, v.ttl, now)
+        param_expiry(self.params, prm, (v.flags & SET_HAS_TTL) != 0, v.ttl, now)
 
         # the broadcast: the same SET with the new revision, framed once
         size = set_broadcast_size(v)
@@ -463,7 +473,7 @@ cdef class Router(Hub):
         cdef Param* prm
         for address in self.holders.pop(holder, ()):
             b = address.encode()
-            prm = self.params.get(b, len(b), bm_hash(b, len(b)))
+            prm = param_get(self.params, b, len(b), bm_hash(b, len(b)))
             if prm != NULL and _same_id(prm.holder, prm.holder_len, hb, len(hb)):
                 prm.holder_len = 0
                 self._broadcast_holder(address, "", 0)
@@ -492,7 +502,7 @@ cdef class Router(Hub):
         b = body[2:2 + alen]
         hlen = body[2 + alen]
         holder = body[3 + alen:3 + alen + hlen]
-        prm = self.params.get(b, len(b), bm_hash(b, len(b)))
+        prm = param_get(self.params, b, len(b), bm_hash(b, len(b)))
         if prm != NULL:
             memcpy(prm.holder, <const char*>holder, hlen)
             prm.holder_len = hlen
@@ -520,12 +530,12 @@ cdef class Router(Hub):
                          uint8_t horigin, bint only_if_newer) except -1:
         """Replica: sets a param to the owner's decided state (``value``: type byte + data)."""
         cdef uint64_t h = bm_hash(addr, alen)
-        cdef Param* prm = self.params.get(addr, alen, h)
+        cdef Param* prm = param_get(self.params, addr, alen, h)
         if prm != NULL and only_if_newer and prm.revision >= revision:
             return 0
         if prm == NULL:
             prm = self.params.create(addr, alen, h)
-        self.params.store_value(prm, value[0], value + 1, vlen - 1)
+        param_store(self.params, prm, value[0], value + 1, vlen - 1)
         prm.revision = revision
         prm.timestamp_us = ts
         prm.expires_us = expires
@@ -654,7 +664,7 @@ cdef class Router(Hub):
         self.on_set_request(link, <const uint8_t*>PyBytes_AS_STRING(body), len(body))
 
     def _duplicate(self, PeerLink link, uint64_t seq, bytes address):
-        cdef Param* prm = self.params.get(address, len(address), bm_hash(address, len(address)))
+        cdef Param* prm = param_get(self.params, address, len(address), bm_hash(address, len(address)))
         rev = prm.revision if prm != NULL else 0
         link.send_record(R_DUP, seq.to_bytes(8, "big") + rev.to_bytes(8, "big"))
         return 0
@@ -684,13 +694,9 @@ cdef class Router(Hub):
         if parse_set(p, fn - hl - 4, &v, &r):
             return 0
         addr = <const char*>p + v.addr_pos
-        nseg = split_address(addr, v.addr_len, segs)
-        if nseg < 0:
-            return 0
-        self._store_replica(addr, v.addr_len, v.vtype, p + v.value_pos, v.value_end - v.value_pos,
-                            v.revision, st)
-        prm = self.params.get(addr, v.addr_len, bm_hash(addr, v.addr_len))
-        self.deliver(self.param_receivers(prm, segs, nseg), 0x01, None, False, frame, fn,
+        prm = self._store_replica(addr, v.addr_len, v.vtype, p + v.value_pos, v.value_end - v.value_pos,
+                                  v.revision, st)
+        self.deliver(self.param_receivers(prm, segs, -1), 0x01, None, False, frame, fn,
                      addr, v.addr_len, prm)
         if seq > self.applied[origin]:
             self.applied[origin] = seq
@@ -698,15 +704,15 @@ cdef class Router(Hub):
             self.resolve_pending(seq, v.revision, addr, v.addr_len)
         return 0
 
-    cdef int _store_replica(self, const char* addr, Py_ssize_t alen, uint8_t vtype, const uint8_t* data,
-                            Py_ssize_t dlen, uint64_t revision, const uint8_t* st) except -1:
+    cdef Param* _store_replica(self, const char* addr, Py_ssize_t alen, uint8_t vtype, const uint8_t* data,
+                               Py_ssize_t dlen, uint64_t revision, const uint8_t* st) except NULL:
         cdef uint64_t h = bm_hash(addr, alen)
-        cdef Param* prm = self.params.get(addr, alen, h)
+        cdef Param* prm = param_get(self.params, addr, alen, h)
         cdef uint8_t wlen = st[21]
         cdef uint8_t hlen = st[22 + wlen]
         if prm == NULL:
             prm = self.params.create(addr, alen, h)
-        self.params.store_value(prm, vtype, data, dlen)
+        param_store(self.params, prm, vtype, data, dlen)
         prm.revision = revision
         prm.timestamp_us = load_u64(st)
         prm.expires_us = load_u64(st + 8)
@@ -717,7 +723,7 @@ cdef class Router(Hub):
         memcpy(prm.holder, st + 23 + wlen, hlen)
         prm.holder_len = hlen
         prm.holder_origin = st[23 + wlen + hlen]
-        return 0
+        return prm
 
     cdef int resolve_pending(self, uint64_t seq, uint64_t revision, const char* addr, Py_ssize_t alen) except -1:
         """A request of ours was decided: answer the session that sent it."""
@@ -758,12 +764,15 @@ cdef class Router(Hub):
         cdef const uint8_t* p = b + 10 + idlen
         cdef Py_ssize_t pn = n - 10 - idlen
         cdef uint8_t done[16]
-        if seq > self.applied[link.index]:
-            self.applied[link.index] = seq
+        if seq == 0 or seq > self.applied[link.index]:
+            if seq:
+                self.applied[link.index] = seq
             if not parse_publish(p, pn, &v, &r):
                 nseg = split_address(<const char*>p + v.addr_pos, v.addr_len, segs)
                 if nseg >= 0:
                     self.route_publish(link, True, p, &v, segs, nseg)
+        if seq == 0:
+            return 0                # a copy: the origin expects no answer
         store_u64(done, seq)
         store_u64(done + 8, 0)
         return link.push_record(R_DONE, done, 16, NULL, 0)
@@ -941,7 +950,14 @@ cdef class Router(Hub):
                                        v.gesture_id, v.phase):
                 return 0
         if not self.is_owner:
-            return self.forward_request(s, PK_PUBLISH, R_PUB_REQ, p, v.end, qos)
+            if s.inflight or self.owner_link is None:
+                # behind its own requests (or the owner is restarting): the owner sequences it,
+                # local delivery after its R_DONE
+                return self.forward_request(s, PK_PUBLISH, R_PUB_REQ, p, v.end, qos)
+            # nothing of this session in flight: deliver here now (everything it sent before is
+            # delivered here already); the owner gets a copy for the other workers
+            self.route_publish(s, False, p, &v, segs, nseg)
+            return self.forward_publish_copy(s, p, v.end)
         return self.route_publish(s, True, p, &v, segs, nseg)
 
     def forward_publish(self, Session s, bytes payload):
@@ -1230,7 +1246,7 @@ cdef class Router(Hub):
         if problem is not None:
             return self.error(s, E_ADDRESS, problem, msg.address)
         b = msg.address.encode()
-        prm = self.params.get(b, len(b), bm_hash(b, len(b)))
+        prm = param_get(self.params, b, len(b), bm_hash(b, len(b)))
         if prm == NULL or param_expired(prm, wall_us()):
             return self.error(s, E_NOT_FOUND, f"no param at {msg.address}", msg.address)
         w = SnapshotWriter(self, s)
@@ -1380,7 +1396,7 @@ cdef class Router(Hub):
     def param_state(self, str address):
         """(revision, lock holder or None) of ``address``; (0, None) if it has no param."""
         cdef bytes b = address.encode()
-        cdef Param* prm = self.params.get(b, len(b), bm_hash(b, len(b)))
+        cdef Param* prm = param_get(self.params, b, len(b), bm_hash(b, len(b)))
         if prm == NULL or param_expired(prm, wall_us()):
             return (0, None)
         holder = prm.holder[:prm.holder_len].decode() if prm.holder_len else None
@@ -1406,7 +1422,7 @@ cdef class Router(Hub):
         cdef uint64_t now = wall_us()
         out = []
         if exact:
-            prm = self.params.get(b, len(b), bm_hash(b, len(b)))
+            prm = param_get(self.params, b, len(b), bm_hash(b, len(b)))
             if prm != NULL and not param_expired(prm, now):
                 out.append(w.to_value(prm))
             return out

@@ -8,6 +8,7 @@
 # Layouts: ../shared/reference/wire-format.md §1-§3.  All integers big-endian.
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from libc.string cimport memcpy
 
 cdef enum:
     MAGIC = 0x53
@@ -240,28 +241,16 @@ cdef inline uint64_t rd_u64(Reader* r, const char* what) noexcept nogil:
 
 # --- implemented in wire.pyx -------------------------------------------------
 
-cdef bint utf8_valid(const uint8_t* p, Py_ssize_t n) noexcept nogil
 
-# Reads a u16-length string, checks UTF-8; returns its start offset (length in *n).
-cdef Py_ssize_t rd_str(Reader* r, Py_ssize_t* n, const char* what) noexcept nogil
 
 # Skips (and validates) the data of a value whose type code is `code`.
 cdef void skip_value(Reader* r, uint8_t code, int depth) noexcept nogil
 
-# Parses the 4- or 12-byte frame header and checks the length against `n`.
-# Returns an E_* code.
-cdef int parse_header(const uint8_t* p, Py_ssize_t n, FrameHeader* h) noexcept nogil
 
-# Parse SET / PUBLISH payloads in place (payload byte 0 is the type).
-cdef int parse_set(const uint8_t* p, Py_ssize_t n, SetView* v, Reader* r) noexcept nogil
-cdef int parse_publish(const uint8_t* p, Py_ssize_t n, PublishView* v, Reader* r) noexcept nogil
 
 # True for a first payload byte that starts a MessagePack map (0x80-0x8F, 0xDE, 0xDF).
 cdef bint is_msgpack_start(uint8_t b) noexcept nogil
 
-# Writes a server-to-client WebSocket frame header (FIN + binary, unmasked)
-# for a message of `size` bytes; returns the header length (2, 4 or 10).
-cdef Py_ssize_t ws_binary_header(uint8_t* out, Py_ssize_t size) noexcept nogil
 
 # Writes a 4-byte CLASP frame header (version 1, no timestamp).
 cdef inline void clasp_header(uint8_t* out, uint8_t qos, Py_ssize_t payload_size) noexcept nogil:
@@ -280,7 +269,220 @@ cdef inline uint8_t publish_qos(uint8_t signal) noexcept nogil:
 # Python-level error text for a failed Reader (used by DecodeError).
 cdef str reader_error(Reader* r, str context)
 
+
+# --- the in-place parsers: on every message's path, so inline (compiled into each
+# --- user); skip_value, the one recursive piece, stays in wire.pyx
+
+
+# Strict UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF).
+cdef inline bint utf8_valid(const uint8_t* p, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i = 0
+    cdef uint8_t c, c1
+    cdef uint64_t w
+    while i < n:
+        # ASCII fast path, 8 bytes at a time
+        while i + 8 <= n:
+            memcpy(&w, p + i, 8)
+            if w & 0x8080808080808080ULL:
+                break
+            i += 8
+        if i >= n:
+            return True
+        c = p[i]
+        if c < 0x80:
+            i += 1
+        elif c < 0xC2:
+            return False
+        elif c < 0xE0:
+            if i + 1 >= n or (p[i + 1] & 0xC0) != 0x80:
+                return False
+            i += 2
+        elif c < 0xF0:
+            if i + 2 >= n:
+                return False
+            c1 = p[i + 1]
+            if (c1 & 0xC0) != 0x80 or (p[i + 2] & 0xC0) != 0x80:
+                return False
+            if c == 0xE0 and c1 < 0xA0:
+                return False
+            if c == 0xED and c1 >= 0xA0:
+                return False
+            i += 3
+        elif c < 0xF5:
+            if i + 3 >= n:
+                return False
+            c1 = p[i + 1]
+            if (c1 & 0xC0) != 0x80 or (p[i + 2] & 0xC0) != 0x80 or (p[i + 3] & 0xC0) != 0x80:
+                return False
+            if c == 0xF0 and c1 < 0x90:
+                return False
+            if c == 0xF4 and c1 >= 0x90:
+                return False
+            i += 4
+        else:
+            return False
+    return True
+
+
+# Reads a u16-length string, checks UTF-8; returns its start offset (length in *n).
+cdef inline Py_ssize_t rd_str(Reader* r, Py_ssize_t* n, const char* what) noexcept nogil:
+    cdef Py_ssize_t length = rd_u16(r, what)
+    cdef Py_ssize_t start = r.pos
+    n[0] = 0
+    if not need(r, length, what):
+        return 0
+    if not utf8_valid(r.buf + start, length):
+        r.err = E_UTF8
+        r.what = what
+        r.err_pos = start
+        return 0
+    r.pos += length
+    n[0] = length
+    return start
+
+
+# skip_value for scalars, strings and bytes; arrays and maps go to skip_value.
+cdef inline void skip_value_fast(Reader* r, uint8_t code) noexcept nogil:
+    cdef Py_ssize_t size = -1
+    if r.err:
+        return
+    if code == V_NULL:
+        size = 0
+    elif code == V_BOOL or code == V_I8:
+        size = 1
+    elif code == V_I16:
+        size = 2
+    elif code == V_I32 or code == V_F32:
+        size = 4
+    elif code == V_I64 or code == V_F64:
+        size = 8
+    elif code == V_BYTES:
+        r.codes_seen |= (1u << code)
+        size = rd_u16(r, b"bytes length")
+        if need(r, size, b"bytes value"):
+            r.pos += size
+        return
+    elif code == V_STRING:
+        r.codes_seen |= (1u << code)
+        rd_str(r, &size, b"string value")
+        return
+    if size < 0:
+        skip_value(r, code, 0)
+        return
+    r.codes_seen |= (1u << code)
+    if need(r, size, b"value"):
+        r.pos += size
+
+
+# Parses the 4- or 12-byte frame header and checks the length against `n`.
+# Returns an E_* code.
+cdef inline int parse_header(const uint8_t* p, Py_ssize_t n, FrameHeader* h) noexcept nogil:
+    if n < 4:
+        return E_TRUNCATED
+    if p[0] != MAGIC:
+        return E_MAGIC
+    h.flags = p[1]
+    h.qos = p[1] >> 6
+    if h.qos == 3:
+        h.qos = 0           # reserved: read as fire, like the Rust decoder
+    h.has_timestamp = (p[1] & 0x20) != 0
+    h.payload_size = load_u16(p + 2)
+    if h.has_timestamp:
+        if n < 12:
+            return E_TRUNCATED
+        h.timestamp = load_u64(p + 4)
+        h.header_size = 12
+    else:
+        h.timestamp = 0
+        h.header_size = 4
+    if h.payload_size == 0:
+        return E_EMPTY
+    if h.header_size + h.payload_size != n:
+        return E_LENGTH
+    return E_OK
+
+
+# Parse SET / PUBLISH payloads in place (payload byte 0 is the type).
+cdef inline int parse_set(const uint8_t* p, Py_ssize_t n, SetView* v, Reader* r) noexcept nogil:
+    reader_init(r, p, n)
+    r.pos = 1
+    v.flags = rd_u8(r, b"flags")
+    v.vtype = v.flags & SET_TYPE_MASK
+    v.addr_pos = rd_str(r, &v.addr_len, b"address")
+    v.value_pos = r.pos
+    skip_value_fast(r, v.vtype)
+    v.value_end = r.pos
+    v.revision = rd_u64(r, b"revision") if v.flags & SET_HAS_REVISION else 0
+    v.ttl = rd_u32(r, b"ttl") if v.flags & SET_HAS_TTL else 0
+    v.end = r.pos
+    v.codes_seen = r.codes_seen
+    return r.err
+
+
+cdef inline int parse_publish(const uint8_t* p, Py_ssize_t n, PublishView* v, Reader* r) noexcept nogil:
+    cdef Py_ssize_t count
+    reader_init(r, p, n)
+    r.pos = 1
+    v.flags = rd_u8(r, b"flags")
+    v.signal = v.flags >> 5
+    if v.signal > SIG_TIMELINE:
+        v.signal = SIG_EVENT
+    v.phase = v.flags & 0x07
+    if v.phase > PHASE_CANCEL:
+        v.phase = PHASE_START
+    v.addr_pos = rd_str(r, &v.addr_len, b"address")
+    v.indicator = rd_u8(r, b"value indicator")
+    v.value_pos = r.pos
+    if v.indicator == 1:
+        skip_value_fast(r, rd_u8(r, b"value type"))
+    elif v.indicator == 2:
+        count = rd_u16(r, b"sample count")
+        if need(r, count * 8, b"samples"):
+            r.pos += count * 8
+    v.value_end = r.pos
+    v.timestamp = rd_u64(r, b"timestamp") if v.flags & PUB_HAS_TIMESTAMP else 0
+    v.gesture_id = rd_u32(r, b"gesture id") if v.flags & PUB_HAS_ID else 0
+    v.has_rate = not r.err and r.end - r.pos >= 4
+    v.rate = rd_u32(r, b"rate") if v.has_rate else 0
+    v.end = r.pos
+    v.codes_seen = r.codes_seen
+    return r.err
+
+
+# Writes a server-to-client WebSocket frame header (FIN + binary, unmasked)
+# for a message of `size` bytes; returns the header length (2, 4 or 10).
+cdef inline Py_ssize_t ws_binary_header(uint8_t* out, Py_ssize_t size) noexcept nogil:
+    out[0] = 0x82
+    if size < 126:
+        out[1] = <uint8_t>size
+        return 2
+    if size < 65536:
+        out[1] = 126
+        store_u16(out + 2, <uint16_t>size)
+        return 4
+    out[1] = 127
+    store_u64(out + 2, <uint64_t>size)
+    return 10
+
+
 # The SET the router broadcasts: same address, flags and value bytes, has-revision
 # set, `revision` written after the value, ttl kept.  Payload only (no header).
-cdef Py_ssize_t set_broadcast_size(SetView* v) noexcept nogil
-cdef Py_ssize_t write_set_broadcast(uint8_t* o, const uint8_t* p, SetView* v, uint64_t revision) noexcept nogil
+cdef inline Py_ssize_t set_broadcast_size(SetView* v) noexcept nogil:
+    return 2 + 2 + v.addr_len + (v.value_end - v.value_pos) + 8 + (4 if v.flags & SET_HAS_TTL else 0)
+
+
+cdef inline Py_ssize_t write_set_broadcast(uint8_t* o, const uint8_t* p, SetView* v, uint64_t revision) noexcept nogil:
+    cdef Py_ssize_t n = 0
+    cdef Py_ssize_t vlen = v.value_end - v.value_pos
+    o[0] = T_SET
+    o[1] = v.flags | SET_HAS_REVISION
+    memcpy(o + 2, p + v.addr_pos - 2, 2 + v.addr_len)
+    n = 4 + v.addr_len
+    memcpy(o + n, p + v.value_pos, vlen)
+    n += vlen
+    store_u64(o + n, revision)
+    n += 8
+    if v.flags & SET_HAS_TTL:
+        store_u32(o + n, v.ttl)
+        n += 4
+    return n
