@@ -398,6 +398,10 @@ class PyClient:
         """PING with the client's own encoder; wait for the PONG.  Everything the router
         queued for this connection before it has then been decoded."""
         n = len(self.of("PONG"))
+        # the client's subscribe() sends from a task it creates: let those go first, or the
+        # PING can overtake a SUBSCRIBE
+        for _ in range(3):
+            await asyncio.sleep(0)
         await self.c._send({"type": "PING"})
         await self.wait_for(lambda: len(self.of("PONG")) > n, timeout, "PONG")
 
