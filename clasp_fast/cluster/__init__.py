@@ -1,0 +1,1 @@
+"""``--workers N``: the supervisor, the workers, the bus between them, shared limits."""
