@@ -261,6 +261,21 @@ def test_bundle_from_a_non_owner_is_all_or_nothing():
     assert [(m.revision) for m in bus.out(s) if isinstance(m, Ack)] == [2]
 
 
+def test_a_bundle_of_publishes_from_a_non_owner_reaches_every_worker():
+    bus = Bus(3)
+    s = bus.session(1)
+    subs = {w: bus.session(w) for w in range(3)}
+    for w, sub in subs.items():
+        bus.send(w, sub, Subscribe(1, "/bp/**"))
+    bus.pump()
+    bus.send(1, s, Bundle([Publish("/bp/a", SignalType.EVENT, 1), Publish("/bp/b", SignalType.EVENT, 2)]),
+             qos=2)
+    bus.pump()
+    for w, sub in subs.items():
+        assert [(m.address, m.value) for m in bus.out(sub)] == [("/bp/a", 1), ("/bp/b", 2)], w
+    assert [type(m) for m in bus.out(s)] == [Ack]
+
+
 def test_a_restarted_owner_keeps_every_decided_write_and_applies_nothing_twice():
     bus = Bus(3)
     w1, w2 = bus.session(1), bus.session(2)

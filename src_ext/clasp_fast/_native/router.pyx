@@ -1319,9 +1319,9 @@ cdef class Router(Hub):
         has closed by then is dropped."""
         if s.closed:
             return
-        sets = [m for m in msg.messages if type(m) is M.Set]
-        if sets and not self.is_owner:
-            if any(m.lock for m in sets):
+        if not self.is_owner:
+            # the owner applies it whole and routes its PUBLISHes to the other workers
+            if any(type(m) is M.Set and m.lock for m in msg.messages):
                 s.may_hold_locks = True
             self._forward_request(PK_BUNDLE, R_BUNDLE_REQ, s, qos,
                                   encode_payload(M.Bundle(messages=msg.messages)))
