@@ -7,7 +7,7 @@ from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memmove
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
-from clasp_fast._native.wire cimport store_u32, ws_binary_header, MAX_WS_HEADER
+from clasp_fast._native.wire cimport store_u32
 
 cdef enum:
     INITIAL_OUT = 512
@@ -118,10 +118,6 @@ cdef class Endpoint:
             self.out_cap = 0
 
     # Python surface ---------------------------------------------------------
-    @property
-    def pending_bytes(self):
-        return self.out_size
-
     def take_output_raw(self) -> bytes:
         """Everything queued, as written to the socket; clears the buffer."""
         data = PyBytes_FromStringAndSize(<const char*>self.out, self.out_size)
@@ -132,13 +128,6 @@ cdef class Endpoint:
         """Everything queued, as a list of CLASP frames; clears the buffer."""
         from clasp_fast.protocol import ws_unframe
         return ws_unframe(self.take_output_raw())
-
-    def send_frame(self, bytes clasp_frame):
-        """Queues one CLASP frame as a direct reply."""
-        cdef uint8_t hdr[MAX_WS_HEADER]
-        cdef Py_ssize_t hl = ws_binary_header(hdr, len(clasp_frame))
-        cdef bytes ws = PyBytes_FromStringAndSize(<const char*>hdr, hl) + clasp_frame
-        self.push_direct(<const uint8_t*>PyBytes_AS_STRING(ws), len(ws))
 
 
 cdef class Session(Endpoint):

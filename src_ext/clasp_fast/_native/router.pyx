@@ -49,7 +49,7 @@ from clasp_fast._native.pending cimport (PendingQueue, Pending, PK_SET, PK_BUNDL
                                         PK_PUBLISH, PK_READ)
 
 from clasp_fast._native.wire import (DecodeError, EncodeError, decode_payload, encode_frame,
-                                    encode_payload, header_error)
+                                    encode_payload, header_error, ws_frame)
 from clasp_fast._native.patterns import check_address, check_pattern, matches_signal
 from clasp_fast.protocol import messages as M
 from clasp_fast.router.config import RouterConfig
@@ -97,13 +97,6 @@ cdef struct CacheEntry:
     char* key
     Py_ssize_t len
     MatchList* ml
-
-
-cdef bytes _ws(bytes frame):
-    """One CLASP frame as a server WebSocket frame."""
-    cdef uint8_t hdr[MAX_WS_HEADER]
-    cdef Py_ssize_t hl = ws_binary_header(hdr, len(frame))
-    return PyBytes_FromStringAndSize(<const char*>hdr, hl) + frame
 
 
 cdef inline bint _same_id(const char* a, uint8_t alen, const char* b, uint8_t blen) noexcept nogil:
@@ -1088,7 +1081,7 @@ cdef class Router(Hub):
 
     def send(self, Session s, msg, int qos=0):
         """Queues one message (a protocol dataclass) for ``s``."""
-        cdef bytes frame = _ws(encode_frame(msg, qos))
+        cdef bytes frame = ws_frame(encode_frame(msg, qos))
         s.push_direct(<const uint8_t*>PyBytes_AS_STRING(frame), len(frame))
 
     cdef int error(self, Session s, int code, str message, str address=None) except -1:
