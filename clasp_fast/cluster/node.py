@@ -157,6 +157,10 @@ class ClusterNode:
             self.link_down(old)
         link = self.router.add_link(peer)
         link.io = transport
+        if peer_restarted:
+            # a new process: its request numbers start again (every worker must forget the
+            # old ones, or a later owner would take the new requests for duplicates)
+            self.router.forget_origin(peer)
         log.info("bus: worker %d linked to worker %d%s", self.index, peer,
                  " (restarted)" if peer_restarted else "")
         if peer == OWNER:

@@ -169,3 +169,38 @@ async def test_sigkill_a_worker_during_set_load(router_process, victim):
         assert all(type(m) is not Error for c in late.values() for m in c.msgs)
     finally:
         await close_all([*clients, *late.values()])
+
+
+def _is_reply(address):
+    return lambda m: type(m) in (Ack, Error) and getattr(m, "address", None) == address
+
+
+@pytest.mark.parametrize("victim", [0, 2], ids=["owner", "non-owner"])
+async def test_a_restarted_worker_serves_writes_from_its_new_clients(router_process, victim):
+    """After a restart, the new worker's own clients write: their SETs are applied (the owner
+    does not take the new process's request numbers for the old one's), ACKed with the
+    next revision, and seen everywhere."""
+    rp = start_cluster(router_process, WORKERS)
+    log = ConnLog(rp)
+    first = await clients_on_workers(rp, log, range(WORKERS), prefix="w")
+    again: dict = {}
+    try:
+        for k in range(5):                 # the victim's first incarnation numbers requests 1..5
+            r = await first[victim].request(Set("/again/x", k), _is_reply("/again/x"), qos=1)
+            assert type(r) is Ack and r.revision == k + 1, r
+        pids = await wait_worker_pids(rp, WORKERS)
+        sigkill(pids[victim])
+        await wait_log_count(rp, "restarted and ready", 1, timeout=10)
+        await wait_worker_pids(rp, WORKERS, exclude=[pids[victim]])
+        again = await clients_on_workers(rp, log, [victim], prefix="again",
+                                         keep=[c for w, c in first.items() if w != victim])
+        c = again[victim]
+        for k in range(3):
+            r = await c.request(Set("/again/x", f"new{k}"), _is_reply("/again/x"), qos=1)
+            assert type(r) is Ack and r.revision == 6 + k, r
+        for w, other in first.items():
+            if w != victim:
+                p = await other.get("/again/x")
+                assert (p.value, p.revision) == ("new2", 8), (w, p)
+    finally:
+        await close_all(list(first.values()) + list(again.values()))

@@ -404,3 +404,27 @@ def test_revisions_have_no_gap_or_repeat_as_seen_by_every_subscriber(n):
         for address, _, rev in sets(bus.out(s)):
             seen.setdefault(address, []).append(rev)
         assert seen == {f"/g/{a}": list(range(1, 13)) for a in range(5)}
+
+
+def test_a_restarted_non_owner_numbers_its_requests_afresh_and_they_apply():
+    """The owner must forget the dead incarnation's request numbers: the new worker starts
+    again from 1, and its first SETs are not 'already applied'."""
+    bus = Bus(3)
+    w = bus.session(2)
+    for i in range(5):
+        bus.send(2, w, Set("/again/x", i), qos=1)
+    bus.pump()
+    assert bus.routers[0].param_state("/again/x")[0] == 5
+    bus.kill(2)
+    bus.start(2, restarted=True)
+    bus.connect(2, 0)
+    bus.connect(2, 1)
+    bus.pump()
+    w2 = bus.session(2)
+    bus.send(2, w2, Set("/again/x", "new"), qos=1)
+    bus.send(2, w2, Set("/again/y", "new"), qos=1)
+    bus.pump()
+    assert [(m.address, m.revision) for m in bus.out(w2) if isinstance(m, Ack)] == \
+        [("/again/x", 6), ("/again/y", 1)]
+    for r in bus.routers:
+        assert r.get("/again/x").value == "new" and r.param_state("/again/x")[0] == 6

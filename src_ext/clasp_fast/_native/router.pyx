@@ -1498,6 +1498,10 @@ cdef class Router(Hub):
                          st[16], load_u32(st + 17), <const char*>st + 22, wlen,
                          <const char*>st + 23 + wlen, hlen, st[23 + wlen + hlen], True)
 
+    def forget_origin(self, int origin):
+        """Worker ``origin`` restarted: its requests are numbered from 1 again."""
+        self.applied[origin] = 0
+
     def applied_vector(self):
         return {i: self.applied[i] for i in range(MAX_WORKERS) if self.applied[i]}
 
