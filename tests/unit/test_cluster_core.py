@@ -428,3 +428,26 @@ def test_a_restarted_non_owner_numbers_its_requests_afresh_and_they_apply():
         [("/again/x", 6), ("/again/y", 1)]
     for r in bus.routers:
         assert r.get("/again/x").value == "new" and r.param_state("/again/x")[0] == 6
+
+
+def test_the_owner_knows_a_subscription_before_it_is_answered():
+    """Once a SUBSCRIBE is answered on worker 1, a PUBLISH that worker 2 sends next must
+    reach it, even if worker 1's interest record and worker 2's PUBLISH race to the owner:
+    the interest travels ahead of the SUBSCRIBE's barrier, on the same FIFO link."""
+    bus = Bus(3)
+    sub, pub = bus.session(1), bus.session(2)
+    bus.send(1, sub, Subscribe(1, "/race/**"), qos=1)
+    bus.flush()
+    # deliver only worker 1's traffic until the SUBSCRIBE is answered (ACK)
+    while not any(isinstance(m, Ack) for m in bus.out(sub)):
+        i = next(i for i, q in enumerate(bus.queue) if 2 not in q[:2])
+        src, dst, data = bus.queue.pop(i)
+        bus.routers[dst].receive_link(bus.links[(dst, src)], data)
+        bus.flush()
+    bus.send(2, pub, Publish("/race/x", SignalType.EVENT, 1))
+    bus.flush()
+    # worker 2's PUBLISH overtakes anything worker 1 still has on its way to the owner
+    bus.queue.sort(key=lambda q: q[0] != 2)
+    bus.pump()
+    assert [(m.address, m.value) for m in bus.out(sub)] == [("/race/x", 1)]
+    assert bus.routers[1].interest_entries() == [("/race/**", 0xFF)]

@@ -204,15 +204,25 @@ cdef class Router(Hub):
         return wait
 
     def _interest(self, Subscription sub, int delta):
-        """Counts local subscriptions per (pattern, mask); peers hear of changes."""
-        key = (sub.pattern, sub.mask)
+        self._interest_key(sub.pattern, sub.mask, delta)
+
+    def _interest_key(self, str pattern, int mask, int delta):
+        """Counts local subscriptions per (pattern, mask); the owner hears of changes."""
+        key = (pattern, mask)
         n = self.interest.get(key, 0) + delta
         if n > 0:
             self.interest[key] = n
         else:
             self.interest.pop(key, None)
         if self.cluster is not None and (n == 1 and delta > 0 or n == 0 and delta < 0):
-            self.cluster.interest_changed(sub.pattern, sub.mask, delta > 0)
+            self.cluster.interest_changed(pattern, mask, delta > 0)
+
+    def _provisional_interest(self, msg, int delta):
+        """A SUBSCRIBE waiting for its barrier: the owner is told of its interest *before* the
+        barrier, so once the subscription is answered, every PUBLISH the owner routes later
+        reaches this worker.  Counted until the SUBSCRIBE itself has been handled."""
+        if type(msg) is M.Subscribe and check_pattern(msg.pattern) is None:
+            self._interest_key(msg.pattern, (msg.types & 0xFF) or 0xFF, delta)
 
     # --- input ----------------------------------------------------------------
 
@@ -833,10 +843,12 @@ cdef class Router(Hub):
             self.pending.pop()          # before handling: the read may start new requests
             if s.inflight:
                 s.inflight -= 1
+            msg = decode_payload(payload)
             if not s.closed:
-                self.handle(s, decode_payload(payload), qos)       # barrier passed
-                if s.inflight == 0 and s.held is not None:
-                    self._drain(s)
+                self.handle(s, msg, qos)       # barrier passed
+            self._provisional_interest(msg, -1)
+            if not s.closed and s.inflight == 0 and s.held is not None:
+                self._drain(s)
             return
         if f.kind == PK_BUNDLE and f.session != NULL:
             s = <Session>f.session
@@ -1157,6 +1169,7 @@ cdef class Router(Hub):
         reads what any other client was already told."""
         kind = type(msg)
         if payload is not None and kind in _READS and not self.is_owner and self.cluster is not None:
+            self._provisional_interest(msg, +1)
             self._forward_request(PK_READ, R_BARRIER, s, qos, payload)
             return
         if not s.welcomed:
