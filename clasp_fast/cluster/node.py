@@ -72,7 +72,7 @@ class _BusProtocol(asyncio.Protocol):
 
     def connection_made(self, transport):
         self.transport = transport
-        transport.write(_record(R_HELLO, bytes((self.node.index, int(self.node.restarted)))))
+        transport.write(_record(R_HELLO, bytes((self.node.index, int(self.node.syncing_now)))))
 
     def data_received(self, data: bytes):
         if self.link is not None:
@@ -114,6 +114,14 @@ class ClusterNode:
         self.server: Optional[asyncio.AbstractServer] = None
         router.attach_cluster(self, index)
         router.holding = restarted and index == OWNER
+
+    @property
+    def syncing_now(self) -> bool:
+        """A new process that has not got the state yet (what R_HELLO's flag says: a peer
+        that sees it forgets the old process's request numbers, and waits for this one's
+        R_SYNC_REQ before taking it as the owner).  A restarted worker that has synced is
+        an ordinary peer for the workers that link to it later."""
+        return self.restarted and not self.sync_done.is_set()
 
     @property
     def peers(self) -> list[int]:
@@ -172,7 +180,7 @@ class ClusterNode:
             if len(self.router.pending):
                 self.router.resend_pending()
         # a restarted owner first asks for our state (R_SYNC_REQ); we make it our owner then
-        if self.restarted and not self.sync_done.is_set():
+        if self.syncing_now:
             self.syncing.add(peer)
             link.send_record(R_SYNC_REQ)
         return link

@@ -58,8 +58,9 @@ class Bus:
     def connect(self, i: int, j: int) -> None:
         """Both ends of the i-j link come up (each side got the other's HELLO)."""
         ri, rj = self.nodes[i], self.nodes[j]
-        self.links[(i, j)] = ri.link_up(j, rj.restarted, Wire(self, i, j))
-        self.links[(j, i)] = rj.link_up(i, ri.restarted, Wire(self, j, i))
+        i_syncing, j_syncing = ri.syncing_now, rj.syncing_now      # what each one's HELLO says
+        self.links[(i, j)] = ri.link_up(j, j_syncing, Wire(self, i, j))
+        self.links[(j, i)] = rj.link_up(i, i_syncing, Wire(self, j, i))
 
     def kill(self, i: int) -> None:
         """Worker i dies: its links drop, whatever it had not written is lost."""
@@ -451,3 +452,26 @@ def test_the_owner_knows_a_subscription_before_it_is_answered():
     bus.pump()
     assert [(m.address, m.value) for m in bus.out(sub)] == [("/race/x", 1)]
     assert bus.routers[1].interest_entries() == [("/race/**", 0xFF)]
+
+
+def test_a_worker_restarting_after_the_owner_did_gets_an_owner():
+    """The owner restarted earlier and has long synced; now worker 2 restarts: it must take
+    the owner as its owner (the owner's HELLO no longer says 'syncing') and serve."""
+    bus = Bus(3)
+    bus.kill(0)
+    bus.start(0, restarted=True)
+    bus.connect(0, 1)
+    bus.connect(0, 2)
+    bus.pump()
+    bus.nodes[0]._finish_sync()
+    bus.pump()
+    bus.kill(2)
+    bus.start(2, restarted=True)
+    bus.connect(2, 0)
+    bus.connect(2, 1)
+    bus.pump()
+    bus.nodes[2]._finish_sync()
+    s = bus.session(2)                  # WELCOME needs the owner's barrier answer
+    bus.send(2, s, Set("/late/x", 1), qos=1)
+    bus.pump()
+    assert [(m.address, m.revision) for m in bus.out(s) if isinstance(m, Ack)] == [("/late/x", 1)]
