@@ -72,6 +72,17 @@ class Bus:
         self.routers[i] = None
         self.nodes[i] = None
 
+    def restart(self, i: int) -> Router:
+        """A new process for worker i: it links to everyone, syncs, and serves."""
+        r = self.start(i, restarted=True)
+        for j in range(self.n):
+            if j != i and self.routers[j] is not None:
+                self.connect(i, j)
+        self.pump()
+        self.nodes[i]._finish_sync()
+        self.pump()
+        return r
+
     def flush(self) -> None:
         for r in self.routers:
             if r is None:
@@ -301,12 +312,7 @@ def test_a_restarted_owner_keeps_every_decided_write_and_applies_nothing_twice()
     bus.send(1, w1, Set("/r/a", 6), qos=1)
     assert bus.routers[1].param_state("/r/a") == (5, None)
     # the owner comes back, syncs from the peers, gets the queued requests again
-    bus.start(0, restarted=True)
-    bus.connect(0, 1)
-    bus.connect(0, 2)
-    bus.pump()
-    bus.nodes[0]._finish_sync()
-    bus.pump()
+    bus.restart(0)
     for r in bus.routers:
         assert r.param_state("/r/a") == (7, None)
         assert r.get("/r/a").value == 6
@@ -339,12 +345,7 @@ def test_a_request_decided_just_before_the_owner_died_is_not_applied_twice():
     assert bus.routers[2].param_state("/dup/a")[0] == 2
     assert bus.routers[1].param_state("/dup/a")[0] == 1
     bus.kill(0)
-    bus.start(0, restarted=True)
-    bus.connect(0, 1)
-    bus.connect(0, 2)
-    bus.pump()
-    bus.nodes[0]._finish_sync()
-    bus.pump()
+    bus.restart(0)
     for r in bus.routers:
         assert r.param_state("/dup/a")[0] == 2, "applied twice"
         assert r.get("/dup/a").value == "second"
@@ -417,10 +418,7 @@ def test_a_restarted_non_owner_numbers_its_requests_afresh_and_they_apply():
     bus.pump()
     assert bus.routers[0].param_state("/again/x")[0] == 5
     bus.kill(2)
-    bus.start(2, restarted=True)
-    bus.connect(2, 0)
-    bus.connect(2, 1)
-    bus.pump()
+    bus.restart(2)
     w2 = bus.session(2)
     bus.send(2, w2, Set("/again/x", "new"), qos=1)
     bus.send(2, w2, Set("/again/y", "new"), qos=1)
@@ -459,18 +457,9 @@ def test_a_worker_restarting_after_the_owner_did_gets_an_owner():
     the owner as its owner (the owner's HELLO no longer says 'syncing') and serve."""
     bus = Bus(3)
     bus.kill(0)
-    bus.start(0, restarted=True)
-    bus.connect(0, 1)
-    bus.connect(0, 2)
-    bus.pump()
-    bus.nodes[0]._finish_sync()
-    bus.pump()
+    bus.restart(0)
     bus.kill(2)
-    bus.start(2, restarted=True)
-    bus.connect(2, 0)
-    bus.connect(2, 1)
-    bus.pump()
-    bus.nodes[2]._finish_sync()
+    bus.restart(2)
     s = bus.session(2)                  # WELCOME needs the owner's barrier answer
     bus.send(2, s, Set("/late/x", 1), qos=1)
     bus.pump()
