@@ -192,7 +192,11 @@ cdef class Edge:
         cdef Endpoint ep
         self.flush_scheduled = False
         for ep in self.router.take_dirty():
-            self.write(ep)
+            try:
+                self.write(ep)
+            except Exception:           # one broken socket must not hold the others' output
+                log.exception("writing to %r failed; its output is dropped", ep)
+                ep.reset_output()
 
     cpdef write(self, Endpoint ep):
         cdef Connection conn
