@@ -25,6 +25,16 @@ async def serve(config: Config, *, reuse_port: bool = False, sock=None, limits=N
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     host, port = await server.start()
+    metrics = None
+    if config.metrics_port:
+        from .server.metrics import start_metrics
+        try:
+            metrics = await start_metrics(server, config.host, config.metrics_port)
+        except OSError as exc:
+            print(f"clasp-fast: cannot serve metrics on {config.host}:{config.metrics_port}: "
+                  f"{exc.strerror or exc} (pick another --metrics-port)", file=sys.stderr)
+            await server.stop()
+            return 1
     if on_started is not None:
         on_started(server, host, port)
     else:
@@ -34,6 +44,8 @@ async def serve(config: Config, *, reuse_port: bool = False, sock=None, limits=N
     logging.getLogger("clasp_fast").info("shutting down: closing %d connection(s) with 1001",
                                          server.connection_count)
     await server.stop()
+    if metrics is not None:
+        metrics.close()
     return 0
 
 

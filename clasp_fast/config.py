@@ -33,6 +33,7 @@ class Config:
     param_ttl: float = 3600.0
     gesture_interval_ms: float = 16.0
     read_buffer_size: int = 2048
+    metrics_port: int = 0
 
     def router_config(self) -> RouterConfig:
         return RouterConfig(
@@ -52,6 +53,8 @@ class Config:
 
         if not 0 <= self.port <= 65535:
             raise bad("port", "a TCP port from 0 to 65535")
+        if not 0 <= self.metrics_port <= 65535 - self.workers:
+            raise bad("metrics_port", "0 (off) or a TCP port (worker i uses metrics_port + i)")
         if self.workers < 1:
             raise bad("workers", "a positive number of worker processes")
         if self.max_connections < 0:
@@ -97,6 +100,7 @@ SETTINGS = [
     ("param_ttl", "seconds a param lives after its last write; 0 = forever"),
     ("gesture_interval_ms", "minimum ms between two gesture moves of one gesture; 0 = no throttle"),
     ("read_buffer_size", "initial per-connection read buffer in bytes (memory per idle connection)"),
+    ("metrics_port", "port for Prometheus metrics (GET /metrics); 0 = off; worker i uses port + i"),
 ]
 
 

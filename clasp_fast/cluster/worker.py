@@ -73,8 +73,20 @@ async def _serve(config: Config, index: int, nworkers: int, group: str, listener
         report(ready_fd, f"error {index} cannot listen on {config.host}:{config.port}: "
                          f"{exc.strerror or exc}")
         return 3
+    metrics = None
+    if config.metrics_port:
+        from ..server.metrics import start_metrics
+        try:
+            metrics = await start_metrics(server, config.host, config.metrics_port + index, worker=index)
+        except OSError as exc:
+            report(ready_fd, f"error {index} cannot serve metrics on {config.host}:"
+                             f"{config.metrics_port + index}: {exc.strerror or exc} "
+                             f"(pick another --metrics-port)")
+            return 3
     report(ready_fd, f"ready {index}")
     await stop.wait()
+    if metrics is not None:
+        metrics.close()
     log.info("worker %d shutting down: closing %d connection(s) with 1001", index, server.connection_count)
     await server.stop()
     await node.stop()

@@ -18,6 +18,7 @@ cdef class Hub:
     cdef public object on_pressure      # called with an endpoint whose buffer is full
     cdef Py_ssize_t limit_buffer        # routed messages an endpoint may queue
     cdef double overflow_interval       # seconds between two ERROR 503 to one session
+    cdef readonly uint64_t dropped      # routed messages dropped for full buffers, all endpoints
     cdef int overflow(self, Endpoint e) except -1
 
 

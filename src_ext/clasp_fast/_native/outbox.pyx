@@ -96,6 +96,7 @@ cdef class Endpoint:
                 self.hub.on_pressure(self)
             if self.out_count >= self.hub.limit_buffer:
                 self.dropped += 1
+                self.hub.dropped += 1
                 self.hub.overflow(self)
                 return 0
         self.out_count += 1
