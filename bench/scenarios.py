@@ -339,14 +339,13 @@ class FlowRun:
         self.close()
 
     def setup(self) -> None:
-        ctx, target, flow = self.ctx, self.target, self.flow
-        ctx.progress.line(f"{self.label}: starting")
+        self.ctx.progress.line(f"{self.label}: starting")
         try:
             self._setup()
         except Exception as exc:
             self.fail(exc)
         finally:
-            ctx.progress.done_live()
+            self.ctx.progress.done_live()
 
     def _setup(self) -> None:
         ctx, target, flow = self.ctx, self.target, self.flow

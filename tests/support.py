@@ -94,3 +94,24 @@ class RouterProcess:
 
     def __exit__(self, *exc) -> None:
         self.kill() if exc[0] else self.stop()
+
+
+async def wait_changed(pred, changed, timeout: float, describe, poll: float = 0.25):
+    """Returns ``pred()`` once it is true, re-checking whenever the asyncio Event ``changed``
+    is set (and at least every ``poll`` s); after ``timeout`` s raises AssertionError with
+    ``describe()`` as the message."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while True:
+        res = pred()
+        if res:
+            return res
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(describe())
+        changed.clear()
+        try:
+            await asyncio.wait_for(changed.wait(), min(left, poll))
+        except asyncio.TimeoutError:
+            pass

@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 
 from ..config import Config
 

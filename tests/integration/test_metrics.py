@@ -54,7 +54,7 @@ async def test_each_worker_serves_its_own_metrics(router_process):
                 break
             except OSError:
                 mport = free_port()
-    router = router_process("--metrics-port", str(mport), workers=2)
+    router_process("--metrics-port", str(mport), workers=2)
     totals = 0
     for i in range(2):
         status, text = await _scrape(mport + i)

@@ -19,7 +19,7 @@ import asyncio
 
 from clasp_fast.protocol import Ack, Bundle, Error, Set, encode_frame
 
-from tests.integration.workers_support import (Client, ConnLog, clients_on_workers, close_all, spread,
+from tests.integration.workers_support import (ConnLog, clients_on_workers, close_all, spread,
                                                start_cluster)
 from tests.interop.conftest import PyClient
 

@@ -35,6 +35,7 @@ from clasp_fast.protocol import (Ack, Error, Get, Hello, Ping, Pong, Snapshot, W
                                  decode_frame, encode_frame)
 
 from tests.integration.conftest import UpgradeRefused
+from tests.support import wait_changed
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 CONN_RE = re.compile(r" w(\d+) clasp_fast\.server: connection from ([0-9.]+):(\d+) ")
@@ -313,21 +314,11 @@ class Client(asyncio.Protocol):
 
     # waiting
     async def wait_for(self, pred: Callable[[], Any], timeout: float = 5.0, what: str = "condition"):
-        deadline = time.monotonic() + timeout
-        while True:
-            res = pred()
-            if res:
-                return res
-            left = deadline - time.monotonic()
-            if left <= 0:
-                tail = self.msgs[-5:]
-                raise AssertionError(f"{self.name} (worker {self.worker}): no {what} within {timeout} s; "
-                                     f"{len(self.msgs)} messages, last: {tail!r}; closed={self.closed}")
-            self.changed.clear()
-            try:
-                await asyncio.wait_for(self.changed.wait(), min(left, 0.2))
-            except asyncio.TimeoutError:
-                pass
+        return await wait_changed(
+            pred, self.changed, timeout,
+            lambda: f"{self.name} (worker {self.worker}): no {what} within {timeout} s; "
+                    f"{len(self.msgs)} messages, last: {self.msgs[-5:]!r}; closed={self.closed}",
+            poll=0.2)
 
     async def barrier(self, timeout: float = 5.0) -> None:
         """PING -> PONG: what the router queued for us before has been received."""

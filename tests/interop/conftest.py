@@ -20,14 +20,13 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import pytest
 from clasp import Clasp
 
-from tests.support import RouterProcess
+from tests.support import RouterProcess, wait_changed
 
 JS_DIR = Path(__file__).resolve().parent / "js"
 DRIVER = JS_DIR / "driver.js"
@@ -250,20 +249,10 @@ class NodeClient:
 
     async def wait_for(self, pred: Callable[[], Any], timeout: float = DEFAULT_TIMEOUT,
                        what: str = "condition") -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            res = pred()
-            if res:
-                return res
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"JS client: timed out after {timeout} s waiting for {what}; "
-                                     f"last events: {self.events[-10:]}\nstderr:\n{self.stderr()}")
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), left)
-            except asyncio.TimeoutError:
-                pass
+        return await wait_changed(
+            pred, self._changed, timeout,
+            lambda: f"JS client: timed out after {timeout} s waiting for {what}; "
+                    f"last events: {self.events[-10:]}\nstderr:\n{self.stderr()}")
 
     async def barrier(self) -> None:
         """PING through the client's own send(); returns when its PONG arrived.  Everything
@@ -378,21 +367,10 @@ class PyClient:
 
     async def wait_for(self, pred: Callable[[], Any], timeout: float = DEFAULT_TIMEOUT,
                        what: str = "condition") -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            res = pred()
-            if res:
-                return res
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"Python client: timed out after {timeout} s waiting for "
-                                     f"{what}; last messages: {self.msgs[-10:]}; "
-                                     f"errors: {self._errors}")
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), min(left, 0.25))
-            except asyncio.TimeoutError:
-                pass
+        return await wait_changed(
+            pred, self._changed, timeout,
+            lambda: f"Python client: timed out after {timeout} s waiting for {what}; "
+                    f"last messages: {self.msgs[-10:]}; errors: {self._errors}")
 
     async def barrier(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         """PING with the client's own encoder; wait for the PONG.  Everything the router

@@ -10,7 +10,7 @@ import pytest
 
 from clasp_fast.protocol import messages as M
 
-from .test_router_support import Net, errors, msgs, only, wall_us
+from .test_router_support import Net, msgs, only, wall_us
 
 S = M.SignalType
 

@@ -11,8 +11,8 @@ import pytest
 from clasp_fast.protocol import NO_VALUE, decode_frame
 from clasp_fast.protocol import messages as M
 
-from .test_router_support import (Net, frame, frames_of, msgs, narrow_publish, only,
-                                  publish_payload, samples_publish)
+from .test_router_support import (Net, frame, msgs, narrow_publish, only,
+                                  samples_publish)
 
 S = M.SignalType
 BITS = {S.PARAM: 0x01, S.EVENT: 0x02, S.STREAM: 0x04, S.GESTURE: 0x08, S.TIMELINE: 0x10}

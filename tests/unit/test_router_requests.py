@@ -7,7 +7,7 @@ import pytest
 
 from clasp_fast.protocol import messages as M
 
-from .test_router_support import Net, frame, msgs, only, s16, wall_us
+from .test_router_support import Net, frame, msgs, only, wall_us
 
 S = M.SignalType
 

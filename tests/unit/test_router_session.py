@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from clasp_fast.protocol import decode_frame, encode_frame
+from clasp_fast.protocol import decode_frame
 from clasp_fast.protocol import messages as M
 
-from .test_router_support import (Net, errors, frame, frames_of, is_uuid4, msgs, only, s16,
-                                  wall_us)
+from .test_router_support import (Net, frame, frames_of, is_uuid4, msgs, only, wall_us)
 
 
 def hello(net, s, name="peer"):

@@ -14,8 +14,8 @@ import pytest
 from clasp_fast.protocol import decode_frame
 from clasp_fast.protocol import messages as M
 
-from .test_router_support import (Net, errors, frame, frames_of, msgs, narrow_set, only,
-                                  set_payload, wall_us)
+from .test_router_support import (Net, frame, msgs, narrow_set, only, set_payload,
+                                  wall_us)
 
 
 def setup_pair(**cfg):
