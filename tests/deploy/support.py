@@ -1,0 +1,122 @@
+"""Helpers for the deployment tests: what clasp-fast can do yet, and other programs run for real.
+
+``capable(flag)`` probes ``clasp-fast --help`` for a flag: the tests of TLS
+(``--tls-cert``), the PROXY protocol (``--proxy-protocol``) and permessage-deflate
+(``--compression``) are written already and skip, naming the flag, until the router has it.
+
+``Service`` runs a program (nginx, HAProxy, the Autobahn echo endpoint) as a child process
+in the foreground, waits until it accepts TCP connections on its port, and stops it by its
+own pid with SIGTERM (SIGKILL after a few seconds).  Its output is kept for failure messages.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import pytest
+
+from tests.support import REPO, free_port
+
+EXAMPLES = REPO / "examples"
+
+
+@functools.lru_cache(maxsize=None)
+def router_help() -> str:
+    return subprocess.run([sys.executable, "-m", "clasp_fast", "--help"], cwd=REPO,
+                          capture_output=True, text=True, timeout=30).stdout
+
+
+def capable(flag: str) -> bool:
+    """True when ``clasp-fast --help`` lists ``flag``."""
+    return flag in router_help()
+
+
+def needs(flag: str, what: str):
+    """Skip until clasp-fast has ``flag`` (the lead removes these marks once it has)."""
+    return pytest.mark.skipif(not capable(flag),
+                              reason=f"clasp-fast has no {flag} yet ({what})")
+
+
+def require_binary(name: str) -> str:
+    """The path of a system program the test needs; fails (not skips) when it is missing:
+    .ci/run installs it from Debian."""
+    path = shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None)
+    if path is None:
+        pytest.fail(f"{name} is not installed: run .ci/run, or apt-get install {name}")
+    return path
+
+
+def wait_port(host: str, port: int, timeout: float, proc: Optional[subprocess.Popen] = None) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+class Service:
+    """A foreground child process serving on ``host:port``."""
+
+    def __init__(self, name: str, argv: Sequence[str], port: int, host: str = "127.0.0.1",
+                 cwd: Optional[Path] = None, env: Optional[dict] = None):
+        self.name = name
+        self.argv = list(argv)
+        self.host = host
+        self.port = port
+        self.cwd = cwd or REPO
+        self.env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+        self.proc: Optional[subprocess.Popen] = None
+        self.output: list[str] = []
+
+    def start(self, timeout: float = 15.0) -> "Service":
+        self.proc = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=1)
+        threading.Thread(target=self._pump, daemon=True).start()
+        if not wait_port(self.host, self.port, timeout, self.proc):
+            self.stop()
+            raise RuntimeError(f"{self.name} did not listen on {self.host}:{self.port}:\n"
+                               + self.log())
+        return self
+
+    def _pump(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+
+    def log(self) -> str:
+        return "".join(self.output)
+
+    def stop(self, timeout: float = 5.0) -> Optional[int]:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+    def __enter__(self) -> "Service":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+__all__ = ["EXAMPLES", "REPO", "Service", "capable", "free_port", "needs", "require_binary",
+           "router_help", "wait_port"]
