@@ -53,7 +53,9 @@ def nginx(tmp: Path, upstream_port: int, cert: Path, key: Path) -> Service:
 
 
 def haproxy_config(tmp: Path, port: int, upstream_port: int, pem: Path,
-                   proxy_protocol: bool = False) -> Path:
+                   proxy_protocol: str = "") -> Path:
+    """``proxy_protocol``: "" (X-Forwarded-For, the example as it stands), "v2" (the example's
+    commented send-proxy-v2 server line instead) or "v1" (that line with v1's send-proxy)."""
     text = (EXAMPLES / "haproxy.cfg").read_text()
     xff_server = f"    server clasp1 {EXAMPLE_UPSTREAM} check\n"
     pp_server = f"    # server clasp1 {EXAMPLE_UPSTREAM} send-proxy-v2 check check-send-proxy\n"
@@ -63,7 +65,10 @@ def haproxy_config(tmp: Path, port: int, upstream_port: int, pem: Path,
          f"bind 127.0.0.1:{port} ssl crt {pem}"),
     ]
     if proxy_protocol:      # the variant the example describes: its commented server line
-        replacements += [(xff_server, ""), (pp_server, pp_server.replace("    # ", "    ", 1))]
+        server = pp_server.replace("    # ", "    ", 1)
+        if proxy_protocol == "v1":
+            server = server.replace("send-proxy-v2", "send-proxy")
+        replacements += [(xff_server, ""), (pp_server, server)]
     text = substitute(text, replacements, "examples/haproxy.cfg")
     text = text.replace(EXAMPLE_UPSTREAM, f"127.0.0.1:{upstream_port}")
     path = tmp / "haproxy.cfg"
@@ -71,7 +76,7 @@ def haproxy_config(tmp: Path, port: int, upstream_port: int, pem: Path,
     return path
 
 
-def haproxy(tmp: Path, upstream_port: int, pem: Path, proxy_protocol: bool = False) -> Service:
+def haproxy(tmp: Path, upstream_port: int, pem: Path, proxy_protocol: str = "") -> Service:
     """HAProxy in the foreground (``-db``)."""
     binary = require_binary("haproxy")
     port = free_port()

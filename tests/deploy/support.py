@@ -4,6 +4,9 @@
 (``--tls-cert``), the PROXY protocol (``--proxy-protocol``) and permessage-deflate
 (``--compression``) are written already and skip, naming the flag, until the router has it.
 
+``set_and_see`` is the exchange every set-up must carry: the real Python client and the
+real JS client connect to a URL, and each one's subscription sees the other's SET.
+
 ``Service`` runs a program (nginx, HAProxy, the Autobahn echo endpoint) as a child process
 in the foreground, waits until it accepts TCP connections on its port, and stops it by its
 own pid with SIGTERM (SIGKILL after a few seconds).  Its output is kept for failure messages.
@@ -118,5 +121,22 @@ class Service:
         self.stop()
 
 
+async def set_and_see(py_clients, js_clients, url: str) -> None:
+    """The real Python and JS clients through ``url``: each sees the other's SET."""
+    py = await py_clients(url)
+    js = await js_clients(url)
+    assert py.session and js.session
+    py.subscribe("py", "/deploy/js/*")
+    await js.cmd("subscribe", label="js", pattern="/deploy/py/*")
+    await py.barrier()
+    await js.barrier()
+    await py.c.set("/deploy/py/level", 0.5)
+    await js.cmd("set", address="/deploy/js/name", value="through the proxy")
+    await js.wait_for(lambda: js.calls("js"), what="the Python client's SET")
+    await py.wait_for(lambda: py.calls("py"), what="the JS client's SET")
+    assert js.calls("js") == [("/deploy/py/level", 0.5)]
+    assert py.calls("py") == [("/deploy/js/name", "through the proxy")]
+
+
 __all__ = ["EXAMPLES", "REPO", "Service", "capable", "free_port", "needs", "require_binary",
-           "router_help", "wait_port"]
+           "router_help", "set_and_see", "wait_port"]

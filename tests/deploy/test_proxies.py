@@ -7,12 +7,13 @@ subscriber on the other.  Per-IP limits are checked through each proxy with two 
 source addresses (127.0.0.2, 127.0.0.3): with ``--trusted-proxies`` the router counts the
 clients, not the proxy; without it, every client is the proxy's 127.0.0.1 (the trap
 docs/deploy.md warns about).  The PROXY protocol v2 variant of examples/haproxy.cfg runs
-once clasp-fast has ``--proxy-protocol``.
+(and v1, ``send-proxy``) once clasp-fast has ``--proxy-protocol``.
 """
 from __future__ import annotations
 
 import asyncio
 import ssl
+import subprocess
 import urllib.request
 from contextlib import AsyncExitStack
 
@@ -21,12 +22,12 @@ import websockets
 from websockets.asyncio.client import connect
 
 from tests.deploy import proxies
-from tests.deploy.support import needs
+from tests.deploy.support import needs, require_binary, set_and_see
 
 PROXIES = ["nginx", "haproxy"]
 
 
-def start_proxy(kind: str, tmp_path, router_port: int, tls, proxy_protocol: bool = False):
+def start_proxy(kind: str, tmp_path, router_port: int, tls, proxy_protocol: str = ""):
     if kind == "nginx":
         return proxies.nginx(tmp_path, router_port, tls.cert, tls.key).start()
     return proxies.haproxy(tmp_path, router_port, tls.pem, proxy_protocol).start()
@@ -34,11 +35,12 @@ def start_proxy(kind: str, tmp_path, router_port: int, tls, proxy_protocol: bool
 
 @pytest.fixture
 def proxy(request, tmp_path, trust_test_ca):
-    """``proxy(kind, router, proxy_protocol=False)`` starts nginx or HAProxy in front of
-    ``router``; returns its ``wss://`` URL.  Stopped at teardown."""
+    """``proxy(kind, router, proxy_protocol="")`` starts nginx or HAProxy in front of
+    ``router`` (HAProxy with PROXY protocol "v1" or "v2" if asked); returns its ``wss://``
+    URL.  Stopped at teardown."""
     started = []
 
-    def start(kind: str, router, proxy_protocol: bool = False) -> str:
+    def start(kind: str, router, proxy_protocol: str = "") -> str:
         d = tmp_path / f"{kind}{len(started)}"
         d.mkdir()
         svc = start_proxy(kind, d, router.port, trust_test_ca, proxy_protocol)
@@ -77,23 +79,6 @@ async def assert_per_ip_limit(url: str, router, stack: AsyncExitStack) -> None:
     status, body = refused
     assert status == 503 and "max_connections_per_ip" in body and "127.0.0.2" in body, refused
     assert router.wait_for_log("refused connection from 127.0.0.2"), router.log()
-
-
-async def set_and_see(py_clients, js_clients, url: str) -> None:
-    """The real Python and JS clients through ``url``: each sees the other's SET."""
-    py = await py_clients(url)
-    js = await js_clients(url)
-    assert py.session and js.session
-    py.subscribe("py", "/deploy/js/*")
-    await js.cmd("subscribe", label="js", pattern="/deploy/py/*")
-    await py.barrier()
-    await js.barrier()
-    await py.c.set("/deploy/py/level", 0.5)
-    await js.cmd("set", address="/deploy/js/name", value="through the proxy")
-    await js.wait_for(lambda: js.calls("js"), what="the Python client's SET")
-    await py.wait_for(lambda: py.calls("py"), what="the JS client's SET")
-    assert js.calls("js") == [("/deploy/py/level", 0.5)]
-    assert py.calls("py") == [("/deploy/js/name", "through the proxy")]
 
 
 @pytest.mark.parametrize("kind", PROXIES)
@@ -143,13 +128,28 @@ async def test_untrusted_proxy_counts_every_client_as_the_proxy(kind, router_pro
         assert status == 503 and "127.0.0.1" in body, refused
 
 
-@needs("--proxy-protocol", "PROXY protocol v2 from HAProxy")
-async def test_haproxy_proxy_protocol_v2(router_process, proxy, py_clients, js_clients):
-    """examples/haproxy.cfg's send-proxy-v2 variant: the router takes each client's address
-    from the PROXY v2 header (trusted from 127.0.0.1 only), and the real clients work."""
+@needs("--proxy-protocol", "PROXY protocol from HAProxy")
+@pytest.mark.parametrize("version", ["v2", "v1"])
+async def test_haproxy_proxy_protocol(version, router_process, proxy, py_clients, js_clients):
+    """examples/haproxy.cfg's send-proxy-v2 variant (and the same with v1's ``send-proxy``):
+    the router takes each client's address from the PROXY header (trusted from 127.0.0.1
+    only), and the real clients work."""
     router = router_process("--proxy-protocol", "--trusted-proxies", "127.0.0.1",
                             "--max-connections-per-ip", "2", workers=2)
-    url = proxy("haproxy", router, proxy_protocol=True)
+    url = proxy("haproxy", router, proxy_protocol=version)
     await set_and_see(py_clients, js_clients, url)
     async with AsyncExitStack() as stack:
         await assert_per_ip_limit(url, router, stack)
+
+
+@pytest.mark.parametrize("version", ["v2", "v1"])
+def test_haproxy_proxy_protocol_variant_is_a_valid_config(version, tmp_path, tls):
+    """The PROXY-protocol variant of examples/haproxy.cfg passes ``haproxy -c`` (it runs
+    for real in test_haproxy_proxy_protocol once clasp-fast has --proxy-protocol)."""
+    conf = proxies.haproxy_config(tmp_path, 8443, 7330, tls.pem, proxy_protocol=version)
+    text = conf.read_text()
+    assert ("send-proxy-v2" in text) == (version == "v2") and " send-proxy" in text
+    assert "option forwardfor" in text      # kept: it names the same client as the PROXY header
+    check = subprocess.run([require_binary("haproxy"), "-c", "-f", str(conf)],
+                           capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stdout + check.stderr
