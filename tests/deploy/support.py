@@ -17,16 +17,15 @@ import functools
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Optional, Sequence
 
 import pytest
 
+from bench.procs import wait_port
 from tests.support import REPO, free_port
 
 EXAMPLES = REPO / "examples"
@@ -59,19 +58,6 @@ def require_binary(name: str) -> str:
     return path
 
 
-def wait_port(host: str, port: int, timeout: float, proc: Optional[subprocess.Popen] = None) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            return False
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-
-
 class Service:
     """A foreground child process serving on ``host:port``."""
 
@@ -90,11 +76,14 @@ class Service:
         self.proc = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, text=True,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=1)
         threading.Thread(target=self._pump, daemon=True).start()
-        if not wait_port(self.host, self.port, timeout, self.proc):
+        if not wait_port(self.host, self.port, timeout, self):
             self.stop()
             raise RuntimeError(f"{self.name} did not listen on {self.host}:{self.port}:\n"
                                + self.log())
         return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def _pump(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
@@ -139,4 +128,4 @@ async def set_and_see(py_clients, js_clients, url: str) -> None:
 
 
 __all__ = ["EXAMPLES", "REPO", "Service", "capable", "free_port", "needs", "require_binary",
-           "router_help", "set_and_see", "wait_port"]
+           "router_help", "set_and_see"]
