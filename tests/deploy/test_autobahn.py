@@ -11,6 +11,8 @@ run once clasp-fast has ``--compression``.
 
 ``EDGE_PENDING`` lists the cases the edge fails on main today, each with what it does wrong;
 each is its own strict xfail, so a fix shows up as an XPASS failure: then delete its line.
+(7.1.2 is not strict: it fails only when both close frames arrive in one read, about 7 runs
+in 8 here.)
 """
 from __future__ import annotations
 
@@ -89,8 +91,13 @@ def test_autobahn_sections_1_to_7(sections_1_7):
     check(sections_1_7, SECTIONS_1_7, EDGE_PENDING)
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=why))
-                                  for c, why in EDGE_PENDING.items()])
+# fails only when both close frames arrive in one read: an XPASS there proves nothing
+TIMING_DEPENDENT = {"7.1.2"}
+
+
+@pytest.mark.parametrize("case", [
+    pytest.param(c, marks=pytest.mark.xfail(strict=c not in TIMING_DEPENDENT, reason=why))
+    for c, why in EDGE_PENDING.items()])
 def test_autobahn_pending_edge_fix(sections_1_7, case):
     r = sections_1_7[case]
     assert r.passed, describe(r)
