@@ -10,7 +10,8 @@ subscription sees Python's.
 * ``wss://`` through nginx (examples/nginx.conf) with a test-made certificate: the browser
   trusts exactly that key (``--ignore-certificate-errors-spki-list``, honoured only with a
   ``--user-data-dir``; no blanket ``--ignore-certificate-errors``);
-* ``wss://`` straight to clasp-fast once it has ``--tls-cert``.
+* ``wss://`` straight to clasp-fast once it has ``--tls-cert``;
+* the Origin allow-list seen from a real browser, once clasp-fast has ``--allowed-origins``.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import hashlib
 import pytest
 
 from tests.deploy import proxies
-from tests.deploy.chromium import Chromium, PageServer
+from tests.deploy.chromium import Chromium, JSError, PageServer
 from tests.deploy.support import needs
 
 
@@ -85,3 +86,15 @@ async def test_chromium_wss(browser, router_process, py_clients, trust_test_ca):
                             workers=2)
     url = router.url.replace("ws://", "wss://")
     await browser_and_python_exchange(browser, py_clients, url, url)
+
+
+@needs("--allowed-origins", "the Origin allow-list")
+async def test_chromium_origin_allow_list(browser, router_process, py_clients):
+    """A browser sends its page's Origin: a router that allows only another origin refuses
+    the upgrade (the page sees the connection fail); allowing the page's origin lets it in."""
+    page_origin = await browser.evaluate("location.origin")
+    other = router_process("--allowed-origins", "https://clasp.example.org", workers=2)
+    with pytest.raises(JSError, match="WebSocket"):
+        await browser.evaluate(f"clasp.connect({other.url!r})")
+    allowed = router_process("--allowed-origins", page_origin, workers=2)
+    await browser_and_python_exchange(browser, py_clients, allowed.url, allowed.url)
