@@ -15,7 +15,7 @@ from .table import SETTINGS
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="clasp-fast", argument_default=argparse.SUPPRESS,
+        prog="clasp-fast", argument_default=argparse.SUPPRESS, allow_abbrev=False,
         description="A fast CLASP router (WebSocket, binary v3 frames). Settings come from "
                     "defaults < the config file < CLASP_FAST_* variables < flags; "
                     "docs/configuration.md lists them all.")
