@@ -9,88 +9,64 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 
 class Invalid(Exception):
     """A value the kind does not accept; the message says why (e.g. "is not an integer")."""
 
 
-def _notes(unit: str, zero: str) -> str:
-    """" (seconds; 0 = never)": the unit and what 0 means, when there are any."""
-    notes = [n for n in (unit, f"0 = {zero}" if zero else "") if n]
-    return f" ({'; '.join(notes)})" if notes else ""
-
-
-@dataclass(frozen=True)
-class Integer:
-    min: Optional[int] = None
-    max: Optional[int] = None
-    unit: str = ""
-    #: what 0 means when it is special ("unlimited", "off"); shown in the docs
-    zero: str = ""
-    metavar = "N"
-    pytype = int
-
-    def allowed(self) -> str:
-        if self.min is not None and self.max is not None:
-            text = f"an integer from {self.min} to {self.max}"
-        elif self.min is not None:
-            text = f"an integer of at least {self.min}"
-        else:
-            text = "an integer"
-        return text + _notes(self.unit, self.zero)
-
-    def accept(self, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise Invalid("is not an integer")
-        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
-            raise Invalid("is out of range")
-        return value
-
-    def from_text(self, text: str) -> int:
-        try:
-            value = int(text.strip().replace("_", ""), 10)
-        except ValueError:
-            raise Invalid("is not an integer") from None
-        return self.accept(value)
-
-
 @dataclass(frozen=True)
 class Number:
-    """A real number (seconds, milliseconds); ``above`` is an exclusive lower bound."""
+    """A real number (seconds, milliseconds): at least ``min``, greater than ``above``, at
+    most ``max``; ``zero`` says what 0 means when it is special ("unlimited", "never")."""
     min: Optional[float] = None
-    above: Optional[float] = None
+    max: Optional[float] = None
     unit: str = ""
     zero: str = ""
+    above: Optional[float] = None
     metavar = "X"
-    pytype = float
+    pytype: ClassVar[type] = float
+    noun = "a number"
 
     def allowed(self) -> str:
         if self.above is not None:
-            text = f"a number greater than {self.above:g}"
+            text = f"{self.noun} greater than {self.above:g}"
+        elif self.min is not None and self.max is not None:
+            text = f"{self.noun} from {self.min:g} to {self.max:g}"
         elif self.min is not None:
-            text = f"a number of at least {self.min:g}"
+            text = f"{self.noun} of at least {self.min:g}"
         else:
-            text = "a number"
-        return text + _notes(self.unit, self.zero)
+            text = self.noun
+        notes = [n for n in (self.unit, f"0 = {self.zero}" if self.zero else "") if n]
+        return text + (f" ({'; '.join(notes)})" if notes else "")
 
-    def accept(self, value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise Invalid("is not a number")
-        value = float(value)
+    def accept(self, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                (self.pytype is int and not isinstance(value, int)):
+            raise Invalid(f"is not {self.noun}")
+        value = self.pytype(value)
         if value != value or value in (float("inf"), float("-inf")):
             raise Invalid("is not a finite number")
-        if (self.above is not None and value <= self.above) or (self.min is not None and value < self.min):
+        if (self.above is not None and value <= self.above) or \
+                (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
             raise Invalid("is out of range")
         return value
 
-    def from_text(self, text: str) -> float:
+    def from_text(self, text: str) -> Any:
         try:
-            value = float(text.strip())
+            value = self.pytype(text.strip().replace("_", ""))
         except ValueError:
-            raise Invalid("is not a number") from None
+            raise Invalid(f"is not {self.noun}") from None
         return self.accept(value)
+
+
+@dataclass(frozen=True)
+class Integer(Number):
+    """A whole number (ports, counts, bytes)."""
+    metavar = "N"
+    pytype: ClassVar[type] = int
+    noun = "an integer"
 
 
 _TRUE = ("true", "yes", "on", "1")

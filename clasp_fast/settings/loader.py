@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional
 from .errors import ConfigError
 from .flags import build_parser
 from .objects import Config
-from .table import BY_NAME, RULES, SETTINGS
+from .table import BY_NAME, SETTINGS, broken_rule
 from .yaml_file import read_yaml
 
 DEFAULT_FILE = "clasp.yaml"
@@ -73,11 +73,11 @@ def _imply(values: dict, sources: dict) -> None:
 
 
 def _check_rules(values: dict, sources: dict) -> None:
-    for rule in RULES:
-        if not rule.holds(values):
-            given = [f"{BY_NAME[n].key} = {values[n]!r} from {sources[n]}"
-                     for n in rule.names if sources[n] != DEFAULT]
-            raise ConfigError(rule.message + (f" ({'; '.join(given)})" if given else ""))
+    rule = broken_rule(values)
+    if rule is not None:
+        given = [f"{BY_NAME[n].key} = {values[n]!r} from {sources[n]}"
+                 for n in rule.names if sources[n] != DEFAULT]
+        raise ConfigError(rule.message + (f" ({'; '.join(given)})" if given else ""))
 
 
 def load(argv: Optional[list[str]] = None, environ: Optional[Mapping[str, str]] = None,

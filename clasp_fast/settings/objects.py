@@ -14,7 +14,7 @@ from typing import Iterable
 
 from .errors import ConfigError
 from .setting import Setting
-from .table import RULES, SETTINGS
+from .table import SETTINGS, broken_rule
 
 ROUTER_SETTINGS = [s for s in SETTINGS if s.layer == "router"]
 
@@ -49,10 +49,9 @@ def _router_config(self) -> "RouterConfig":
 
 def _validate(self) -> "Config":
     """Checks across settings (``RULES``); returns self or raises ConfigError."""
-    values = vars(self)
-    for rule in RULES:
-        if not rule.holds(values):
-            raise ConfigError(rule.message)
+    rule = broken_rule(vars(self))
+    if rule is not None:
+        raise ConfigError(rule.message)
     return self
 
 

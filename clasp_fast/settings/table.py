@@ -129,3 +129,8 @@ RULES: list[Rule] = [
          "metrics.port + server.workers - 1 must be a TCP port (worker i serves metrics on "
          "port + i); pick a lower --metrics-port"),
 ]
+
+
+def broken_rule(values: dict) -> "Rule | None":
+    """The first rule ``values`` ({flat name: value}) break, or None."""
+    return next((rule for rule in RULES if not rule.holds(values)), None)

@@ -156,3 +156,9 @@ def test_bind_alias_sets_host_and_cert_and_key_imply_tls(tmp_path):
     off = load(["--tls-cert", "c.pem", "--tls-key", "k.pem", "--no-tls-enabled"], environ={},
                cwd=str(tmp_path))
     assert not off.config.tls_enabled
+
+
+def test_config_validate_applies_the_rules_across_settings():
+    assert Config(tls_enabled=False).validate().port == 7330
+    with pytest.raises(ConfigError, match="server.tls.enabled is true"):
+        Config(tls_enabled=True).validate()
