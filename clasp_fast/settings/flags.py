@@ -8,13 +8,28 @@ absent from the parsed namespace (the loader then keeps the file, variable or de
 from __future__ import annotations
 
 import argparse
+import difflib
+import sys
 
 from .render import yaml_scalar
 from .table import SETTINGS
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line (with the closest flag for an unknown one), exit 2."""
+
+    def error(self, message: str):
+        unknown = [w for w in message.split() if w.startswith("--")] \
+            if message.startswith("unrecognized arguments") else []
+        known = [f for action in self._actions for f in action.option_strings]
+        close = difflib.get_close_matches(unknown[0].split("=")[0], known, n=1) if unknown else []
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        print(f"clasp-fast: {message}{hint}; see clasp-fast --help", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="clasp-fast", argument_default=argparse.SUPPRESS, allow_abbrev=False,
         description="A fast CLASP router (WebSocket, binary v3 frames). Settings come from "
                     "defaults < the config file < CLASP_FAST_* variables < flags; "

@@ -17,6 +17,8 @@ from .table import SETTINGS
 def yaml_scalar(value: Any) -> str:
     """``value`` as YAML flow text that ``yaml.safe_load`` reads back unchanged."""
     if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))          # 30, as a person writes it; read back as a number
         text = repr(value)
         return text.replace("e", ".0e") if "e" in text and "." not in text else text
     return json.dumps(value)
