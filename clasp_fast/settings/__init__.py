@@ -5,7 +5,9 @@
 - ``objects.py``: ``Config`` (flat, every setting) and ``RouterConfig`` (the core's)
 - ``loader.py``: defaults < file < CLASP_FAST_* variables < flags; ``yaml_file.py``,
   ``flags.py``: the file and the command line; ``bind_address.py``: the address probe
-- ``render.py``: settings as YAML; ``docs.py``: docs/configuration.md, examples/clasp.yaml
+- ``render.py``: settings as YAML; ``generate.py``: docs/configuration.md,
+  examples/clasp.yaml and ``objects.pyi`` (``stub.py``), rewritten by
+  ``python -m clasp_fast.settings.generate``
 """
 from .errors import ConfigError
 from .objects import Config, RouterConfig

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Mapping, Optional
 
 from .errors import ConfigError
 from .flags import build_parser
@@ -24,7 +24,7 @@ DEFAULT = "default"
 
 @dataclass
 class Loaded:
-    config: Any                     # Config
+    config: Config
     #: {flat name: "default" | "file:PATH" | "env:NAME" | "flag:--x" | "implied by ..."}
     sources: dict[str, str]
     file: Optional[str]
@@ -87,8 +87,9 @@ def load(argv: Optional[list[str]] = None, environ: Optional[Mapping[str, str]] 
     ns = build_parser().parse_args(argv)
     environ = os.environ if environ is None else environ
     path = getattr(ns, "config", None)
-    if path is None and (Path(cwd or ".") / DEFAULT_FILE).is_file():
-        path = str(Path(cwd or ".") / DEFAULT_FILE) if cwd else DEFAULT_FILE
+    here = Path(cwd) / DEFAULT_FILE if cwd else Path(DEFAULT_FILE)
+    if path is None and here.is_file():
+        path = str(here)
     values = {row.name: row.fresh_default() for row in SETTINGS}
     sources = {row.name: DEFAULT for row in SETTINGS}
     if path is not None:

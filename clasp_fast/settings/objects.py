@@ -5,7 +5,8 @@
 ``RouterConfig`` has the settings of layer "router", the ones the sans-I/O core
 enforces; ``Config.router_config()`` builds it.  Both are dataclasses whose fields,
 defaults and checks come from the table: building one with a value a setting does not
-accept raises ``ConfigError`` naming its key path, flag and variable.
+accept raises ``ConfigError`` naming its key path, flag and variable.  Fields are
+keyword-only; ``objects.pyi`` (generated) lists them for editors and type checkers.
 """
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ def _check_fields(rows: Iterable[Setting]):
 
 def _dataclass(name: str, rows: list[Setting], doc: str, **methods):
     fields = [(r.name, r.kind.pytype, field(default_factory=r.fresh_default)) for r in rows]
-    cls = make_dataclass(name, fields, namespace={"__doc__": doc, "__post_init__": _check_fields(rows),
-                                                  **methods})
+    cls = make_dataclass(name, fields, kw_only=True,
+                         namespace={"__doc__": doc, "__post_init__": _check_fields(rows), **methods})
     cls.__module__ = __name__
     return cls
 

@@ -3,7 +3,7 @@
 Flags, environment variables, the config-file keys, validation and its messages, the
 config objects (``Config``, ``RouterConfig``), docs/configuration.md and
 examples/clasp.yaml are all generated from ``SETTINGS`` and ``RULES``.  To add a
-setting, add a row here (and run ``python -m clasp_fast.settings.docs``).
+setting, add a row here (and run ``python -m clasp_fast.settings.generate``).
 
 Rows are in the order the docs and ``--print-config`` show them; rows of one YAML
 section are kept together.

@@ -1,12 +1,14 @@
-"""docs/configuration.md and examples/clasp.yaml are what the settings table generates."""
+"""docs/configuration.md, examples/clasp.yaml and settings/objects.pyi are what the settings
+table generates."""
 from __future__ import annotations
 
 from clasp_fast.config import Config
 from clasp_fast.settings import SETTINGS
-from clasp_fast.settings.docs import DOC, EXAMPLE, configuration_md, example_yaml
+from clasp_fast.settings.generate import DOC, EXAMPLE, STUB, configuration_md, example_yaml
+from clasp_fast.settings.stub import objects_stub
 from clasp_fast.settings.loader import load
 
-FIX = "run `python -m clasp_fast.settings.docs` and commit the result"
+FIX = "run `python -m clasp_fast.settings.generate` and commit the result"
 
 
 def test_configuration_doc_is_generated_from_the_table():
@@ -27,3 +29,9 @@ def test_example_file_is_generated_from_the_table_and_gives_the_defaults(tmp_pat
     loaded = load(["--config", str(EXAMPLE)], environ={}, cwd=str(tmp_path))
     assert vars(loaded.config) == vars(Config())
     assert all(src.startswith("file:") for src in loaded.sources.values()), "a key is missing"
+
+
+def test_the_stub_of_the_config_classes_is_generated_from_the_table():
+    assert STUB.read_text() == objects_stub(), f"clasp_fast/settings/objects.pyi is stale: {FIX}"
+    assert "    ping_interval: float" in STUB.read_text()
+    assert "    trusted_proxies: list[str]" in STUB.read_text()

@@ -1,9 +1,10 @@
-"""docs/configuration.md's settings tables and examples/clasp.yaml, from the table.
+"""The files made from the settings table: docs/configuration.md's settings tables,
+examples/clasp.yaml and clasp_fast/settings/objects.pyi.
 
-``python -m clasp_fast.settings.docs`` rewrites both (run it after changing the table);
-``--check`` exits 1 if either differs from what the table gives.  In the Markdown file
-only the part between the two markers is generated; the prose around it is written by
-hand.
+``python -m clasp_fast.settings.generate`` rewrites them (run it after changing the
+table); ``--check`` exits 1 if one differs from what the table gives.  In the Markdown
+file only the part between the two markers is generated; the prose around it is written
+by hand.
 """
 from __future__ import annotations
 
@@ -11,13 +12,15 @@ import sys
 from pathlib import Path
 
 from .render import render_yaml, yaml_scalar
+from .stub import objects_stub
 from .table import SETTINGS
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "configuration.md"
 EXAMPLE = REPO / "examples" / "clasp.yaml"
+STUB = Path(__file__).with_name("objects.pyi")
 BEGIN = "<!-- settings: generated from clasp_fast/settings/table.py by " \
-        "`python -m clasp_fast.settings.docs`; do not edit by hand -->"
+        "`python -m clasp_fast.settings.generate`; do not edit by hand -->"
 END = "<!-- end of generated settings -->"
 
 
@@ -56,7 +59,7 @@ def configuration_md(current: str) -> str:
 
 EXAMPLE_HEADER = """\
 # clasp.yaml: every setting of clasp-fast with its default.
-# Generated from clasp_fast/settings/table.py (python -m clasp_fast.settings.docs).
+# Generated from clasp_fast/settings/table.py (python -m clasp_fast.settings.generate).
 # Use it with `clasp-fast --config clasp.yaml` (./clasp.yaml is read when present);
 # keep only the keys you change. CLASP_FAST_* variables and flags override the file.
 """
@@ -69,12 +72,12 @@ def example_yaml() -> str:
 
 
 def main(argv: list[str]) -> int:
-    wanted = {DOC: configuration_md(DOC.read_text()), EXAMPLE: example_yaml()}
+    wanted = {DOC: configuration_md(DOC.read_text()), EXAMPLE: example_yaml(), STUB: objects_stub()}
     stale = [p for p, text in wanted.items() if not p.exists() or p.read_text() != text]
     if "--check" in argv:
         for p in stale:
             print(f"{p.relative_to(REPO)} differs from the settings table; "
-                  "run python -m clasp_fast.settings.docs", file=sys.stderr)
+                  "run python -m clasp_fast.settings.generate", file=sys.stderr)
         return 1 if stale else 0
     for p in stale:
         p.write_text(wanted[p])
