@@ -2,6 +2,7 @@
 that says why (the config file has its own tests: test_config_file.py)."""
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
@@ -16,11 +17,17 @@ def run_cli(*args: str, timeout: float = 15.0) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout)
 
 
-def test_port_in_use_exits_1_naming_the_port():
+@contextlib.contextmanager
+def busy_port():
+    """A loopback port another socket listens on, for the duration."""
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        port = busy.getsockname()[1]
+        yield busy.getsockname()[1]
+
+
+def test_port_in_use_exits_1_naming_the_port():
+    with busy_port() as port:
         r = run_cli("--host", "127.0.0.1", "--port", str(port))
     assert r.returncode == 1, r
     assert str(port) in r.stderr and "another server" in r.stderr, r.stderr
@@ -58,10 +65,7 @@ def test_unknown_flag_exits_2_in_one_line_with_the_closest_flag():
 
 
 def test_bind_is_the_same_setting_as_host():
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
+    with busy_port() as port:
         r = run_cli("--bind", "127.0.0.1", "--port", str(port))
     assert r.returncode == 1, r
     assert f"cannot listen on 127.0.0.1:{port}" in r.stderr and "another server" in r.stderr
