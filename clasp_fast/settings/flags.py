@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "defaults < the config file < CLASP_FAST_* variables < flags; "
                     "docs/configuration.md lists them all.")
     p.add_argument("--config", metavar="FILE",
-                   help="YAML config file (default: ./clasp.yaml when it exists)")
+                   help="YAML config file (default: $CLASP_FAST_CONFIG, else ./clasp.yaml when it exists)")
     p.add_argument("--print-config", action="store_true",
                    help="print the effective config as YAML, with where each value came from, and exit")
     p.add_argument("--check-config", action="store_true",

@@ -1,7 +1,7 @@
 """Where the effective config comes from: defaults < file < CLASP_FAST_* variables < flags.
 
 ``load(argv)`` parses the command line, reads the config file (``--config FILE``, else
-``./clasp.yaml`` when present), the environment and the flags, checks every value as
+``$CLASP_FAST_CONFIG``, else ``./clasp.yaml`` when present), the environment and the flags, checks every value as
 it is read (so a message names where the bad value came from) and the rules across
 settings, and returns the ``Config`` with the source of each value.
 """
@@ -19,6 +19,7 @@ from .table import BY_NAME, SETTINGS, broken_rule
 from .yaml_file import read_yaml
 
 DEFAULT_FILE = "clasp.yaml"
+CONFIG_ENV = "CLASP_FAST_CONFIG"          # the file, when --config is not given
 DEFAULT = "default"
 
 
@@ -86,7 +87,7 @@ def load(argv: Optional[list[str]] = None, environ: Optional[Mapping[str, str]] 
     (Unknown flags and ``--help`` are argparse's: it exits 2 or 0 itself.)"""
     ns = build_parser().parse_args(argv)
     environ = os.environ if environ is None else environ
-    path = getattr(ns, "config", None)
+    path = getattr(ns, "config", None) or environ.get(CONFIG_ENV) or None
     here = Path(cwd) / DEFAULT_FILE if cwd else Path(DEFAULT_FILE)
     if path is None and here.is_file():
         path = str(here)

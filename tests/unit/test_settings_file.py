@@ -82,3 +82,14 @@ def test_print_config_output_reads_back_as_the_same_config(tmp_path):
     assert second.config.tls_enabled and second.config.name == "x # y"
     assert all(s.startswith("file:") for s in second.sources.values())
     assert "# flag:--ping-interval" in text and "# implied by server.tls.cert" in text
+
+
+def test_the_file_comes_from_the_flag_then_the_variable_then_the_working_directory(tmp_path):
+    for name, port in (("flag.yaml", 1), ("env.yaml", 2), ("clasp.yaml", 3)):
+        (tmp_path / name).write_text(f"server: {{port: {port}}}\n")
+    env = {"CLASP_FAST_CONFIG": str(tmp_path / "env.yaml")}
+    assert load(["--config", str(tmp_path / "flag.yaml")], environ=env, cwd=str(tmp_path)).config.port == 1
+    assert load([], environ=env, cwd=str(tmp_path)).config.port == 2
+    assert load([], environ={}, cwd=str(tmp_path)).config.port == 3
+    (tmp_path / "empty").mkdir()
+    assert load([], environ={}, cwd=str(tmp_path / "empty")).file is None
