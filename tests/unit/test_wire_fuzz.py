@@ -6,7 +6,7 @@
   decode_payload, peek and splice_revision: anything but DecodeError (or a
   crash, or a hang) is a bug;
 * whatever does decode re-encodes: the router re-broadcasts what it decodes;
-* the malformed frames PROTOCOL.md lists each raise a DecodeError naming the problem.
+* the malformed frames docs/protocol.md lists each raise a DecodeError naming the problem.
 """
 from __future__ import annotations
 
@@ -268,7 +268,7 @@ def test_random_legacy_maps(m):
 
 
 # ---------------------------------------------------------------------------
-# the malformed frames PROTOCOL.md names, and more
+# the malformed frames docs/protocol.md names, and more
 # ---------------------------------------------------------------------------
 
 WELCOME_OK = frame_bytes("s2c_welcome_default")
