@@ -1,4 +1,5 @@
-"""A load-generator process: ``python -m bench.gen '<JSON spec>'``.
+"""A load-generator process: ``python -m bench.gen '<JSON spec>'``
+(``clasp_fast_bench.gen`` when installed).
 
 Started (pinned, in its own process group) by the bench controller.  It connects
 its clients, prints ``{"event": "ready", ...}`` on stdout, then obeys one JSON
@@ -40,7 +41,7 @@ import traceback
 import uvloop
 from picows import WSMsgType, ws_connect
 
-from clasp_fast._native.loadgen import Board, Pump, Receiver, board_size, monotonic_ns
+from ._loadgen import Board, Pump, Receiver, board_size, monotonic_ns
 from clasp_fast.protocol import (Hello, Ping, Publish, Set, SignalType, Subscribe, decode_frame,
                                  encode_frame)
 

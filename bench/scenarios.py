@@ -92,12 +92,12 @@ class GenError(RuntimeError):
 
 
 class GenProc:
-    """One ``python -m bench.gen`` process and its JSON-lines conversation."""
+    """One ``python -m <package>.gen`` process and its JSON-lines conversation."""
 
     def __init__(self, ctx: Ctx, name: str, spec: dict, pass_fds: tuple = ()):
         self.name = name
         self.spec = spec
-        self.proc = procs.spawn([procs.python(), "-m", "bench.gen", json.dumps(spec)], name=name,
+        self.proc = procs.spawn([procs.python(), "-m", procs.module("gen"), json.dumps(spec)], name=name,
                                 cpus=ctx.gen_cpus, log_path=ctx.log_dir / f"gen-{name}.log",
                                 pipes=True, pass_fds=pass_fds, deathsig=9)
         self.buf = b""
@@ -217,7 +217,7 @@ def summarize(values: list) -> dict:
 
 
 def percentiles(hist: dict, ps=(50, 90, 99, 99.9)) -> dict:
-    from clasp_fast._native.loadgen import bucket_upper
+    from ._loadgen import bucket_upper
     items = sorted((int(k), v) for k, v in hist.items())
     total = sum(v for _, v in items)
     out = {}
@@ -352,7 +352,7 @@ class FlowRun:
         self.server = server = target.start(ctx.router_cpus, ctx.log_dir)
         tail = calibrate(ctx, target, server)[flow.kind]
         # the shared board
-        from clasp_fast._native.loadgen import Board, board_size
+        from ._loadgen import Board, board_size
         shm_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
         fd, self.board_path = tempfile.mkstemp(prefix="clasp-bench-", dir=shm_dir)
         os.ftruncate(fd, board_size(flow.subs))
