@@ -90,7 +90,8 @@ def _fd_limit():
 
 # --- helpers ----------------------------------------------------------------------------
 
-def _rate(v) -> str:
+def rate_text(v) -> str:
+    """A rate for people: 1.91M, 324k, 950 (– for none)."""
     if v is None:
         return "–"
     if v >= 1e6:
@@ -132,7 +133,7 @@ def _ok(r) -> bool:
     return r is not None and "error" not in r
 
 
-def _mmm(r, fmt=_rate) -> str:
+def _mmm(r, fmt=rate_text) -> str:
     if r is None:
         return "not run"
     if "error" in r:
@@ -461,7 +462,7 @@ def markdown(data: dict) -> str:
     L.append("|---|---|---|---|---|---|---|")
     for r in results:
         if _ok(r) and r.get("router_cpu_pct") is not None and r.get("scenario") in FLOW_SCENARIOS + ["workers"]:
-            L.append(f"| {r['scenario']} {r['variant']} | {r['target']} | {_rate(r.get('median'))} | "
+            L.append(f"| {r['scenario']} {r['variant']} | {r['target']} | {rate_text(r.get('median'))} | "
                      f"{_pct(r['router_cpu_pct'])} | {_pct(r['gen_cpu_pct'])} | {_other(r)} | {limit(r)} |")
     L.append("")
 
