@@ -52,17 +52,8 @@ def parse_response_head(head: str) -> tuple[int, dict]:
 
 
 def client_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
-    """One masked client frame (any opcode, also a fragment or an oversized control frame)."""
-    frame = Frame(Opcode(opcode), bytes(payload), fin)
-    if frame.opcode in (Opcode.CLOSE, Opcode.PING, Opcode.PONG) and (len(payload) > 125 or not fin):
-        # websockets refuses to build what RFC 6455 forbids; a test may want to send it
-        return _forbidden_frame(opcode, bytes(payload), fin)
-    return frame.serialize(mask=True)
-
-
-def _forbidden_frame(opcode: int, payload: bytes, fin: bool) -> bytes:
-    head = Frame(Opcode.BINARY, payload, fin).serialize(mask=True)
-    return bytes([(head[0] & 0xF0) | opcode]) + head[1:]
+    """One masked client frame (websockets refuses control frames RFC 6455 forbids)."""
+    return Frame(Opcode(opcode), bytes(payload), fin).serialize(mask=True)
 
 
 def split_frames(buf: bytearray) -> list[tuple[int, bool, bytes]]:
