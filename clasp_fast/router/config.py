@@ -1,6 +1,6 @@
 """Settings of the router core (what the sans-I/O router itself enforces).
 
-Defaults follow docs/protocol.md "Limits".  The command line and the config file
+Defaults follow PROTOCOL.md "Limits".  The command line and the config file
 (``clasp_fast.config``) fill this in; tests build it directly.
 """
 from __future__ import annotations
