@@ -1,8 +1,4 @@
-"""Helpers for the deployment tests: what clasp-fast can do yet, and other programs run for real.
-
-``capable(flag)`` probes ``clasp-fast --help`` for a flag: the tests of TLS
-(``--tls-cert``), the PROXY protocol (``--proxy-protocol``) and permessage-deflate
-(``--compression``) are written already and skip, naming the flag, until the router has it.
+"""Helpers for the deployment tests: the real clients' exchange, other programs run for real.
 
 ``set_and_see`` is the exchange every set-up must carry: the real Python client and the
 real JS client connect to a URL, and each one's subscription sees the other's SET.
@@ -13,12 +9,10 @@ own pid with SIGTERM (SIGKILL after a few seconds).  Its output is kept for fail
 """
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Optional, Sequence
@@ -29,23 +23,6 @@ from bench.procs import wait_port
 from tests.support import REPO, free_port
 
 EXAMPLES = REPO / "examples"
-
-
-@functools.lru_cache(maxsize=None)
-def router_help() -> str:
-    return subprocess.run([sys.executable, "-m", "clasp_fast", "--help"], cwd=REPO,
-                          capture_output=True, text=True, timeout=30).stdout
-
-
-def capable(flag: str) -> bool:
-    """True when ``clasp-fast --help`` lists ``flag``."""
-    return flag in router_help()
-
-
-def needs(flag: str, what: str):
-    """Skip until clasp-fast has ``flag`` (the lead removes these marks once it has)."""
-    return pytest.mark.skipif(not capable(flag),
-                              reason=f"clasp-fast has no {flag} yet ({what})")
 
 
 def require_binary(name: str) -> str:
@@ -127,5 +104,4 @@ async def set_and_see(py_clients, js_clients, url: str) -> None:
     assert py.calls("py") == [("/deploy/js/name", "through the proxy")]
 
 
-__all__ = ["EXAMPLES", "REPO", "Service", "capable", "free_port", "needs", "require_binary",
-           "router_help", "set_and_see"]
+__all__ = ["EXAMPLES", "REPO", "Service", "free_port", "require_binary", "set_and_see"]

@@ -24,7 +24,7 @@ import pytest
 
 kosoku = pytest.importorskip("kosoku", reason="kosoku is in the test extra: pip install -e '.[test]'")
 
-from tests.deploy.support import Service, free_port, needs  # noqa: E402
+from tests.deploy.support import Service, free_port  # noqa: E402
 
 SECTIONS_1_7 = ["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*"]
 SECTIONS_12_13 = ["12.*", "13.*"]
@@ -103,7 +103,7 @@ def test_autobahn_pending_edge_fix(sections_1_7, case):
     assert r.passed, describe(r)
 
 
-@needs("--compression", "permessage-deflate: Autobahn sections 12-13")
+@pytest.mark.needs("compression")
 def test_autobahn_sections_12_13_compressed():
     """permessage-deflate: every case of sections 12 and 13 passes with compression on.
     The echo endpoint must echo inflated messages: see echo_server.py (the edge needs a

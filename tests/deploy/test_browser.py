@@ -22,7 +22,6 @@ import pytest
 
 from tests.deploy import proxies
 from tests.deploy.chromium import Chromium, JSError, PageServer
-from tests.deploy.support import needs
 
 
 def spki_hash(cert_pem: bytes) -> str:
@@ -80,7 +79,7 @@ async def test_chromium_wss_through_nginx(browser, router_process, py_clients, t
         await browser_and_python_exchange(browser, py_clients, url, url)
 
 
-@needs("--tls-cert", "wss:// served by clasp-fast itself")
+@pytest.mark.needs("tls")
 async def test_chromium_wss(browser, router_process, py_clients, trust_test_ca):
     router = router_process("--tls-cert", str(trust_test_ca.cert), "--tls-key", str(trust_test_ca.key),
                             workers=2)
@@ -88,7 +87,7 @@ async def test_chromium_wss(browser, router_process, py_clients, trust_test_ca):
     await browser_and_python_exchange(browser, py_clients, url, url)
 
 
-@needs("--allowed-origins", "the Origin allow-list")
+@pytest.mark.needs("allowed_origins")
 async def test_chromium_origin_allow_list(browser, router_process, py_clients):
     """A browser sends its page's Origin: a router that allows only another origin refuses
     the upgrade (the page sees the connection fail); allowing the page's origin lets it in."""

@@ -22,7 +22,7 @@ import websockets
 from websockets.asyncio.client import connect
 
 from tests.deploy import proxies
-from tests.deploy.support import needs, require_binary, set_and_see
+from tests.deploy.support import require_binary, set_and_see
 
 PROXIES = ["nginx", "haproxy"]
 
@@ -128,7 +128,7 @@ async def test_untrusted_proxy_counts_every_client_as_the_proxy(kind, router_pro
         assert status == 503 and "127.0.0.1" in body, refused
 
 
-@needs("--proxy-protocol", "PROXY protocol from HAProxy")
+@pytest.mark.needs("proxy_protocol")
 @pytest.mark.parametrize("version", ["v2", "v1"])
 async def test_haproxy_proxy_protocol(version, router_process, proxy, py_clients, js_clients):
     """examples/haproxy.cfg's send-proxy-v2 variant (and the same with v1's ``send-proxy``):

@@ -4,10 +4,12 @@ and the real JS client under Node (``NODE_EXTRA_CA_CERTS``) each see the other's
 Skips until clasp-fast has ``--tls-cert``."""
 from __future__ import annotations
 
-from tests.deploy.support import needs, set_and_see
+import pytest
+
+from tests.deploy.support import set_and_see
 
 
-@needs("--tls-cert", "wss:// served by clasp-fast itself")
+@pytest.mark.needs("tls")
 async def test_real_clients_over_wss(router_process, trust_test_ca, py_clients, js_clients):
     router = router_process("--tls-cert", str(trust_test_ca.cert), "--tls-key", str(trust_test_ca.key),
                             workers=2)
