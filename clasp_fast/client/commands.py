@@ -80,14 +80,16 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--timeout", type=float, default=5.0,
                         help="seconds to wait for the router (default 5)")
     sub = p.add_subparsers(dest="command", required=True)
+    common_kw = {"parents": [common], "epilog": epilog,
+                 "formatter_class": argparse.RawDescriptionHelpFormatter}
 
-    s = sub.add_parser("sub", parents=[common], help="print what matches PATTERN, a line each")
+    s = sub.add_parser("sub", **common_kw, help="print what matches PATTERN, a line each")
     s.add_argument("pattern")
     s.add_argument("--json", action="store_true", help="one JSON object a line")
     s.add_argument("--count", type=int, default=0, help="exit after this many lines")
     s.add_argument("--params-only", action="store_true", help="only SETs, no events")
 
-    s = sub.add_parser("set", parents=[common], help="write a param; prints the new revision")
+    s = sub.add_parser("set", **common_kw, help="write a param; prints the new revision")
     s.add_argument("address")
     s.add_argument("value", help="JSON, else a string")
     s.add_argument("--revision", type=int, help="write only if the current revision is this")
@@ -96,11 +98,11 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--lock", action="store_true", help="also take the lock")
     g.add_argument("--unlock", action="store_true", help="also release this session's lock")
 
-    s = sub.add_parser("get", parents=[common], help="print a param's value (JSON)")
+    s = sub.add_parser("get", **common_kw, help="print a param's value (JSON)")
     s.add_argument("address")
     s.add_argument("--json", action="store_true", help="value, revision, writer, timestamp")
 
-    s = sub.add_parser("pub", parents=[common], help="publish an event (or stream / gesture)")
+    s = sub.add_parser("pub", **common_kw, help="publish an event (or stream / gesture)")
     s.add_argument("address")
     s.add_argument("value", nargs="?", default="null", help="JSON, else a string (default null)")
     g = s.add_mutually_exclusive_group()
@@ -109,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--id", type=int, default=1, help="gesture id (default 1)")
     s.add_argument("--phase", default="start", choices=["start", "move", "end", "cancel"])
 
-    s = sub.add_parser("snapshot", parents=[common], help="every param matching PATTERN")
+    s = sub.add_parser("snapshot", **common_kw, help="every param matching PATTERN")
     s.add_argument("pattern")
     s.add_argument("--json", action="store_true", help="a JSON array")
     return p
