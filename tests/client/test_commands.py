@@ -175,3 +175,9 @@ async def test_wss_with_insecure_and_certificate_errors(tls_proxy):
             assert await c.get("/tls/x") == 1
     finally:
         server.close()
+
+
+def test_docs_list_every_exit_code():
+    text = (REPO / "docs" / "client.md").read_text()
+    for code, meaning in commands.EXIT_CODES.items():
+        assert f"| {code} | {meaning} |" in text, f"docs/client.md lacks exit code {code}"
