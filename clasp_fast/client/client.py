@@ -373,10 +373,7 @@ class Clasp:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        if self._out and not self._closing:
-            # written by the caller but not yet by us: they go out after the reconnect
-            self._backlog.extendleft(reversed([f for f in self._out if f is not _PING]))
-        self._out = []
+        self._out = []              # lost with the connection, like what the kernel still held
         lost = ConnectionLost(f"connection to {self.url} lost before the router answered"
                               + (f" (close code {self.close_code})" if self.close_code else ""))
         pending, self._pending = self._pending, collections.deque()
@@ -836,14 +833,16 @@ class Clasp:
                     head.sub.deliver(p.value, p.address)
 
     def _on_ack(self, msg: Ack) -> None:
-        while self._pending:
-            head = self._pending.popleft()
-            if head.kind in (_ACK, _SUB) and (head.address is None or msg.address is None
-                                              or head.address == msg.address):
-                head.resolve(msg.revision)
-                return
+        for i, p in enumerate(self._pending):
+            if p.kind in (_ACK, _SUB) and (p.address is None or msg.address is None
+                                           or p.address == msg.address):
+                break
+        else:
+            return                      # not ours (a frame sent with send(msg, qos=1))
+        for _ in range(i):
             # the router answered a later request: this one got no answer (it was dropped)
-            self._unanswered(head)
+            self._unanswered(self._pending.popleft())
+        self._pending.popleft().resolve(msg.revision)
 
     def _on_pong(self, msg: Pong) -> None:
         while self._pending:
@@ -860,6 +859,10 @@ class Clasp:
     def _on_error(self, msg: Error) -> None:
         err = error_for(msg.code, msg.message, msg.address)
         head = self._pending[0] if self._pending else None
+        if self._opening and head is not None:      # refused during the handshake
+            self._pending.popleft()
+            head.fail(err)
+            return
         if head is None or head.kind == _PONG_K or msg.code == 503 or (
                 msg.code == 429 and not msg.address):
             self._report(err)
@@ -891,7 +894,9 @@ class Clasp:
     # --- low level (tests and tools) -----------------------------------------------------
 
     def send(self, msg, qos: int = 0) -> None:
-        """Sends any message as is (no answer matching: see ``next``)."""
+        """Sends any message as is.  Its answer is not matched to anything: read it with
+        ``next``.  (For messages the router answers, use the verbs instead: the answer to
+        a PING or GET sent this way would be taken for the answer to a pending request.)"""
         self._fire(encode_frame(msg, qos))
 
     def send_raw(self, frame: bytes) -> None:
