@@ -66,6 +66,11 @@ def dumps(v: Any) -> str:
     return orjson.dumps(v, default=_default).decode()
 
 
+def _param_doc(p) -> dict:
+    return {"address": p.address, "value": p.value, "revision": p.revision, "writer": p.writer,
+            "timestamp": p.timestamp}
+
+
 def _parser() -> argparse.ArgumentParser:
     epilog = "exit codes:\n" + "\n".join(f"  {k}  {v}" for k, v in EXIT_CODES.items())
     p = argparse.ArgumentParser(prog="clasp-fast", description="CLASP client commands "
@@ -178,8 +183,7 @@ async def _sub(args) -> int:
 
 
 async def _set(args) -> int:
-    client = await _connect(args)
-    try:
+    async with await _connect(args) as client:
         value = parse_value(args.value)
         if args.lock or args.unlock:
             rev = await (client.lock if args.lock else client.unlock)(args.address, value,
@@ -187,29 +191,22 @@ async def _set(args) -> int:
         else:
             rev = await client.set(args.address, value, confirm=True, revision=args.revision,
                                    ttl=args.ttl, timeout=args.timeout)
-        print(rev, flush=True)
-    finally:
-        await client.close()
+    print(rev, flush=True)
     return EXIT_OK
 
 
 async def _get(args) -> int:
-    client = await _connect(args)
-    try:
+    async with await _connect(args) as client:
         p = await client.param(args.address, args.timeout)
-    finally:
-        await client.close()
     if args.json:
-        print(dumps({"address": p.address, "value": p.value, "revision": p.revision,
-                     "writer": p.writer, "timestamp": p.timestamp}))
+        print(dumps(_param_doc(p)))
     else:
         print(dumps(p.value))
     return EXIT_OK
 
 
 async def _pub(args) -> int:
-    client = await _connect(args)
-    try:
+    async with await _connect(args) as client:
         value = parse_value(args.value)
         if args.stream:
             await client.stream(args.address, value, confirm=True, timeout=args.timeout)
@@ -218,21 +215,15 @@ async def _pub(args) -> int:
                                  timeout=args.timeout)
         else:
             await client.emit(args.address, value, confirm=True, timeout=args.timeout)
-    finally:
-        await client.close()
     return EXIT_OK
 
 
 async def _snapshot(args) -> int:
-    client = await _connect(args)
-    try:
+    async with await _connect(args) as client:
         params = await client.snapshot(args.pattern, args.timeout)
-    finally:
-        await client.close()
     params.sort(key=lambda p: p.address)
     if args.json:
-        print(dumps([{"address": p.address, "value": p.value, "revision": p.revision,
-                      "writer": p.writer, "timestamp": p.timestamp} for p in params]))
+        print(dumps([_param_doc(p) for p in params]))
         return EXIT_OK
     rows = [("ADDRESS", "VALUE", "REVISION")] + [(p.address, dumps(p.value), str(p.revision))
                                                   for p in params]

@@ -5,6 +5,7 @@ import asyncio
 
 from clasp_fast import Clasp
 
+from tests.interop.test_js_client import strict  # int, float and bool kept apart
 from tests.support import wait_changed
 
 T = 5.0
@@ -13,14 +14,6 @@ T = 5.0
 VALUES = [("zero", 0), ("false", False), ("empty", ""), ("int", 7), ("float", 1.5),
           ("neg", -3), ("text", "hi"), ("list", [1, "a", True]), ("map", {"k": 0.25}),
           ("null", None)]
-
-
-def strict(v):
-    if isinstance(v, list):
-        return ("list", [strict(x) for x in v])
-    if isinstance(v, dict):
-        return ("dict", sorted((k, strict(x)) for k, x in v.items()))
-    return (type(v).__name__, v)
 
 
 async def test_what_our_client_sets_the_real_clients_read(shared_router, py_clients, js_clients):

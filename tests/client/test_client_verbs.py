@@ -12,6 +12,7 @@ from clasp_fast.client.errors import (BadRequest, Forbidden, RateLimited, Unauth
                                       describe_code)
 from clasp_fast.protocol import Phase, Publish, Set, SignalType, TypeMask
 
+from tests.interop.test_js_client import strict  # int, float and bool kept apart
 from tests.support import wait_changed
 
 T = 5.0
@@ -32,15 +33,6 @@ class Calls:
         await wait_changed(lambda: len(self.items) >= n, self.changed, timeout,
                            lambda: f"expected {n} callbacks, got {self.items}")
         return self.items
-
-
-def strict(v):
-    """Equality that keeps int, float and bool apart."""
-    if isinstance(v, list):
-        return ("list", [strict(x) for x in v])
-    if isinstance(v, dict):
-        return ("dict", sorted((k, strict(x)) for k, x in v.items()))
-    return (type(v).__name__, v)
 
 
 VALUES = [0, 1, -7, 2**40, 0.0, 1.5, -2.25, False, True, "", "text", None, b"\x00\x01",
