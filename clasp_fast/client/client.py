@@ -223,6 +223,8 @@ class Clasp:
                  features: Any = None, reconnect_interval: Optional[float] = None,
                  reconnect_delay: float = 0.25, max_reconnect_delay: float = 10.0,
                  queue_size: int = 10000, record: bool = False):
+        if not url.startswith(("ws://", "wss://")):
+            raise ValueError(f"CLASP URL {url!r}: use ws://host:port or wss://host:port")
         self.url = url
         self.name = name
         self.token = token
@@ -334,7 +336,7 @@ class Clasp:
             self._flush()
             self.welcome = await self._await(welcome.future, self.timeout, "WELCOME")
             await self._await(initial.future, self.timeout, "the initial SNAPSHOT")
-        except ClaspError as exc:
+        except BaseException as exc:       # ClaspError, or cancelled by close()
             self._drop_transport()
             if isinstance(exc, (ConnectionLost, RequestTimeout)):
                 raise ConnectionFailed(f"the router at {self.url} did not complete the CLASP "
@@ -383,7 +385,8 @@ class Clasp:
             if not self._opening:
                 self._closed_evt.set()
             return
-        reason = f"closed with code {self.close_code}" if self.close_code else "connection lost"
+        reason = ("closed by the client" if self._closing else
+                  f"closed with code {self.close_code}" if self.close_code else "connection lost")
         for cb in list(self._on_disconnect):
             self._call(cb, reason)
         if self.reconnect and not self._closing:
@@ -403,7 +406,7 @@ class Clasp:
                 await self._open()
                 log.info("clasp: reconnected to %s after %d attempt(s)", self.url, attempt + 1)
                 return
-            except ClaspError as exc:
+            except Exception as exc:
                 attempt = min(attempt + 1, 30)
                 log.info("clasp: reconnect to %s failed: %s", self.url, exc)
 

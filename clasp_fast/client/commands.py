@@ -250,3 +250,6 @@ def main(argv: list[str]) -> int:
         return EXIT_OK
     except ClaspError as exc:
         return _fail(args.command, exc)
+    except ValueError as exc:           # e.g. a --url that is not ws:// or wss://
+        print(f"clasp-fast {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE

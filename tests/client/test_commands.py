@@ -127,6 +127,8 @@ async def test_unreachable_router_and_usage_errors():
     assert (code, out) == (commands.EXIT_UNREACHABLE, "")
     assert err.startswith(f"clasp-fast get: cannot reach the router at ws://127.0.0.1:{port}")
     assert "is clasp-fast running there? check --url" in err
+    code, _, err = await cli("get", "/x", "--url", "http://127.0.0.1:1")
+    assert code == commands.EXIT_USAGE and "use ws://host:port or wss://host:port" in err
     code, _, err = await cli("set", "/x")
     assert code == commands.EXIT_USAGE and "the following arguments are required: value" in err
     code, out, _ = await cli("sub", "--help")
