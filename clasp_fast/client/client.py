@@ -122,7 +122,7 @@ class Subscription:
             return
         try:
             res = self.callback(value, address)
-            if inspect.isawaitable(res):
+            if res is not None and inspect.isawaitable(res):
                 asyncio.ensure_future(res).add_done_callback(self.client._task_done)
         except Exception as exc:      # a user's callback must not break the client
             self.client._report(exc)
