@@ -429,6 +429,10 @@ class Clasp:
         self._ready = False
         self._closed_evt.set()
 
+    def run(self) -> None:
+        """Runs the event loop forever (clasp-to compatibility; blocks)."""
+        asyncio.get_event_loop().run_forever()
+
     # --- state -----------------------------------------------------------------------
 
     @property
@@ -665,6 +669,13 @@ class Clasp:
         ph = phase if isinstance(phase, Phase) else Phase[str(phase).upper()]
         await self._publish(Publish(address, SignalType.GESTURE, payload, ph, self.time(),
                                     gesture_id), confirm, timeout)
+
+    async def timeline(self, address: str, keyframes: Any = None, loop: bool = False,
+                       start_time: Optional[int] = None) -> None:
+        """A timeline PUBLISH (clasp-to's signature).  The binary wire format carries no
+        keyframes, so subscribers get the address and the start time only."""
+        await self._publish(Publish(address, SignalType.TIMELINE, NO_VALUE, Phase.START,
+                                    start_time or self.time()), False, None)
 
     async def publish(self, address: str, value: Any = None,
                       signal: SignalType = SignalType.EVENT, *, confirm: bool = False,

@@ -171,16 +171,18 @@ async def test_emit_stream_gesture_bundle(shared_router, clients):
     await a.stream("/pb/level", 0.25)
     await a.gesture("/pb/touch", 7, "start", {"x": 1})
     await a.gesture("/pb/touch", 7, Phase.END, {"x": 2})
+    await a.timeline("/pb/tl", [{"time": 0, "value": 1}])
     assert await a.bundle([{"set": ("/pb/s", 3)}, {"emit": ("/pb/go", False)}], confirm=True) == 1
-    got = await calls.wait(7)
+    got = await calls.wait(8)
     assert [(x, strict(v)) for x, v in got] == [
         ("/pb/cue", strict({"go": 1})), ("/pb/zero", strict(0)), ("/pb/level", strict(0.25)),
-        ("/pb/touch", strict({"x": 1})), ("/pb/touch", strict({"x": 2})),
+        ("/pb/touch", strict({"x": 1})), ("/pb/touch", strict({"x": 2})), ("/pb/tl", strict(None)),
         ("/pb/s", strict(3)), ("/pb/go", strict(False))]
     pubs = [m for m in b.drain() if isinstance(m, Publish)]
     assert [(m.signal, m.phase, m.id) for m in pubs if m.address == "/pb/touch"] == [
         (SignalType.GESTURE, Phase.START, 7), (SignalType.GESTURE, Phase.END, 7)]
     assert all(m.timestamp for m in pubs if m.address != "/pb/go")
+    assert [m.signal for m in pubs if m.address == "/pb/tl"] == [SignalType.TIMELINE]
     # a confirmed emit waits until the router took it; a bad one raises
     await a.emit("/pb/cue", 1, confirm=True)
     with pytest.raises(InvalidAddress):
