@@ -86,14 +86,23 @@ async def test_confirmed_and_conditional_set_return_revisions(shared_router, cli
 
 
 async def test_errors_are_matched_to_their_requests_in_order(shared_router, clients):
-    a = await clients(shared_router.url)
+    await _errors_in_order(await clients(shared_router.url))
+
+
+async def test_errors_are_matched_to_their_requests_on_several_workers(router_process, clients):
+    router = router_process(workers=3)
+    for _ in range(3):          # connections land on different workers (SO_REUSEPORT)
+        await _errors_in_order(await clients(router.url))
+
+
+async def _errors_in_order(a):
+    """A fire-and-forget SET that fails, a conditional SET that fails, a GET that fails and a
+    SET that succeeds, all in one write: each answer reaches the right place."""
     errors = []
     a.on_error(errors.append)
-    await a.set("/em/x", 1, confirm=True)
-    # a fire-and-forget SET that fails, then a conditional SET that fails, then a GET that
-    # fails, all in one write: each error reaches the right place
+    rev = await a.set("/em/x", 1, confirm=True)
     await a.set("bad-address", 1)
-    conflict = asyncio.ensure_future(a.set("/em/x", 2, revision=9))
+    conflict = asyncio.ensure_future(a.set("/em/x", 2, revision=rev + 9))
     missing = asyncio.ensure_future(a.get("/em/none"))
     ok = asyncio.ensure_future(a.set("/em/x", 5, confirm=True))
     with pytest.raises(Conflict):
@@ -101,7 +110,7 @@ async def test_errors_are_matched_to_their_requests_in_order(shared_router, clie
     with pytest.raises(NotFound) as nf:
         await missing
     assert nf.value.address == "/em/none" and isinstance(nf.value, LookupError)
-    assert await ok == 2
+    assert await ok == rev + 1
     await a.ping()
     assert [(type(e), e.code, e.address) for e in errors] == [(InvalidAddress, 202, "bad-address")]
 
