@@ -572,10 +572,6 @@ class Clasp:
             await self._writable.wait()
         return await self._await(p.future, timeout, what)
 
-    async def _backpressure(self) -> None:
-        if not self._writable.is_set():
-            await self._writable.wait()
-
     # --- the verbs -----------------------------------------------------------------------
 
     async def set(self, address: str, value: Any, *, ttl: Optional[int] = None,
@@ -881,7 +877,10 @@ class Clasp:
                 msg.code == 429 and not msg.address):
             self._report(err)
             return
-        self._pending.popleft()
+        if head.kind == _BARRIER:       # its PING is still to be answered: keep a place for it
+            self._pending[0] = _Pending(_PONG_K, self._loop.create_future())
+        else:
+            self._pending.popleft()
         head.fail(err)
         if head.kind == _SUB and head.sub is not None:
             self._forget(head.sub)

@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 import orjson
 
-from ..protocol import SignalType, TypeMask
+from ..protocol import TypeMask
 from .client import DEFAULT_URL, Clasp, insecure_ssl_context
 from .errors import (ClaspError, Conflict, ConnectionFailed, ConnectionLost, Forbidden,
                      InvalidAddress, Locked, NotConnected, NotFound, RequestTimeout, Unauthorized,

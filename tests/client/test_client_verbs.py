@@ -196,6 +196,12 @@ async def test_emit_stream_gesture_bundle(shared_router, clients):
     await a.emit("/pb/cue", 1, confirm=True)
     with pytest.raises(InvalidAddress):
         await a.emit("no/slash", 1, confirm=True)
+    # the PING behind a refused PUBLISH is still answered: the next request is not confused
+    bad = asyncio.ensure_future(a.emit("no/slash", 1, confirm=True))
+    good = asyncio.ensure_future(a.set("/pb/after", 1, confirm=True))
+    with pytest.raises(InvalidAddress):
+        await bad
+    assert await good == 1
     # a bundle that fails applies nothing and raises the ERROR naming the address
     with pytest.raises(ClaspError) as info:
         await a.bundle([{"set": ("/pb/t", 1)}, {"set": ("bad", 2)}], confirm=True)
