@@ -104,8 +104,8 @@ async def measure_receive(impl: str, url: str, n: int) -> tuple[float, float]:
     c.subscribe(f"{prefix}/*", cb)
     await barrier(c, "/bench/ready")          # the subscription is in place
     # blocking on purpose: this loop reads nothing until the sender is done
-    subprocess.run([sys.executable, "-m", "bench.client_throughput", "--sender", url, prefix,
-                    str(n)], cwd=REPO, check=True, timeout=300)
+    subprocess.run([sys.executable, "-m", __spec__.name, "--sender", url, prefix, str(n)],
+                   cwd=REPO, check=True, timeout=300)
     first = time.perf_counter()
     cpu = time.process_time()
     try:

@@ -4,7 +4,7 @@ How it works, in four parts:
 
 * **Sending.**  Every frame is encoded by ``clasp_fast.protocol`` and appended to a list;
   at the end of the loop iteration (``call_soon``) the whole list is masked into one buffer
-  by ``clasp_fast._native.loadgen.masked_frames`` and written with one ``transport.write``.
+  by ``clasp_fast._native.wsclient.masked_frames`` and written with one ``transport.write``.
   So a thousand ``set``/``emit`` calls in one iteration cost one syscall.
 * **Answers.**  The router answers in order per session.  Every request that expects an
   answer (a SET with QoS confirm, GET, SUBSCRIBE, QUERY, a PING barrier, ...) is appended to
@@ -38,7 +38,7 @@ from typing import Any, AsyncIterator, Callable, Optional
 
 from picows import WSCloseCode, WSError, WSListener, WSMsgType, ws_connect
 
-from .._native.loadgen import masked_frames
+from .._native.wsclient import masked_frames
 from .._native.patterns import Subscription as _NativeSub, Trie, check_pattern
 from ..protocol import (NO_VALUE, Ack, Bundle, DecodeError, Error, Get, Hello, Phase, Ping, Pong,
                         Publish, Query, Result, Set, SignalType, Snapshot, Subscribe,
