@@ -14,6 +14,7 @@ receiver must get; it never touches a socket, so it can be driven directly::
     r.receive(a, encode_frame(Set("/mixer/1", 0.5)))
     [decode_frame(f).message for f in b.take_output()]   # WELCOME, SNAPSHOT, SET(rev 1)
 """
+from .._native.clock import Clock, ManualClock  # noqa: F401
 from .._native.outbox import Endpoint, PeerLink, Session  # noqa: F401
 from .._native.router import Router  # noqa: F401
 from .config import RouterConfig  # noqa: F401

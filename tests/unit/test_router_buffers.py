@@ -6,7 +6,6 @@ never dropped, and one ERROR 503 goes out per notice interval.
 """
 from __future__ import annotations
 
-import time
 
 from clasp_fast.protocol import messages as M
 
@@ -106,7 +105,7 @@ def test_503_again_after_the_notice_interval():
     for i in range(5):
         net.set(pub, "/a", i)
     assert [e.code for e in errors(msgs(slow))] == [503]
-    time.sleep(0.25)
+    net.advance(0.25)
     for i in range(5):
         net.set(pub, "/a", i)
     assert [e.code for e in errors(msgs(slow))] == [503]

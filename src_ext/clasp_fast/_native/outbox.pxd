@@ -7,12 +7,14 @@
 
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from clasp_fast._native.params cimport ID_MAX
+from clasp_fast._native.clock cimport Clock
 
 
 cdef class Endpoint
 
 
 cdef class Hub:
+    cdef readonly Clock clock           # the core's time (see clock.pxd)
     cdef list dirty                     # endpoints with queued output
     cdef public object on_dirty         # called when `dirty` becomes non-empty
     cdef public object on_pressure      # called with an endpoint whose buffer is full

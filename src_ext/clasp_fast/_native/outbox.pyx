@@ -5,9 +5,9 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memmove
-from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from clasp_fast._native.wire cimport store_u32
+from clasp_fast._native.clock cimport Clock
 
 cdef enum:
     INITIAL_OUT = 512
@@ -15,16 +15,11 @@ cdef enum:
     PRESSURE_BYTES = 1 << 20    # ask the edge to flush an endpoint this full
 
 
-cdef inline double mono_s() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return ts.tv_sec + ts.tv_nsec * 1e-9
-
-
 cdef class Hub:
     """Collects endpoints that have output; the I/O edge drains them."""
 
     def __cinit__(self, *args, **kwargs):
+        self.clock = Clock()
         self.dirty = []
         self.limit_buffer = 1000
         self.overflow_interval = 10.0
@@ -40,7 +35,7 @@ cdef class Hub:
 
     cdef int overflow(self, Endpoint e) except -1:
         """A routed message to ``e`` was dropped: tell the client, at most once per interval."""
-        cdef double now = mono_s()
+        cdef double now = self.clock.mono_s()
         cdef bytes frame
         if e.is_peer:
             return 0

@@ -19,6 +19,7 @@ from clasp_fast._native.params cimport ParamStore, Param, ID_MAX
 from clasp_fast._native.wire cimport SetView, PublishView, FrameHeader
 from clasp_fast._native.outbox cimport Hub, Endpoint, Session, PeerLink
 from clasp_fast._native.pending cimport PendingQueue, Pending
+from clasp_fast._native.timers cimport TimerQueue
 
 cdef enum:
     MAX_WORKERS = 64
@@ -31,13 +32,10 @@ cdef class Router(Hub):
     cdef readonly Trie trie
     cdef BytesMap pub_cache             # address -> CacheEntry* (PUBLISH receivers)
     cdef Py_ssize_t pub_cache_limit
-    cdef public object on_timer         # called with a new earliest deadline
     cdef readonly dict sessions         # id -> Session (welcomed)
-    cdef readonly object clock
     cdef object gestures
     cdef readonly dict signals          # announced signals: address -> SignalDef
-    cdef list timers
-    cdef uint64_t timer_seq
+    cdef TimerQueue timers
     cdef uint8_t* scratch               # one outgoing frame under construction
     cdef Py_ssize_t scratch_cap
     cdef Py_ssize_t max_payload
@@ -105,18 +103,3 @@ cdef class Router(Hub):
                                Py_ssize_t dlen, uint64_t revision, const uint8_t* st) except NULL
     cdef Pending* _pending_for(self, uint64_t seq)
     cdef int resolve_pending(self, uint64_t seq, uint64_t revision, const char* addr, Py_ssize_t alen) except -1
-
-
-cdef class SnapshotWriter:
-    cdef Router router
-    cdef Session session
-    cdef uint8_t* buf           # payload under construction, after room for the headers
-    cdef Py_ssize_t size
-    cdef uint16_t count
-    cdef bint sent_any
-    cdef void _start(self) noexcept
-    cdef Py_ssize_t entry_size(self, Param* prm) noexcept
-    cdef int add(self, Param* prm) except -1
-    cdef int _emit(self) except -1
-    cdef int finish(self, bint always) except -1
-    cdef object to_value(self, Param* prm)

@@ -18,7 +18,6 @@ Several workers (see router.pxd): the owner decides SETs and replicates them
 revision sequence per address); other workers forward their sessions' SETs to
 it (R_SET_REQ) and keep them in a pending queue until the decision comes back.
 """
-import heapq
 import logging
 import time
 
@@ -27,7 +26,6 @@ from cpython.object cimport PyObject
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.stdlib cimport malloc, calloc, realloc, free, qsort
 from libc.string cimport memcpy, memcmp, memmove, memset
-from posix.time cimport clock_gettime, timespec, CLOCK_REALTIME, CLOCK_MONOTONIC
 
 from clasp_fast._native.bytesmap cimport (BytesMap, bm_init, bm_free, bm_clear, bm_get, bm_put,
                                          bm_hash)
@@ -45,6 +43,10 @@ from clasp_fast._native.wire cimport (
 from clasp_fast._native.outbox cimport (Hub, Endpoint, Session, PeerLink, R_PUBLISH, R_SET_REQ,
                                        R_REPLICATE, R_REJECT, R_BUNDLE_REQ, R_DONE, R_RELEASE,
                                        R_HOLDER, R_SYNC_PARAM, R_DUP, R_PUB_REQ, R_BARRIER)
+from clasp_fast._native.clock cimport Clock
+from clasp_fast._native.snapshot cimport (SnapshotWriter, write_snapshot, params_where, SNAPSHOT_HEAD,
+                                         ENTRY_OVERHEAD)
+from clasp_fast._native.timers cimport TimerQueue
 from clasp_fast._native.pending cimport (PendingQueue, Pending, PK_SET, PK_BUNDLE, PK_RELEASE,
                                         PK_PUBLISH, PK_READ)
 
@@ -60,10 +62,6 @@ log = logging.getLogger("clasp_fast.router")
 
 cdef enum:
     SCRATCH = 65536 + 64
-    SNAPSHOT_HEAD = 3           # type + u16 count
-    # the largest SNAPSHOT entry for a param, beyond address and value:
-    # address len 2 + revision 8 + flags 1 + writer 2+ID + ts 8 (the type byte is in value_len)
-    ENTRY_OVERHEAD = 2 + 8 + 1 + 2 + ID_MAX + 8
     PUB_CACHE_LIMIT = 65536
     STATE_HEAD_MAX = 8 + 8 + 1 + 4 + 1 + ID_MAX + 1 + ID_MAX + 1
 
@@ -79,18 +77,6 @@ cdef enum:
 
 _TYPE_NAMES = {0: "null", 1: "bool", 2: "i8", 3: "i16", 4: "i32", 5: "i64", 6: "f32", 7: "f64",
                8: "string", 9: "bytes", 10: "array", 11: "map"}
-
-
-cdef inline uint64_t wall_us() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return <uint64_t>ts.tv_sec * 1000000 + <uint64_t>(ts.tv_nsec // 1000)
-
-
-cdef inline double mono_s() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return ts.tv_sec + ts.tv_nsec * 1e-9
 
 
 cdef struct CacheEntry:
@@ -114,12 +100,6 @@ cdef inline Py_ssize_t _ws_header_len(const uint8_t* f, Py_ssize_t n) noexcept n
     return 4 if b == 126 else 10
 
 
-cdef int _by_write_order(const void* a, const void* b) noexcept nogil:
-    cdef Param* x = (<Param**>a)[0]
-    cdef Param* y = (<Param**>b)[0]
-    return -1 if x.order < y.order else (1 if x.order > y.order else 0)
-
-
 cdef bytes _str16(str s):
     b = s.encode()
     return bytes(((len(b) >> 8) & 0xFF, len(b) & 0xFF)) + b
@@ -141,10 +121,14 @@ cdef class Router(Hub):
         self.trie = Trie()
         self.pub_cache_limit = PUB_CACHE_LIMIT
         self.sessions = {}
-        self.clock = clock if clock is not None else time.monotonic
+        if clock is not None:
+            if not isinstance(clock, Clock):
+                raise TypeError(f"clock must be a clasp_fast._native.clock.Clock (e.g. ManualClock), "
+                                f"not {type(clock).__name__}")
+            self.clock = clock
         self.gestures = GestureThrottle(self, self.config.gesture_interval_ms / 1000.0)
         self.signals = {}
-        self.timers = []
+        self.timers = TimerQueue()
         self.interest = {}
         self.holders = {}
         self.holder_origin = {}
@@ -254,7 +238,7 @@ cdef class Router(Hub):
         if not s.welcomed and not s.inflight:
             return self.slow_path(s, data, n, h.qos, h.header_size)
         if self.max_rate_in:
-            now = mono_s()
+            now = self.clock.mono_s()
             if now - s.rate_window >= 1.0:
                 s.rate_window = now
                 s.rate_count = 0
@@ -565,7 +549,7 @@ cdef class Router(Hub):
         """Server time for writes: read once per batch of input (the edge marks a batch's
         end), not once per SET; within a batch of frames it is the same microsecond range."""
         if not self.clock_fresh:
-            self.clock_us = wall_us()
+            self.clock_us = self.clock.wall_us()
             self.clock_fresh = True
         return self.clock_us
 
@@ -1114,40 +1098,8 @@ cdef class Router(Hub):
     # --- snapshots --------------------------------------------------------------
 
     cdef int send_snapshot(self, Session s, object pattern, bint always) except -1:
-        """SNAPSHOT(s) of the params matching ``pattern`` (None: all), oldest write first (a
-        client replays the state in the order it was written), split to fit 65535 bytes."""
-        cdef SnapshotWriter w = SnapshotWriter(self, s)
-        cdef Seg psegs[MAX_SEGMENTS]
-        cdef Seg asegs[MAX_SEGMENTS]
-        cdef int np = 0, na
-        cdef bytes pb = pattern.encode() if pattern is not None else b""
-        cdef Py_ssize_t i, count = 0
-        cdef Param* prm
-        cdef uint64_t now = wall_us()
-        cdef Param** found = <Param**>malloc(max(len(self.params), 1) * sizeof(Param*))
-        if found == NULL:
-            raise MemoryError()
-        try:
-            if pattern is not None:
-                np = split_pattern(pb, len(pb), psegs)
-            for i in range(self.params.capacity()):
-                prm = self.params.slot(i)
-                if prm == NULL or param_expired(prm, now):
-                    continue
-                if pattern is not None:
-                    na = split_address(prm.address, prm.addr_len, asegs)
-                    if na < 0 or not pattern_match(pb, psegs, np, prm.address, asegs, na):
-                        continue
-                found[count] = prm
-                count += 1
-            if count > 1:
-                qsort(found, count, sizeof(Param*), _by_write_order)
-            for i in range(count):
-                w.add(found[i])
-            w.finish(always)
-        finally:
-            free(found)
-        return 0
+        """SNAPSHOT(s) of the params matching ``pattern`` (None: all); see snapshot.pyx."""
+        return write_snapshot(self.params, s, pattern, always, self.clock.wall_us())
 
     # --- the slow path: everything but SET and PUBLISH --------------------------
 
@@ -1190,7 +1142,7 @@ cdef class Router(Hub):
         s.name = msg.name
         s.features = msg.features
         self.sessions[s.id] = s
-        self.send(s, M.Welcome(session=s.id, name=self.config.name, time=wall_us(), version=1,
+        self.send(s, M.Welcome(session=s.id, name=self.config.name, time=self.clock.wall_us(), version=1,
                                features=0xF8))
         self.send_snapshot(s, None, True)
 
@@ -1213,7 +1165,7 @@ cdef class Router(Hub):
         if problem is not None:
             return self.error(s, E_ADDRESS, problem, msg.pattern)
         if msg.id not in s.subs and len(s.subs) >= self.max_subs:
-            now = mono_s()
+            now = self.clock.mono_s()
             if now - s.last_limit_notice >= 1.0:
                 s.last_limit_notice = now
                 self.error(s, E_LIMIT, f"subscription limit reached: this session already has "
@@ -1253,15 +1205,15 @@ cdef class Router(Hub):
             return self.error(s, E_ADDRESS, problem, msg.address)
         b = msg.address.encode()
         prm = param_get(self.params, b, len(b), bm_hash(b, len(b)))
-        if prm == NULL or param_expired(prm, wall_us()):
+        if prm == NULL or param_expired(prm, self.clock.wall_us()):
             return self.error(s, E_NOT_FOUND, f"no param at {msg.address}", msg.address)
-        w = SnapshotWriter(self, s)
+        w = SnapshotWriter(s)
         w.add(prm)
         w.finish(True)
 
     def _sync(self, Session s, msg, int qos):
-        t2 = wall_us()
-        self.send(s, M.Sync(t1=msg.t1, t2=t2, t3=wall_us()))
+        t2 = self.clock.wall_us()
+        self.send(s, M.Sync(t1=msg.t1, t2=t2, t3=self.clock.wall_us()))
 
     def _ping(self, Session s, msg, int qos):
         self.send(s, M.Pong())
@@ -1313,7 +1265,7 @@ cdef class Router(Hub):
             problem = check_address(m.address)
             if problem is not None:
                 return self.error(s, E_ADDRESS, f"BUNDLE rejected, nothing applied: {problem}", m.address)
-        now = wall_us()
+        now = self.clock.wall_us()
         if msg.timestamp is not None and msg.timestamp > now:
             self.call_later((msg.timestamp - now) / 1e6, self._run_bundle, s, msg, qos)
         else:
@@ -1403,7 +1355,7 @@ cdef class Router(Hub):
         """(revision, lock holder or None) of ``address``; (0, None) if it has no param."""
         cdef bytes b = address.encode()
         cdef Param* prm = param_get(self.params, b, len(b), bm_hash(b, len(b)))
-        if prm == NULL or param_expired(prm, wall_us()):
+        if prm == NULL or param_expired(prm, self.clock.wall_us()):
             return (0, None)
         holder = prm.holder[:prm.holder_len].decode() if prm.holder_len else None
         return (prm.revision, holder)
@@ -1418,31 +1370,7 @@ cdef class Router(Hub):
         return self._params_where(pattern, exact=False)
 
     def _params_where(self, str text, bint exact):
-        cdef SnapshotWriter w = SnapshotWriter(self, None)
-        cdef bytes b = text.encode()
-        cdef Param* prm
-        cdef Seg psegs[MAX_SEGMENTS]
-        cdef Seg asegs[MAX_SEGMENTS]
-        cdef int np, na
-        cdef Py_ssize_t i
-        cdef uint64_t now = wall_us()
-        out = []
-        if exact:
-            prm = param_get(self.params, b, len(b), bm_hash(b, len(b)))
-            if prm != NULL and not param_expired(prm, now):
-                out.append(w.to_value(prm))
-            return out
-        np = split_pattern(b, len(b), psegs)
-        if np < 0:
-            raise ValueError(address_error(np, "pattern", text))
-        for i in range(self.params.capacity()):
-            prm = self.params.slot(i)
-            if prm == NULL or param_expired(prm, now):
-                continue
-            na = split_address(prm.address, prm.addr_len, asegs)
-            if na >= 0 and pattern_match(b, psegs, np, prm.address, asegs, na):
-                out.append(w.to_value(prm))
-        return out
+        return params_where(self.params, text, exact, self.clock.wall_us())
 
     @property
     def param_count(self):
@@ -1482,7 +1410,7 @@ cdef class Router(Hub):
         """Sends ``link`` every param (R_SYNC_PARAM records) for a restarted worker."""
         cdef Py_ssize_t i, hn
         cdef Param* prm
-        cdef uint64_t now = wall_us()
+        cdef uint64_t now = self.clock.wall_us()
         cdef uint8_t* head
         for i in range(self.params.capacity()):
             prm = self.params.slot(i)
@@ -1545,39 +1473,35 @@ cdef class Router(Hub):
             if link is not None:
                 self.dump_state(link)
 
-    # --- timers -------------------------------------------------------------------
+    # --- timers (see timers.pyx) ---------------------------------------------------
+
+    @property
+    def on_timer(self):
+        """Called with the new earliest deadline when a timer becomes the earliest."""
+        return self.timers.on_earliest
+
+    @on_timer.setter
+    def on_timer(self, fn):
+        self.timers.on_earliest = fn
 
     def call_later(self, double delay, fn, *args):
         """Runs ``fn(*args)`` after ``delay`` seconds of ``clock``; returns a cancellable handle."""
-        entry = [self.clock() + delay, self.timer_seq, fn, args]
-        self.timer_seq += 1
-        heapq.heappush(self.timers, entry)
-        if self.timers[0] is entry and self.on_timer is not None:
-            self.on_timer(entry[0])
-        return entry
+        return self.timers.add(self.clock.mono_s() + delay, fn, args)
 
     def cancel_timer(self, entry):
-        entry[2] = None
+        TimerQueue.cancel(entry)
 
     def next_deadline(self):
         """The ``clock`` time of the earliest pending timer, or None."""
-        while self.timers and self.timers[0][2] is None:
-            heapq.heappop(self.timers)
-        return self.timers[0][0] if self.timers else None
+        return self.timers.next_deadline()
 
     def run_timers(self, now=None):
-        """Runs every timer due at ``now`` (default: ``clock()``)."""
-        if now is None:
-            now = self.clock()
+        """Runs every timer due at ``now`` (default: the clock's monotonic time)."""
         self.clock_fresh = False
-        while self.timers and self.timers[0][0] <= now:
-            entry = heapq.heappop(self.timers)
-            fn = entry[2]
-            if fn is not None:
-                fn(*entry[3])
+        self.timers.run_due(self.clock.mono_s() if now is None else now)
 
     def _sweep(self):
-        self.params.sweep(wall_us())
+        self.params.sweep(self.clock.wall_us())
         self.call_later(self.config.expiry_sweep_interval, self._sweep)
 
 
@@ -1603,82 +1527,3 @@ _HANDLERS = {
 def _value_code(v):
     from clasp_fast._native.wire import value_code
     return value_code(v)
-
-
-# ---------------------------------------------------------------------------
-
-cdef class SnapshotWriter:
-    """Builds SNAPSHOT frames param by param, starting a new frame before 65535 bytes."""
-
-    def __cinit__(self, Router router, Session session):
-        self.router = router
-        self.session = session
-        self.buf = <uint8_t*>malloc(MAX_WS_HEADER + 4 + MAX_PAYLOAD)
-        if self.buf == NULL:
-            raise MemoryError()
-        self._start()
-
-    def __dealloc__(self):
-        free(self.buf)
-
-    cdef void _start(self) noexcept:
-        self.buf[MAX_WS_HEADER + 4] = T_SNAPSHOT
-        self.size = SNAPSHOT_HEAD
-        self.count = 0
-
-    cdef Py_ssize_t entry_size(self, Param* prm) noexcept:
-        return 2 + prm.addr_len + prm.value_len + 8 + 1 + (2 + prm.writer_len if prm.writer_len else 0) + 8
-
-    cdef int add(self, Param* prm) except -1:
-        cdef Py_ssize_t need = self.entry_size(prm)
-        cdef uint8_t* o
-        if self.size + need > MAX_PAYLOAD or self.count == 65535:
-            self._emit()
-            self._start()
-        o = self.buf + MAX_WS_HEADER + 4 + self.size
-        store_u16(o, <uint16_t>prm.addr_len)
-        memcpy(o + 2, prm.address, prm.addr_len)
-        o += 2 + prm.addr_len
-        memcpy(o, prm.value, prm.value_len)
-        o += prm.value_len
-        store_u64(o, prm.revision)
-        o += 8
-        if prm.writer_len:
-            o[0] = 0x03
-            store_u16(o + 1, prm.writer_len)
-            memcpy(o + 3, prm.writer, prm.writer_len)
-            o += 3 + prm.writer_len
-        else:
-            o[0] = 0x02
-            o += 1
-        store_u64(o, prm.timestamp_us)
-        self.size += need
-        self.count += 1
-        return 0
-
-    cdef int _emit(self) except -1:
-        cdef uint8_t* payload = self.buf + MAX_WS_HEADER + 4
-        cdef uint8_t hdr[MAX_WS_HEADER]
-        cdef Py_ssize_t hl = ws_binary_header(hdr, 4 + self.size)
-        cdef uint8_t* start = payload - 4 - hl
-        store_u16(payload + 1, self.count)
-        memcpy(start, hdr, hl)
-        clasp_header(payload - 4, 0, self.size)
-        self.sent_any = True
-        if self.session is not None:
-            self.session.push_direct(start, hl + 4 + self.size)
-        return 0
-
-    cdef int finish(self, bint always) except -1:
-        """Sends the last frame if it holds params (or, with ``always``, if none was sent)."""
-        if self.count or (always and not self.sent_any):
-            self._emit()
-        return 0
-
-    cdef object to_value(self, Param* prm):
-        """A ParamValue of ``prm`` (through the codec, so it decodes like a client would)."""
-        self._start()
-        self.add(prm)
-        cdef uint8_t* payload = self.buf + MAX_WS_HEADER + 4
-        store_u16(payload + 1, 1)
-        return decode_payload(PyBytes_FromStringAndSize(<const char*>payload, self.size)).params[0]
