@@ -67,27 +67,6 @@ cdef class Session(Endpoint):
     cdef readonly uint64_t received
 
 
-# Bus record kinds (a record: u32 length of the rest, u8 kind, body)
-cdef enum:
-    R_HELLO = 1             # u8 worker, u8 restarted
-    R_INTEREST = 2          # u8 op (1 add, 0 remove), u8 mask, pattern
-    R_PUBLISH = 3           # a ready WebSocket frame of a PUBLISH, for local fan-out
-    R_SET_REQ = 4           # u64 seq, u8 qos, u8 id length, id, SET payload (to the owner)
-    R_REPLICATE = 5         # a decided SET: state fields + the ready broadcast frame
-    R_REJECT = 6            # u64 seq, u16 code, str message, str address (owner -> origin)
-    R_BUNDLE_REQ = 7        # u64 seq, u8 qos, u8 id length, id, BUNDLE payload
-    R_DONE = 8              # u64 seq, u64 revision of the last SET (0: none): BUNDLE or RELEASE applied
-    R_RELEASE = 9           # u8 id length, id: that session is gone, release its locks
-    R_HOLDER = 10           # str address, u8 holder length, holder, u8 holder origin
-    R_ANNOUNCE = 11         # an ANNOUNCE payload
-    R_SYNC_REQ = 12         # send me your state
-    R_SYNC_PARAM = 13       # one param's full state
-    R_SYNC_DONE = 14        # u8 count, count x (u8 origin, u64 applied seq)
-    R_DUP = 15              # u64 seq, u64 revision: that request was applied already
-    R_PUB_REQ = 16          # u64 seq, u8 qos, u8 id length, id, PUBLISH payload (to the owner)
-    R_BARRIER = 17          # u64 seq, ...: answered with R_DONE once all earlier decisions are sent
-
-
 cdef class PeerLink(Endpoint):
     cdef readonly int index             # the worker at the other end
     cdef uint8_t* inbuf                 # bytes of a record not yet complete

@@ -7,6 +7,7 @@ from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memmove
 
 from clasp_fast._native.wire cimport store_u32
+from clasp_fast._native.bus cimport R_PUBLISH
 from clasp_fast._native.clock cimport Clock
 
 cdef enum:
