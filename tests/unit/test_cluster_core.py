@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from clasp_fast._native.router import Router
 from clasp_fast.cluster.node import ClusterNode
 from clasp_fast.protocol import (Ack, Bundle, Error, Get, Hello, Ping, Pong, Publish, Set,
                                  SignalType, Snapshot, Subscribe, Welcome, decode_frame,
                                  encode_frame)
-from clasp_fast.router.config import RouterConfig
+from clasp_fast.router import Router, RouterConfig
 
 
 class Wire:

@@ -12,10 +12,9 @@ from __future__ import annotations
 import struct
 import uuid
 
-from clasp_fast.router import ManualClock, Router
+from clasp_fast.router import ManualClock, Router, RouterConfig
 from clasp_fast.protocol import decode_frame, encode_frame
 from clasp_fast.protocol import messages as M
-from clasp_fast.router.config import RouterConfig
 
 T0 = 1000.0                 # monotonic seconds at the start
 WALL0 = 1_800_000_000.0     # wall seconds at the start (2027: after the vectors' timestamps)

@@ -57,9 +57,8 @@ from clasp_fast._native.wire import (DecodeError, EncodeError, decode_payload, e
                                     encode_payload, header_error, ws_frame)
 from clasp_fast._native.patterns import check_address, check_pattern, matches_signal
 from clasp_fast.protocol import messages as M
-from clasp_fast.router.config import RouterConfig
-from clasp_fast.router.gates import SubscriptionGate, admit as gates_admit
-from clasp_fast.router.gestures import GestureThrottle
+from clasp_fast.throttles.gates import SubscriptionGate, admit as gates_admit
+from clasp_fast.throttles.gestures import GestureThrottle
 
 log = logging.getLogger("clasp_fast.router")
 
@@ -68,7 +67,7 @@ cdef enum:
     OWNER = 0                   # the worker that decides SETs
     PUB_CACHE_LIMIT = 65536
 
-# ERROR codes (PROTOCOL.md "Errors")
+# ERROR codes (docs/protocol.md "Errors")
 cdef enum:
     E_BAD_FRAME = 400
     E_ADDRESS = 202
@@ -113,8 +112,10 @@ cdef class Router(Hub):
         if self.scratch == NULL:
             raise MemoryError()
 
-    def __init__(self, config=None, clock=None):
-        self.config = config if config is not None else RouterConfig()
+    def __init__(self, config, clock=None):
+        """``config``: a clasp_fast.router.RouterConfig; ``clock``: a Clock (default: the
+        system clocks; tests pass a ManualClock)."""
+        self.config = config
         self.params = ParamStore(self.config.param_ttl)
         self.trie = Trie()
         self.pub_cache_limit = PUB_CACHE_LIMIT
