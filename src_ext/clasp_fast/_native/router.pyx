@@ -30,8 +30,7 @@ from libc.string cimport memcpy, memcmp, memmove, memset
 from clasp_fast._native.bytesmap cimport (BytesMap, bm_init, bm_free, bm_clear, bm_get, bm_put,
                                          bm_hash)
 from clasp_fast._native.patterns cimport (Trie, Subscription, MatchList, MatchEntry, Seg,
-                                         MAX_SEGMENTS, split_address, split_pattern,
-                                         address_error, pattern_match, matchlist_free)
+                                         MAX_SEGMENTS, split_address, address_error, matchlist_free)
 from clasp_fast._native.params cimport (ParamStore, Param, param_expired, param_get, param_store,
                                        param_expiry, ID_MAX)
 from clasp_fast._native.wire cimport (

@@ -6,8 +6,7 @@ from libc.stdlib cimport malloc, free, qsort
 from libc.string cimport memcpy
 
 from clasp_fast._native.bytesmap cimport bm_hash
-from clasp_fast._native.patterns cimport (Seg, MAX_SEGMENTS, split_address, split_pattern, address_error,
-                                         pattern_match)
+from clasp_fast._native.patterns cimport Seg, MAX_SEGMENTS, Pattern, split_address
 from clasp_fast._native.params cimport ParamStore, Param, param_expired, param_get
 from clasp_fast._native.wire cimport (ws_binary_header, clasp_header, store_u16, store_u64, MAX_PAYLOAD,
                                      MAX_WS_HEADER, T_SNAPSHOT)
@@ -26,25 +25,22 @@ cdef int write_snapshot(ParamStore params, Session s, object pattern, bint alway
     """SNAPSHOT(s) of the params matching ``pattern`` (None: all), oldest write first (a
     client replays the state in the order it was written), split to fit 65535 bytes."""
     cdef SnapshotWriter w = SnapshotWriter(s)
-    cdef Seg psegs[MAX_SEGMENTS]
     cdef Seg asegs[MAX_SEGMENTS]
-    cdef int np = 0, na
-    cdef bytes pb = pattern.encode() if pattern is not None else b""
+    cdef int na
+    cdef Pattern pat = Pattern(pattern) if pattern is not None else None
     cdef Py_ssize_t i, count = 0
     cdef Param* prm
     cdef Param** found = <Param**>malloc(max(len(params), 1) * sizeof(Param*))
     if found == NULL:
         raise MemoryError()
     try:
-        if pattern is not None:
-            np = split_pattern(pb, len(pb), psegs)
         for i in range(params.capacity()):
             prm = params.slot(i)
             if prm == NULL or param_expired(prm, now):
                 continue
-            if pattern is not None:
+            if pat is not None:
                 na = split_address(prm.address, prm.addr_len, asegs)
-                if na < 0 or not pattern_match(pb, psegs, np, prm.address, asegs, na):
+                if na < 0 or not pat.matches(prm.address, asegs, na):
                     continue
             found[count] = prm
             count += 1
@@ -63,9 +59,9 @@ cdef list params_where(ParamStore params, str text, bint exact, uint64_t now):
     cdef SnapshotWriter w = SnapshotWriter(None)
     cdef bytes b = text.encode()
     cdef Param* prm
-    cdef Seg psegs[MAX_SEGMENTS]
     cdef Seg asegs[MAX_SEGMENTS]
-    cdef int np, na
+    cdef int na
+    cdef Pattern pat
     cdef Py_ssize_t i
     out = []
     if exact:
@@ -73,15 +69,13 @@ cdef list params_where(ParamStore params, str text, bint exact, uint64_t now):
         if prm != NULL and not param_expired(prm, now):
             out.append(w.to_value(prm))
         return out
-    np = split_pattern(b, len(b), psegs)
-    if np < 0:
-        raise ValueError(address_error(np, "pattern", text))
+    pat = Pattern(text)         # ValueError for an invalid pattern
     for i in range(params.capacity()):
         prm = params.slot(i)
         if prm == NULL or param_expired(prm, now):
             continue
         na = split_address(prm.address, prm.addr_len, asegs)
-        if na >= 0 and pattern_match(b, psegs, np, prm.address, asegs, na):
+        if na >= 0 and pat.matches(prm.address, asegs, na):
             out.append(w.to_value(prm))
     return out
 
