@@ -17,15 +17,18 @@ Several workers (see router.pxd): the owner decides SETs and replicates them
 (R_REPLICATE, in decision order on every FIFO link, so every worker sees one
 revision sequence per address); other workers forward their sessions' SETs to
 it (R_SET_REQ) and keep them in a pending queue until the decision comes back.
+Record kinds and layouts: bus.pxd; the socket side: clasp_fast.cluster.node.
+
+Elsewhere: SNAPSHOT writing (snapshot.pyx), timers (timers.pyx), time
+(clock.pyx: the core reads no system clock itself), output buffers (outbox.pyx).
 """
 import logging
-import time
 
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from cpython.object cimport PyObject
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
-from libc.stdlib cimport malloc, calloc, realloc, free, qsort
-from libc.string cimport memcpy, memcmp, memmove, memset
+from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memcpy, memcmp, memmove
 
 from clasp_fast._native.bytesmap cimport (BytesMap, bm_init, bm_free, bm_clear, bm_get, bm_put,
                                          bm_hash)
