@@ -36,7 +36,8 @@ class Wire:
 class Bus:
     def __init__(self, n: int, config: RouterConfig | None = None):
         self.n = n
-        self.config = config or RouterConfig(gesture_interval_ms=0)
+        # nothing drains a session here until the test reads it: room for every message
+        self.config = config or RouterConfig(gesture_interval_ms=0, buffer_size=1 << 20)
         self.queue: list[tuple[int, int, bytes]] = []
         self.routers: list[Router | None] = [None] * n
         self.nodes: list[ClusterNode | None] = [None] * n

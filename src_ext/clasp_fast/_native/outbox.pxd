@@ -18,7 +18,7 @@ cdef class Hub:
     cdef list dirty                     # endpoints with queued output
     cdef public object on_dirty         # called when `dirty` becomes non-empty
     cdef public object on_pressure      # called with an endpoint whose buffer is full
-    cdef Py_ssize_t limit_buffer        # routed messages an endpoint may queue
+    cdef Py_ssize_t limit_buffer        # bytes of routed output an endpoint may queue
     cdef double overflow_interval       # seconds between two ERROR 503 to one session
     cdef readonly uint64_t dropped      # routed messages dropped for full buffers, all endpoints
     cdef int overflow(self, Endpoint e) except -1
@@ -28,7 +28,7 @@ cdef class Endpoint:
     cdef uint8_t* out
     cdef Py_ssize_t out_size
     cdef Py_ssize_t out_cap
-    cdef Py_ssize_t out_count           # routed messages queued since the last flush
+    cdef Py_ssize_t out_routed          # bytes of routed output queued since the last flush
     cdef bint dirty                     # listed in Hub.dirty
     cdef readonly bint is_peer
     cdef public bint paused             # the transport asked us to stop writing
