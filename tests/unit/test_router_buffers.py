@@ -1,4 +1,4 @@
-"""Router core: slow consumers (docs/protocol.md, ERROR 503).
+"""Router core: slow consumers (docs/protocol.md "Slow consumers", ERROR 503).
 
 ``buffer_size`` counts bytes of routed output queued for a session beyond what
 its transport accepted.  With nobody draining a session, routed messages that

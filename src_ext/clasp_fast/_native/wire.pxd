@@ -5,7 +5,7 @@
 # Python-level codec (decode_frame / encode_frame) on top of these same
 # functions, so there is one parser per message layout, not two.
 #
-# Layouts: docs/protocol.md "Frames in" / "Frames out".  All integers big-endian.
+# Layouts: docs/protocol.md "Frame layout".  All integers big-endian.
 #
 # The parsers and writers are defined here, inline, not in wire.pyx: Cython
 # inlines across modules only what a .pxd defines, and the router runs them once
