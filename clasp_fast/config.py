@@ -9,6 +9,7 @@ import argparse
 from dataclasses import dataclass, field, fields
 from typing import Optional
 
+from .netaddr import parse_networks
 from .router.config import RouterConfig
 
 
@@ -34,6 +35,13 @@ class Config:
     gesture_interval_ms: float = 16.0
     read_buffer_size: int = 2048
     metrics_port: int = 0
+    tls_enabled: bool = False
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+    tls_client_auth: str = "none"
+    proxy_protocol: bool = False
+    allowed_origins: list[str] = field(default_factory=list)
 
     def router_config(self) -> RouterConfig:
         return RouterConfig(
@@ -71,10 +79,16 @@ class Config:
         if self.read_buffer_size < 2048:
             raise bad("read_buffer_size", "at least 2048 bytes")
         try:
-            from .server.gate import TrustedProxies
-            TrustedProxies(self.trusted_proxies)
+            parse_networks(self.trusted_proxies)
         except ValueError as exc:
             raise bad("trusted_proxies", f"IP addresses or CIDR networks ({exc})") from None
+        if self.tls_cert or self.tls_key:
+            self.tls_enabled = True     # giving the files turns TLS on
+        if self.tls_client_auth not in ("none", "optional", "required"):
+            raise bad("tls_client_auth", "one of none, optional, required")
+        if self.tls_enabled and self.proxy_protocol:
+            raise bad("proxy_protocol", "false when tls_enabled is true (PROXY protocol in front of "
+                                        "TLS is not supported; let the proxy terminate TLS)")
         self.router_config()        # raises with the key name if a router setting is off
         return self
 
@@ -101,7 +115,18 @@ SETTINGS = [
     ("gesture_interval_ms", "minimum ms between two gesture moves of one gesture; 0 = no throttle"),
     ("read_buffer_size", "initial per-connection read buffer in bytes (memory per idle connection)"),
     ("metrics_port", "port for Prometheus metrics (GET /metrics); 0 = off; worker i uses port + i"),
+    ("tls_enabled", "serve wss:// (TLS) on the port; on when tls_cert/tls_key are given"),
+    ("tls_cert", "TLS certificate chain (PEM file); SIGHUP reloads it"),
+    ("tls_key", "TLS private key (PEM file)"),
+    ("tls_ca", "CA certificates (PEM file) that client certificates are checked against"),
+    ("tls_client_auth", "client certificates: none, optional or required (needs tls_ca)"),
+    ("proxy_protocol", "expect a PROXY protocol v1/v2 header from trusted_proxies (client IP)"),
+    ("allowed_origins", "comma-separated Origin values allowed to upgrade; empty = any"),
 ]
+
+
+LIST_SETTINGS = ("trusted_proxies", "allowed_origins")     # comma-separated on the command line
+BOOL_SETTINGS = ("tls_enabled", "proxy_protocol")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,8 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     for key, help_text in SETTINGS:
         flag = "--" + key.replace("_", "-")
         default = getattr(defaults, key)
-        if key == "trusted_proxies":
+        if key in LIST_SETTINGS:
             p.add_argument(flag, default="", help=help_text)
+        elif key in BOOL_SETTINGS:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
         else:
             kind = {"int": int, "float": float, "str": str}[types[key] if isinstance(types[key], str)
                                                              else types[key].__name__]
@@ -127,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 def from_args(argv: Optional[list[str]] = None) -> Config:
     ns = build_parser().parse_args(argv)
     values = vars(ns)
-    proxies = values.pop("trusted_proxies")
-    cfg = Config(**values, trusted_proxies=[p for p in proxies.split(",") if p.strip()])
+    for key in LIST_SETTINGS:
+        values[key] = [p.strip() for p in values[key].split(",") if p.strip()]
+    cfg = Config(**values)
     return cfg.validate()
