@@ -86,6 +86,9 @@ class Config:
             self.tls_enabled = True     # giving the files turns TLS on
         if self.tls_client_auth not in ("none", "optional", "required"):
             raise bad("tls_client_auth", "one of none, optional, required")
+        if self.proxy_protocol and not self.trusted_proxies:
+            raise bad("proxy_protocol", "false unless trusted_proxies (--trusted-proxies) names the "
+                                        "proxies that send the PROXY header")
         if self.tls_enabled and self.proxy_protocol:
             raise bad("proxy_protocol", "false when tls_enabled is true (PROXY protocol in front of "
                                         "TLS is not supported; let the proxy terminate TLS)")

@@ -93,9 +93,11 @@ class ClaspServer:
 
     def reload_tls(self) -> None:
         """SIGHUP: the certificate files again, for new connections (raises tls.TLSError)."""
-        if self.ssl_context is not None:
-            tls.reload(self.ssl_context, self.config)
-            log.info("TLS certificate reloaded from %s", self.config.tls_cert)
+        if self.ssl_context is None:
+            log.info("SIGHUP: TLS is off, nothing to reload")
+            return
+        tls.reload(self.ssl_context, self.config)
+        log.info("TLS certificate reloaded from %s", self.config.tls_cert)
 
     # --- lifecycle ----------------------------------------------------------------
 
