@@ -1,11 +1,15 @@
-"""``clasp-fast``: parse the command line, set up logging, run the router."""
+"""``clasp-fast``: load the settings (file, variables, flags), set up logging, run the router."""
 from __future__ import annotations
 
 import logging
 import sys
 from typing import Optional
 
-from .config import Config, from_args
+from .config import Config
+from .settings.bind_address import check_bind_address
+from .settings.errors import ConfigError
+from .settings.loader import load
+from .settings.render import render_yaml
 
 
 def setup_logging(level: str) -> None:
@@ -47,10 +51,19 @@ async def serve(config: Config, *, reuse_port: bool = False, sock=None, limits=N
 
 def main(argv: Optional[list[str]] = None) -> int:
     try:
-        config = from_args(argv)
-    except ValueError as exc:
+        loaded = load(argv)
+        if loaded.print_config:
+            print(render_yaml(vars(loaded.config), after=lambda row: loaded.sources[row.name]), end="")
+            return 0
+        config = loaded.config
+        check_bind_address(config.host, loaded.sources["host"])
+    except ConfigError as exc:
         print(f"clasp-fast: {exc}", file=sys.stderr)
         return 2
+    if loaded.check_config:
+        print(f"clasp-fast: the configuration is valid"
+              f"{f' (file {loaded.file})' if loaded.file else ''}")
+        return 0
     setup_logging(config.log_level)
     if config.workers > 1:
         from .cluster.supervisor import run_supervisor

@@ -12,6 +12,8 @@ import os
 import ssl
 from typing import Optional
 
+from ..settings.table import BY_NAME
+
 CLIENT_AUTH = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
 
 
@@ -19,14 +21,19 @@ class TLSError(ValueError):
     """A certificate, key or CA file that cannot be used; the message names file and setting."""
 
 
-def _check_readable(path: str, key: str) -> None:
-    flag = "--" + key.replace("_", "-")
+def _named(name: str, path) -> str:
+    """``server.tls.cert = 'x.pem' (flag --tls-cert)``: the setting as the user wrote it."""
+    row = BY_NAME[name]
+    return f"{row.key} = {path!r} (flag {row.flag})"
+
+
+def _check_readable(path: Optional[str], name: str) -> None:
     if not path:
-        raise TLSError(f"{key} is not set ({flag}): TLS needs a certificate and a key (PEM files)")
+        raise TLSError(f"{_named(name, path)} is not set: TLS needs a certificate and a key (PEM files)")
     if not os.path.exists(path):
-        raise TLSError(f"{key} = {path!r} does not exist ({flag})")
+        raise TLSError(f"{_named(name, path)}: no such file")
     if not os.access(path, os.R_OK) or os.path.isdir(path):
-        raise TLSError(f"{key} = {path!r} cannot be read ({flag}): check the path and its permissions")
+        raise TLSError(f"{_named(name, path)}: cannot be read; check the path and its permissions")
 
 
 def _load(ctx: ssl.SSLContext, config) -> None:
@@ -37,26 +44,25 @@ def _load(ctx: ssl.SSLContext, config) -> None:
     except ssl.SSLError as exc:
         reason = exc.reason or str(exc)
         if "KEY_VALUES_MISMATCH" in reason.upper():
-            raise TLSError(f"tls_key = {config.tls_key!r} does not match tls_cert = {config.tls_cert!r} "
-                           f"(--tls-key, --tls-cert): give the key the certificate was made for") from None
-        raise TLSError(f"cannot load tls_cert = {config.tls_cert!r} with tls_key = {config.tls_key!r} "
-                       f"(--tls-cert, --tls-key): {reason}; both must be PEM files") from None
+            raise TLSError(f"{_named('tls_key', config.tls_key)} does not match "
+                           f"{_named('tls_cert', config.tls_cert)}: give the key the certificate "
+                           f"was made for") from None
+        raise TLSError(f"cannot load {_named('tls_cert', config.tls_cert)} with "
+                       f"{_named('tls_key', config.tls_key)}: {reason}; both must be PEM files") from None
     if config.tls_ca:
         _check_readable(config.tls_ca, "tls_ca")
         try:
             ctx.load_verify_locations(cafile=config.tls_ca)
         except ssl.SSLError as exc:
-            raise TLSError(f"cannot load tls_ca = {config.tls_ca!r} (--tls-ca): {exc.reason or exc}; "
+            raise TLSError(f"cannot load {_named('tls_ca', config.tls_ca)}: {exc.reason or exc}; "
                            f"expected PEM CA certificates") from None
 
 
 def make_context(config) -> Optional[ssl.SSLContext]:
-    """The server context, or None when TLS is off.  Raises TLSError."""
+    """The server context, or None when TLS is off.  Raises TLSError.  (The settings' rules
+    have already checked the combinations: cert and key given, a CA for client_auth.)"""
     if not config.tls_enabled:
         return None
-    if config.tls_client_auth != "none" and not config.tls_ca:
-        raise TLSError(f"tls_client_auth = {config.tls_client_auth!r} needs tls_ca (--tls-ca): "
-                       f"the CA certificates client certificates are checked against")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_alpn_protocols(["http/1.1"])

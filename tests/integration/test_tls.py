@@ -210,7 +210,7 @@ def test_missing_certificate_is_a_clear_startup_error(certs, workers):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert "tls_cert" in lines[0] and missing in lines[0] and "--tls-cert" in lines[0]
+    assert "server.tls.cert" in lines[0] and missing in lines[0] and "--tls-cert" in lines[0]
 
 
 def test_unreadable_key_is_a_clear_startup_error(certs):
@@ -222,7 +222,7 @@ def test_unreadable_key_is_a_clear_startup_error(certs):
         bad.chmod(0)
     proc = run_cli(*("--tls-cert", str(certs.cert), "--tls-key", str(bad)))
     assert proc.returncode == 2, proc.stderr
-    assert "tls_key" in proc.stderr and str(bad) in proc.stderr and "Traceback" not in proc.stderr
+    assert "server.tls.key" in proc.stderr and str(bad) in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_mismatched_key_is_a_clear_startup_error(certs, tmp_path):
@@ -238,4 +238,4 @@ def test_mismatched_key_is_a_clear_startup_error(certs, tmp_path):
 def test_client_auth_without_ca_is_a_clear_startup_error(certs):
     proc = run_cli(*certs.args("--tls-client-auth", "required"))
     assert proc.returncode == 2, proc.stderr
-    assert "tls_ca" in proc.stderr and "--tls-ca" in proc.stderr
+    assert "server.tls.ca" in proc.stderr and "--tls-ca" in proc.stderr

@@ -1,0 +1,98 @@
+"""Generated from clasp_fast/settings/table.py by `python -m clasp_fast.settings.generate`."""
+from typing import Optional
+
+ROUTER_SETTINGS: list
+
+class RouterConfig:
+    max_frame_size: int
+    buffer_size: int
+    name: str
+    max_subscriptions_per_session: int
+    max_messages_per_second: int
+    overflow_notice_interval: float
+    param_ttl: float
+    expiry_sweep_interval: float
+    gesture_interval_ms: float
+    def __init__(
+        self,
+        *,
+        max_frame_size: int = ...,
+        buffer_size: int = ...,
+        name: str = ...,
+        max_subscriptions_per_session: int = ...,
+        max_messages_per_second: int = ...,
+        overflow_notice_interval: float = ...,
+        param_ttl: float = ...,
+        expiry_sweep_interval: float = ...,
+        gesture_interval_ms: float = ...,
+    ) -> None: ...
+
+class Config:
+    port: int
+    host: str
+    workers: int
+    max_connections: int
+    max_connections_per_ip: int
+    max_frame_size: int
+    tls_enabled: bool
+    tls_cert: Optional[str]
+    tls_key: Optional[str]
+    tls_ca: Optional[str]
+    tls_client_auth: str
+    ping_interval: float
+    pong_timeout: float
+    compression: bool
+    buffer_size: int
+    slow_consumer_timeout: float
+    allowed_origins: list[str]
+    trusted_proxies: list[str]
+    proxy_protocol: bool
+    handshake_timeout: float
+    read_buffer_size: int
+    name: str
+    hello_timeout: float
+    max_subscriptions_per_session: int
+    max_messages_per_second: int
+    overflow_notice_interval: float
+    param_ttl: float
+    expiry_sweep_interval: float
+    gesture_interval_ms: float
+    metrics_port: int
+    log_level: str
+    def __init__(
+        self,
+        *,
+        port: int = ...,
+        host: str = ...,
+        workers: int = ...,
+        max_connections: int = ...,
+        max_connections_per_ip: int = ...,
+        max_frame_size: int = ...,
+        tls_enabled: bool = ...,
+        tls_cert: Optional[str] = ...,
+        tls_key: Optional[str] = ...,
+        tls_ca: Optional[str] = ...,
+        tls_client_auth: str = ...,
+        ping_interval: float = ...,
+        pong_timeout: float = ...,
+        compression: bool = ...,
+        buffer_size: int = ...,
+        slow_consumer_timeout: float = ...,
+        allowed_origins: list[str] = ...,
+        trusted_proxies: list[str] = ...,
+        proxy_protocol: bool = ...,
+        handshake_timeout: float = ...,
+        read_buffer_size: int = ...,
+        name: str = ...,
+        hello_timeout: float = ...,
+        max_subscriptions_per_session: int = ...,
+        max_messages_per_second: int = ...,
+        overflow_notice_interval: float = ...,
+        param_ttl: float = ...,
+        expiry_sweep_interval: float = ...,
+        gesture_interval_ms: float = ...,
+        metrics_port: int = ...,
+        log_level: str = ...,
+    ) -> None: ...
+    def router_config(self) -> RouterConfig: ...
+    def validate(self) -> Config: ...

@@ -1,0 +1,144 @@
+"""The settings table: every setting of clasp-fast, once.
+
+Flags, environment variables, the config-file keys, validation and its messages, the
+config objects (``Config``, ``RouterConfig``), docs/configuration.md and
+examples/clasp.yaml are all generated from ``SETTINGS`` and ``RULES``.  To add a
+setting, add a row here (and run ``python -m clasp_fast.settings.generate``).
+
+Rows are in the order the docs and ``--print-config`` show them; rows of one YAML
+section are kept together.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .kinds import Boolean, Choice, Integer, IpNetwork, ListOf, Nullable, Number, Text
+from .setting import Setting
+
+MAX_WORKERS = 64          # the core's link table size (router.pxd MAX_WORKERS)
+
+SETTINGS: list[Setting] = [
+    # --- server: the listening socket and connection limits -------------------------------
+    Setting("port", "server.port", Integer(0, 65535), 7330,
+            "TCP port for WebSocket clients and HTTP probes (0 = any free port, one worker only)"),
+    Setting("host", "server.bind", Text("an IP address or host name of this machine", "ADDR"), "0.0.0.0",
+            "address to listen on (0.0.0.0 = every IPv4 interface, :: = every IPv6 interface)",
+            aliases=("bind",)),
+    Setting("workers", "server.workers", Integer(1, MAX_WORKERS), 1,
+            "worker processes sharing the port (SO_REUSEPORT); worker 0 owns the state"),
+    Setting("max_connections", "server.max_connections", Integer(0, zero="unlimited"), 10000,
+            "connections in total, all workers together"),
+    Setting("max_connections_per_ip", "server.max_connections_per_ip", Integer(0, zero="unlimited"),
+            100, "connections per client IP (behind a proxy, see trusted_proxies)"),
+    Setting("max_frame_size", "server.max_frame_size", Integer(1, 65536, "bytes"), 65536,
+            "largest CLASP payload (WebSocket messages up to this + 12 bytes); "
+            "also accepted as server.websocket.max_frame_size (both places must agree)",
+            layer="router", also_at=("server.websocket.max_frame_size",)),
+    # --- server.tls -------------------------------------------------------------------------
+    Setting("tls_enabled", "server.tls.enabled", Boolean(), False,
+            "serve wss:// on the port (true when cert and key are set, unless set false)"),
+    Setting("tls_cert", "server.tls.cert", Nullable(Text("a file path", "FILE")), None,
+            "certificate chain file (PEM)"),
+    Setting("tls_key", "server.tls.key", Nullable(Text("a file path", "FILE")), None,
+            "private key file (PEM)"),
+    Setting("tls_ca", "server.tls.ca", Nullable(Text("a file path", "FILE")), None,
+            "CA certificates (PEM) that client certificates are checked against"),
+    Setting("tls_client_auth", "server.tls.client_auth", Choice(("none", "optional", "required")),
+            "none", "ask clients for a certificate (optional) or insist on one (required)"),
+    # --- server.websocket -------------------------------------------------------------------
+    Setting("ping_interval", "server.websocket.ping_interval", Number(0, unit="seconds", zero="never"),
+            30.0, "seconds of silence before the router pings a client"),
+    Setting("pong_timeout", "server.websocket.pong_timeout", Number(above=0, unit="seconds"), 10.0,
+            "seconds a client has to answer a ping"),
+    Setting("compression", "server.websocket.compression", Boolean(), False,
+            "permessage-deflate (RFC 7692) for clients that offer it"),
+    Setting("buffer_size", "server.websocket.buffer_size", Integer(1, unit="bytes"), 16384,
+            "bytes of routed output a connection may have queued beyond what its socket "
+            "accepted; beyond it routed messages are dropped (503)", layer="router"),
+    Setting("slow_consumer_timeout", "server.websocket.slow_consumer_timeout",
+            Number(0, unit="seconds", zero="never"), 30.0,
+            "seconds a connection may stay over buffer_size before it is closed"),
+    Setting("allowed_origins", "server.websocket.allowed_origins", ListOf(Text("an origin", "ORIGIN"), "origins (scheme://host[:port])"), [],
+            "Origin header values allowed to open a WebSocket; empty = any (others get 403)"),
+    # --- server: proxies, handshake, memory --------------------------------------------------
+    Setting("trusted_proxies", "server.trusted_proxies", ListOf(IpNetwork(), "IP addresses or CIDR networks"), [],
+            "proxies whose X-Forwarded-For (and PROXY protocol header) gives the client IP"),
+    Setting("proxy_protocol", "server.proxy_protocol", Boolean(), False,
+            "read a PROXY protocol v1/v2 header from trusted proxies (HAProxy send-proxy-v2)"),
+    Setting("handshake_timeout", "server.handshake_timeout", Number(above=0, unit="seconds"), 5.0,
+            "seconds a TCP connection has to complete the HTTP upgrade"),
+    Setting("read_buffer_size", "server.read_buffer_size", Integer(2048, unit="bytes"), 2048,
+            "initial read buffer per connection (memory per idle connection; grows on demand)"),
+    # --- router: the CLASP router itself ----------------------------------------------------
+    Setting("name", "router.name", Text("a router name", "NAME"), "clasp-fast",
+            "router name sent to clients in WELCOME", layer="router"),
+    Setting("hello_timeout", "router.hello_timeout", Number(above=0, unit="seconds"), 10.0,
+            "seconds a new connection has to send HELLO"),
+    # --- limits: per session --------------------------------------------------------------
+    Setting("max_subscriptions_per_session", "limits.max_subscriptions_per_session", Integer(1), 1000,
+            "SUBSCRIBE ids per session; beyond it ERROR 429", layer="router"),
+    Setting("max_messages_per_second", "limits.max_messages_per_second", Integer(0, zero="unlimited"),
+            0, "frames per second per session; beyond it ERROR 429 and the frame is dropped",
+            layer="router"),
+    Setting("overflow_notice_interval", "limits.overflow_notice_interval",
+            Number(above=0, unit="seconds"), 10.0,
+            "seconds between two ERROR 503 (messages dropped) notices to one session", layer="router"),
+    # --- state: params ---------------------------------------------------------------------
+    Setting("param_ttl", "state.param_ttl", Number(0, unit="seconds", zero="forever"), 3600.0,
+            "seconds a param lives after its last write unless a SET gives a TTL", layer="router"),
+    Setting("expiry_sweep_interval", "state.expiry_sweep_interval", Number(above=0, unit="seconds"),
+            5.0, "seconds between sweeps that remove expired params", layer="router"),
+    # --- gestures -----------------------------------------------------------------------------
+    Setting("gesture_interval_ms", "gestures.interval_ms", Number(0, unit="ms", zero="no throttle"),
+            16.0, "at most one gesture move per this many ms per (session, address, gesture id)",
+            layer="router"),
+    # --- metrics, logging -------------------------------------------------------------------
+    Setting("metrics_port", "metrics.port", Integer(0, 65535, zero="off"), 0,
+            "port for Prometheus metrics (GET /metrics); worker i uses port + i"),
+    Setting("log_level", "logging.level", Choice(("debug", "info", "warning", "error")), "info",
+            "what the router logs to stderr"),
+]
+
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A check across settings: ``holds(values)`` must be true, else ``message``."""
+    names: tuple[str, ...]
+    holds: Callable[[dict], bool]
+    message: str
+
+
+RULES: list[Rule] = [
+    Rule(("tls_enabled", "tls_cert", "tls_key"),
+         lambda v: not v["tls_enabled"] or (v["tls_cert"] is not None and v["tls_key"] is not None),
+         "server.tls.enabled is true but server.tls.cert or server.tls.key is not set; "
+         "give both (--tls-cert, --tls-key)"),
+    Rule(("tls_client_auth", "tls_ca"),
+         lambda v: v["tls_client_auth"] == "none" or v["tls_ca"] is not None,
+         "server.tls.client_auth needs server.tls.ca (--tls-ca), the CA client certificates "
+         "are checked against"),
+    Rule(("proxy_protocol", "trusted_proxies"),
+         lambda v: not v["proxy_protocol"] or bool(v["trusted_proxies"]),
+         "server.proxy_protocol is true but server.trusted_proxies is empty: name the proxies "
+         "that send the PROXY header (--trusted-proxies)"),
+    Rule(("proxy_protocol", "tls_enabled"),
+         lambda v: not (v["proxy_protocol"] and v["tls_enabled"]),
+         "server.proxy_protocol cannot be combined with server.tls.enabled (a PROXY header "
+         "before the TLS handshake is not supported): let the proxy terminate TLS"),
+    Rule(("port", "workers"),
+         lambda v: v["port"] != 0 or v["workers"] == 1,
+         "server.port 0 (any free port) cannot be used with server.workers > 1: the workers "
+         "must share one port; pick a port (--port)"),
+    Rule(("metrics_port", "workers"),
+         lambda v: v["metrics_port"] == 0 or v["metrics_port"] + v["workers"] - 1 <= 65535,
+         "metrics.port + server.workers - 1 must be a TCP port (worker i serves metrics on "
+         "port + i); pick a lower --metrics-port"),
+]
+
+
+def broken_rule(values: dict) -> "Rule | None":
+    """The first rule ``values`` ({flat name: value}) break, or None."""
+    return next((rule for rule in RULES if not rule.holds(values)), None)
