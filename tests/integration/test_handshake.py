@@ -1,4 +1,4 @@
-"""PROTOCOL.md "Transport": subprotocol negotiation, any path, Firefox's Connection header,
+"""docs/protocol.md "Transport": subprotocol negotiation, any path, Firefox's Connection header,
 plain HTTP probes on the WebSocket port, and the RFC 6455 checks browsers and proxies hit
 (version, Host, Origin, reserved bits, close codes)."""
 from __future__ import annotations
@@ -12,6 +12,7 @@ from clasp_fast.protocol import Get, Set, Subscribe, encode_frame
 
 from tests.integration.conftest import (RawWS, UpgradeRefused, close_code_of, connect_hello,
                                         open_socket, read_http_response, recv_msg, upgrade_request)
+from tests.ws_framing import client_frame
 
 
 async def test_offered_clasp_subprotocol_is_answered(default_router):
@@ -211,7 +212,8 @@ async def test_reserved_bits_without_extension_close_1002(default_router, rsv):
     raw = await RawWS.open("127.0.0.1", default_router.port)
     try:
         await raw.hello("rsv")
-        raw.send_frame(0x2 | rsv, encode_frame(Get("/rsv/x")))
+        frame = client_frame(0x2, encode_frame(Get("/rsv/x")))     # websockets will not set RSV bits
+        raw.writer.write(bytes([frame[0] | rsv]) + frame[1:])
         assert await _close_code_after(raw) == 1002
     finally:
         raw.close()
