@@ -22,7 +22,7 @@ async def serve(config: Config, *, reuse_port: bool = False, sock=None, limits=N
     """One process serving until SIGTERM/SIGINT; exit code 2 for a TLS file problem, 1 if it
     cannot listen."""
     from .server.app import ClaspServer
-    from .server.run import StartError, port_problem, run_server
+    from .server.run import PortClaim, StartError, run_server
     from .server.tls import TLSError
 
     try:
@@ -30,7 +30,8 @@ async def serve(config: Config, *, reuse_port: bool = False, sock=None, limits=N
     except TLSError as exc:
         print(f"clasp-fast: {exc}", file=sys.stderr)
         return 2
-    problem = None if (sock is not None or reuse_port) else port_problem(config.host, config.port)
+    claim = PortClaim(config.host, config.port)
+    problem = None if (sock is not None or reuse_port) else claim.take()
     if problem:
         print(f"clasp-fast: {problem}", file=sys.stderr)
         return 1
@@ -47,6 +48,8 @@ async def serve(config: Config, *, reuse_port: bool = False, sock=None, limits=N
     except StartError as exc:
         print(f"clasp-fast: {exc}", file=sys.stderr)
         return 1
+    finally:
+        claim.release()
 
 
 def main(argv: Optional[list[str]] = None) -> int:

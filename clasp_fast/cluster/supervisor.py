@@ -181,14 +181,15 @@ def run_supervisor(config: Config) -> int:
         print("clasp-fast: --port 0 cannot be used with --workers > 1: the workers must share one "
               "port; pick a port with --port", file=sys.stderr)
         return 2
-    from ..server.run import port_problem
+    from ..server.run import PortClaim
     from ..server.tls import TLSError, make_context
     try:
         tls_on = make_context(config) is not None       # each worker builds its own; check once here
     except TLSError as exc:
         print(f"clasp-fast: {exc}", file=sys.stderr)
         return 2
-    problem = port_problem(config.host, config.port)
+    claim = PortClaim(config.host, config.port)      # held until this process exits
+    problem = claim.take()
     if problem:
         print(f"clasp-fast: {problem}", file=sys.stderr)
         return 1

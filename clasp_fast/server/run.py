@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import fcntl
 import logging
+import os
 import signal
 import socket
+import tempfile
 from typing import Callable, Optional
 
 from . import tls
@@ -22,22 +25,56 @@ class StartError(Exception):
     """The server could not start; the message is the one line to show."""
 
 
-def port_problem(host: str, port: int) -> Optional[str]:
-    """Why ``host:port`` cannot be served, or None.
+class PortClaim:
+    """The claim a router holds on its port for as long as it runs: one router per port.
 
-    One router per port: the probe binds without SO_REUSEPORT (with SO_REUSEADDR, so
-    connections of an earlier run in TIME_WAIT do not count), which fails while any
-    socket listens on the port, another clasp-fast's SO_REUSEPORT workers included."""
-    if port == 0:
-        return None
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    Two checks, made before any listener exists (by the single process, or by the
+    supervisor before it forks):
+
+    * a lock file, ``clasp-fast-<host>-<port>.lock`` in the temporary directory, held with
+      ``flock`` for the life of the process (and its forked workers): two routers started
+      at the same moment cannot both pass, and the lock goes away with the process;
+    * a probe bind without SO_REUSEPORT (with SO_REUSEADDR, so connections of an earlier
+      run in TIME_WAIT do not count), which fails while any socket listens on the port:
+      another clasp-fast's SO_REUSEPORT workers, one bound to an overlapping address
+      (0.0.0.0 against 127.0.0.1), or any other server.
+    """
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.fd: Optional[int] = None
+
+    def take(self) -> Optional[str]:
+        """None once claimed, else the one line saying why the port cannot be served."""
+        if self.port == 0:
+            return None
+        in_use = listen_error(self.host, self.port, OSError(errno.EADDRINUSE, "in use"))
+        path = os.path.join(tempfile.gettempdir(), f"clasp-fast-{self.host}-{self.port}.lock")
         try:
-            probe.bind((host, port))
-        except OSError as exc:
-            return listen_error(host, port, exc)
-    return None
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+        except OSError:
+            fd = None               # no usable temporary directory: the probe still holds
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                return in_use
+            self.fd = fd
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((self.host, self.port))
+            except OSError as exc:
+                self.release()
+                return listen_error(self.host, self.port, exc)
+        return None
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def listen_error(host: str, port: int, exc: OSError) -> str:

@@ -1,8 +1,9 @@
 """One router per port (issue 12, item 3): a second clasp-fast on a port a running one holds
 fails at once with a clear error, whatever --workers is on either side, and the first one
-keeps serving alone."""
+keeps serving alone; of two started at the same moment exactly one runs."""
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -10,7 +11,7 @@ import time
 import pytest
 
 from tests.integration.conftest import connect_hello
-from tests.support import REPO
+from tests.support import REPO, free_port
 
 
 @pytest.mark.parametrize("first,second", [(1, 1), (1, 2), (2, 1), (2, 2)])
@@ -38,3 +39,29 @@ def test_bind_address_not_on_this_machine_is_named():
                           cwd=REPO, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2, proc.stderr          # a settings error (clasp_fast.settings)
     assert "192.0.2.77" in proc.stderr and "no such address" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_two_routers_started_at_once_one_wins(workers):
+    """Both start before either listens: the lock file lets exactly one through."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "clasp_fast", "--host", "127.0.0.1", "--port", str(port),
+           "--workers", str(workers)]
+    procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 20
+        while sum(p.poll() is not None for p in procs) < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        loser = [p for p in procs if p.poll() is not None]
+        assert len(loser) == 1, "neither router refused the port"
+        assert loser[0].returncode == 1
+        assert "in use" in loser[0].stderr.read()
+        winner = next(p for p in procs if p is not loser[0])
+        line = winner.stdout.readline()             # blocks until it listens (or exits)
+        assert "listening on" in line, line + winner.stderr.read()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                assert p.wait(10) == 0
