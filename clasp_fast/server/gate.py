@@ -10,7 +10,7 @@ The gate reads the start of the connection itself (after TLS, when ``wss://``), 
   while the server is not accepting);
 * check the upgrade request the way browsers and proxies expect: no ``Host`` → 400,
   ``Sec-WebSocket-Version`` other than 13 → 426 naming 13, an ``Origin`` outside
-  ``allowed_origins`` (when set) → 403;
+  ``allowed_origins`` (when set; a request without Origin is not a browser's) → 403;
 * know the client IP before the upgrade (PROXY source or peer address, or the right-most
   untrusted ``X-Forwarded-For`` hop when that is a trusted proxy) and refuse an
   over-limit connection with ``HTTP 503`` and a reason, before any 101;
@@ -186,11 +186,12 @@ class HandshakeGate(asyncio.Protocol):
                     f"this server speaks 13 (RFC 6455)\n".encode(), False,
                     "Sec-WebSocket-Version: 13\r\n")
         allowed = self.server.allowed_origins
-        if allowed:
-            origin = headers.get("origin", "").rstrip("/").lower()
-            if origin not in allowed:
-                return ("403 Forbidden", f"origin {origin or '(none)'!r} is not in "
-                        f"allowed_origins\n".encode())
+        origin = headers.get("origin")
+        # only browsers send Origin, and they always do: an allow-list guards against other
+        # sites' pages, so a client without Origin (a native client) is let through
+        if allowed and origin is not None and origin.rstrip("/").lower() not in allowed:
+            return ("403 Forbidden", f"Origin {origin!r} is not in server.websocket.allowed_origins"
+                                     f"\n".encode())
         return None
 
     def _probe(self, method: str, path: str):

@@ -60,7 +60,8 @@ SETTINGS: list[Setting] = [
             Number(0, unit="seconds", zero="never"), 30.0,
             "seconds a connection may stay over buffer_size before it is closed"),
     Setting("allowed_origins", "server.websocket.allowed_origins", ListOf(Text("an origin", "ORIGIN"), "origins (scheme://host[:port])"), [],
-            "Origin header values allowed to open a WebSocket; empty = any (others get 403)"),
+            "Origin header values allowed to open a WebSocket; empty = any (others get 403; "
+            "native clients, which send no Origin, always pass)"),
     # --- server: proxies, handshake, memory --------------------------------------------------
     Setting("trusted_proxies", "server.trusted_proxies", ListOf(IpNetwork(), "IP addresses or CIDR networks"), [],
             "proxies whose X-Forwarded-For (and PROXY protocol header) gives the client IP"),
