@@ -2,9 +2,10 @@
 
 It creates what the workers share (the connection-limits table in shared
 memory and each worker's bus listener), forks N workers, and then only
-watches: it forwards SIGHUP (TLS certificate reload) to every worker, restarts a worker that dies (after a short, growing delay),
-gives a dead worker's connection count back, and on SIGTERM/SIGINT passes the
-signal on and waits for every worker to close its connections with 1001.
+watches: it restarts a worker that dies (after a short, growing delay), gives a
+dead worker's connection count back, forwards SIGHUP (TLS certificate reload) to
+every worker, and on SIGTERM/SIGINT passes the signal on and waits for every
+worker to close its connections with 1001.
 It exits non-zero with a clear message if the workers cannot start.
 """
 from __future__ import annotations
@@ -200,7 +201,8 @@ def run_supervisor(config: Config) -> int:
         sup.stop()
         print(f"clasp-fast: the workers could not start: {problem}", file=sys.stderr)
         return 1
-    print(f"clasp-fast listening on {'wss' if tls_on else 'ws'}://{config.host}:{config.port} (name {config.name!r}, "
+    scheme = "wss" if tls_on else "ws"
+    print(f"clasp-fast listening on {scheme}://{config.host}:{config.port} (name {config.name!r}, "
           f"{config.workers} workers)", flush=True)
     sup.watch()
     log.info("shutting down: stopping %d worker(s)", len(sup.pids))

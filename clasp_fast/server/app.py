@@ -86,10 +86,11 @@ class ClaspServer:
         self.refusals += 1
         log.warning("refused connection from %s (%d refused so far): %s", ip, self.refusals, reason)
         if "max_connections_per_ip" in reason and is_local(ip) and not self.trusted_proxies.trusts(ip):
-            self.warn("proxy-ip", "%s, a loopback/private address, reached max_connections_per_ip: if it "
-                      "is a reverse proxy, every client behind it counts as %s; add it to "
-                      "trusted_proxies (with X-Forwarded-For or proxy_protocol) or raise "
-                      "max_connections_per_ip", ip, ip)
+            self.warn("proxy-ip", "%s, a loopback/private address, reached max_connections_per_ip: "
+                      "if it is a reverse proxy, every client behind it counts as %s; add it to "
+                      "server.trusted_proxies (--trusted-proxies; the proxy then sends "
+                      "X-Forwarded-For or a PROXY header) or raise server.max_connections_per_ip "
+                      "(--max-connections-per-ip)", ip, ip)
 
     def reload_tls(self) -> None:
         """SIGHUP: the certificate files again, for new connections (raises tls.TLSError)."""

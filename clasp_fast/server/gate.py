@@ -131,7 +131,7 @@ class HandshakeGate(asyncio.Protocol):
                 and not server.trusted_proxies.trusts(self.peer):
             server.warn("xff", "connection from %s carries X-Forwarded-For but %s is not in "
                         "trusted_proxies: its clients all count as %s for max_connections_per_ip; "
-                        "add the proxy to trusted_proxies (--trusted-proxies)",
+                        "add the proxy to server.trusted_proxies (--trusted-proxies)",
                         self.peer, self.peer, self.peer)
         if not server.accepting:
             return self._reply("503 Service Unavailable", b"server is shutting down\n",
@@ -154,7 +154,7 @@ class HandshakeGate(asyncio.Protocol):
                     return False
                 if present:
                     server.warn("proxy-untrusted", "refused a PROXY protocol header from %s: "
-                                "not in trusted_proxies (--trusted-proxies)", self.peer)
+                                "not in server.trusted_proxies (--trusted-proxies)", self.peer)
                     self._reply("400 Bad Request", f"PROXY protocol header from {self.peer}, which is "
                                 f"not in trusted_proxies: refused\n".encode())
                     return False
@@ -163,7 +163,7 @@ class HandshakeGate(asyncio.Protocol):
             source, used = proxy_protocol.parse(self.buf)
         except proxy_protocol.ProxyHeaderError as exc:
             server.warn("proxy-missing", "refused a connection from trusted proxy %s: %s "
-                        "(proxy_protocol is on: configure the proxy to send it, e.g. HAProxy "
+                        "(server.proxy_protocol is on: configure the proxy to send it, e.g. HAProxy "
                         "send-proxy-v2, or turn proxy_protocol off)", self.peer, exc)
             self._reply("400 Bad Request", f"{exc}: proxy_protocol is on and {self.peer} is a "
                         f"trusted proxy\n".encode())

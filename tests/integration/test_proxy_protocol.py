@@ -109,7 +109,7 @@ async def test_local_address_at_its_per_ip_limit_names_the_fix(router_process):
     try:
         status, body, _ = await upgrade_via_proxy(rp.port, b"")
         assert status == 503
-        assert rp.wait_for_log("add it to trusted_proxies", 3.0), rp.log()
+        assert rp.wait_for_log("add it to server.trusted_proxies", 3.0), rp.log()
         assert "max_connections_per_ip" in rp.log()
     finally:
         raw.close()
