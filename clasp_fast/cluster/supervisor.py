@@ -199,6 +199,7 @@ def run_supervisor(config: Config) -> int:
     problem = sup.start()
     if problem:
         sup.stop()
+        claim.release()
         print(f"clasp-fast: the workers could not start: {problem}", file=sys.stderr)
         return 1
     scheme = "wss" if tls_on else "ws"
@@ -207,4 +208,5 @@ def run_supervisor(config: Config) -> int:
     sup.watch()
     log.info("shutting down: stopping %d worker(s)", len(sup.pids))
     sup.stop()
+    claim.release()
     return 0

@@ -33,7 +33,8 @@ class PortClaim:
 
     * a lock file, ``clasp-fast-<host>-<port>.lock`` in the temporary directory, held with
       ``flock`` for the life of the process (and its forked workers): two routers started
-      at the same moment cannot both pass, and the lock goes away with the process;
+      at the same moment cannot both pass, and the lock goes away with the process (the
+      file too, at a clean exit);
     * a probe bind without SO_REUSEPORT (with SO_REUSEADDR, so connections of an earlier
       run in TIME_WAIT do not count), which fails while any socket listens on the port:
       another clasp-fast's SO_REUSEPORT workers, one bound to an overlapping address
@@ -42,6 +43,7 @@ class PortClaim:
 
     def __init__(self, host: str, port: int):
         self.host, self.port = host, port
+        self.path = os.path.join(tempfile.gettempdir(), f"clasp-fast-{host}-{port}.lock")
         self.fd: Optional[int] = None
 
     def take(self) -> Optional[str]:
@@ -49,9 +51,8 @@ class PortClaim:
         if self.port == 0:
             return None
         in_use = listen_error(self.host, self.port, OSError(errno.EADDRINUSE, "in use"))
-        path = os.path.join(tempfile.gettempdir(), f"clasp-fast-{self.host}-{self.port}.lock")
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o644)
         except OSError:
             fd = None               # no usable temporary directory: the probe still holds
         if fd is not None:
@@ -72,7 +73,12 @@ class PortClaim:
         return None
 
     def release(self) -> None:
+        """At a clean exit: removes the lock file (while still holding it) and lets go."""
         if self.fd is not None:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
             os.close(self.fd)
             self.fd = None
 
