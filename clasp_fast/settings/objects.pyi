@@ -57,6 +57,10 @@ class Config:
     param_ttl: float
     expiry_sweep_interval: float
     gesture_interval_ms: float
+    cluster_nats: Optional[str]
+    cluster_node: Optional[str]
+    cluster_bucket: str
+    cluster_queue_size: int
     metrics_port: int
     log_level: str
     def __init__(
@@ -91,6 +95,10 @@ class Config:
         param_ttl: float = ...,
         expiry_sweep_interval: float = ...,
         gesture_interval_ms: float = ...,
+        cluster_nats: Optional[str] = ...,
+        cluster_node: Optional[str] = ...,
+        cluster_bucket: str = ...,
+        cluster_queue_size: int = ...,
         metrics_port: int = ...,
         log_level: str = ...,
     ) -> None: ...

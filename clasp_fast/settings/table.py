@@ -94,6 +94,17 @@ SETTINGS: list[Setting] = [
     Setting("gesture_interval_ms", "gestures.interval_ms", Number(0, unit="ms", zero="no throttle"),
             16.0, "at most one gesture move per this many ms per (session, address, gesture id)",
             layer="router"),
+    # --- cluster: several nodes acting as one router through NATS (docs/cluster.md) -----------
+    Setting("cluster_nats", "cluster.nats_url", Nullable(Text("a NATS URL (nats://host:port)", "URL")), None,
+            "NATS server(s) that join this node to a cluster of clasp-fast nodes (comma-separated "
+            "URLs); unset = a standalone router, NATS not used"),
+    Setting("cluster_node", "cluster.node", Nullable(Text("a node name", "NAME")), None,
+            "this node's name in the cluster (unset = <hostname>-<port>); unique per node"),
+    Setting("cluster_bucket", "cluster.bucket", Text("a JetStream key-value bucket name", "NAME"),
+            "clasp-state", "the JetStream key-value bucket that holds the params of the cluster"),
+    Setting("cluster_queue_size", "cluster.queue_size", Integer(1, unit="bytes"), 4194304,
+            "bytes of cross-node traffic a node queues while NATS is unreachable; beyond it a "
+            "writer gets ERROR 503"),
     # --- metrics, logging -------------------------------------------------------------------
     Setting("metrics_port", "metrics.port", Integer(0, 65535, zero="off"), 0,
             "port for Prometheus metrics (GET /metrics); worker i uses port + i"),

