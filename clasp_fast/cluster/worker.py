@@ -61,6 +61,11 @@ async def _serve(config: Config, index: int, nworkers: int, group: str, listener
     router = Router(config.router_config())
     node = ClusterNode(router, index, nworkers, group, listener, restarted=restarted)
     server = ClaspServer(config, router=router, limits=limits, reuse_port=True)
+    bridge = None
+    if config.cluster_nats and index == 0:
+        # the owner is the node's one NATS client (docs/cluster.md); nats is imported only here
+        from .nats.bridge import start_bridge
+        bridge = await start_bridge(router, config)
     try:
         return await run_server(server, node=node, worker=index,
                                 metrics_port=config.metrics_port + index if config.metrics_port else 0,
@@ -68,3 +73,6 @@ async def _serve(config: Config, index: int, nworkers: int, group: str, listener
     except StartError as exc:
         report(ready_fd, f"error {index} {exc}")
         return 3
+    finally:
+        if bridge is not None:
+            await bridge.stop()

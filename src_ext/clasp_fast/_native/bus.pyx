@@ -7,10 +7,13 @@ functions.
 """
 import struct
 
+from cpython.bytes cimport PyBytes_AS_STRING
+from libc.stdint cimport uint8_t
+
 from clasp_fast._native.bus cimport (
     R_HELLO, R_INTEREST, R_PUBLISH, R_SET_REQ, R_REPLICATE, R_REJECT, R_BUNDLE_REQ, R_DONE, R_RELEASE,
     R_HOLDER, R_ANNOUNCE, R_SYNC_REQ, R_SYNC_PARAM, R_SYNC_DONE, R_DUP, R_PUB_REQ, R_BARRIER,
-    RECORD_HEAD, REQUEST_HEAD)
+    RECORD_HEAD, REQUEST_HEAD, REPLICATE_HEAD, state_size)
 
 HELLO = R_HELLO
 INTEREST = R_INTEREST
@@ -82,6 +85,12 @@ def parse_interest(bytes body):
     """(add, pattern, mask)."""
     pattern, _ = _read_str16(body, 2)
     return bool(body[0]), pattern, body[1]
+
+
+def replicate_frame(bytes body) -> bytes:
+    """The ready broadcast frame inside an R_REPLICATE body (after its head and state)."""
+    cdef const uint8_t* b = <const uint8_t*>PyBytes_AS_STRING(body)
+    return body[REPLICATE_HEAD + state_size(b + REPLICATE_HEAD):]
 
 
 # --- requests and answers ------------------------------------------------------------
