@@ -66,6 +66,13 @@ async def _serve(config: Config, index: int, nworkers: int, group: str, listener
         # the owner is the node's one NATS client (docs/cluster.md); nats is imported only here
         from .nats.bridge import start_bridge
         bridge = await start_bridge(router, config)
+        linked = node.start
+
+        async def start_and_catch_up():
+            await linked()                  # the bus links to the workers are up
+            await bridge.catch_up()         # then the cluster's state, before clients come
+
+        node.start = start_and_catch_up
     try:
         return await run_server(server, node=node, worker=index,
                                 metrics_port=config.metrics_port + index if config.metrics_port else 0,

@@ -50,3 +50,32 @@ async def test_a_node_receives_only_from_other_nodes(nats_server, router_process
     finally:
         await pub.close()
         await sub.close()
+
+
+async def test_a_restarted_node_catches_up_from_the_bucket(nats_server, router_process):
+    """Node b is stopped; a keeps writing; b restarted has a's params (revisions too)
+    before its clients read, and a new node c that never ran has them as well."""
+    a = start_node(router_process, nats_server.url, "a")
+    b = start_node(router_process, nats_server.url, "b")
+    writer = await PyClient(a.url, "writer").connect()
+    try:
+        await writer.c.set("/s/one", 1)
+        await writer.barrier()
+        assert b.stop() == 0
+        await writer.c.set("/s/one", 2)
+        await writer.c.set("/s/two", "zwei")
+        await writer.barrier()
+        expected = {addr: await writer.wire_get(addr) for addr in ("/s/one", "/s/two")}
+        b2 = start_node(router_process, nats_server.url, "b")
+        c = start_node(router_process, nats_server.url, "c")
+        for rp in (b2, c):
+            reader = await PyClient(rp.url, "reader").connect()
+            try:
+                for addr, want in expected.items():
+                    got = await reader.wire_get(addr)
+                    assert got is not None, f"{addr} missing on the restarted node"
+                    assert (got["value"], got["revision"]) == (want["value"], want["revision"])
+            finally:
+                await reader.close()
+    finally:
+        await writer.close()

@@ -17,6 +17,12 @@ whose transport is this object:
   per publisher and per address that one node keeps holds across nodes.
 
 The connection uses ``no_echo``: NATS does not hand a node its own frames back.
+
+**State**: each decided SET is also written, unchanged, to the cluster's key-value
+bucket (``bucket.py``; a core publish on the key's subject, in the same ordered stream
+of publishes, so the bucket holds the last decision per address).  A starting node reads
+the bucket (``catch_up``) into its owner and workers before its owner takes clients;
+frames that arrive from other nodes meanwhile are held and applied after it.
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ import nats
 from ..._native import bus
 from ...protocol import peek
 from . import subjects
+from .bucket import open_bucket
 
 log = logging.getLogger("clasp_fast.cluster.nats")
 
@@ -48,10 +55,13 @@ def ws_payload_start(frame: bytes) -> int:
 
 
 class NatsBridge:
-    def __init__(self, router, servers: list[str], node_name: str):
+    def __init__(self, router, servers: list[str], node_name: str, bucket: str):
         self.router = router
         self.servers = servers
         self.node_name = node_name
+        self.bucket = bucket
+        self.kv = None
+        self.held: Optional[list] = []      # frames from other nodes while catching up
         self.nc: Optional[nats.NATS] = None
         self.link = None
         self.out: asyncio.Queue = asyncio.Queue()
@@ -65,6 +75,7 @@ class NatsBridge:
                                      max_reconnect_attempts=-1, reconnect_time_wait=0.5,
                                      disconnected_cb=self._disconnected, reconnected_cb=self._reconnected,
                                      error_cb=self._error)
+        self.kv = await open_bucket(self.nc.jetstream(), self.bucket)
         self.link = self.router.link_up(BRIDGE, False, self, False)
         self.router.on_record(self.link, bus.INTEREST, bus.interest(True, "/**", ALL_SIGNALS))
         await self.nc.subscribe(subjects.ROOT + ".>", cb=self._on_message)
@@ -114,6 +125,8 @@ class NatsBridge:
                 continue            # R_DONE, R_HOLDER, …: local bookkeeping, not cluster traffic
             _, address = peek(frame[ws_payload_start(frame):])
             batch.append((subjects.subject(address), bytes((kind,)) + body))
+            if kind == bus.REPLICATE:
+                batch.append((f"$KV.{self.bucket}.{subjects.key(address)}", body))
         if batch:
             self.out.put_nowait(batch)
 
@@ -130,8 +143,42 @@ class NatsBridge:
 
     # --- frames from other nodes -----------------------------------------------------
 
+    async def catch_up(self, timeout: float = 30.0) -> int:
+        """Reads the bucket into the node (owner and workers), then applies the frames that
+        other nodes sent meanwhile.  Returns the number of params read."""
+        count = 0
+        watcher = await self.kv.watchall()
+        try:
+            while True:
+                entry = await watcher.updates(timeout)
+                if entry is None:           # the end of the current values
+                    break
+                if entry.value:
+                    self._apply_set(entry.value)
+                    count += 1
+        finally:
+            await watcher.stop()
+        held, self.held = self.held, None
+        for data in held or ():
+            self._apply(data)
+        log.info("cluster: node %s caught up from bucket %s (%d params)", self.node_name, self.bucket, count)
+        return count
+
     async def _on_message(self, msg) -> None:
-        data = msg.data
+        if self.held is not None:
+            self.held.append(msg.data)
+        else:
+            self._apply(msg.data)
+
+    def _apply_set(self, replicate_body: bytes) -> None:
+        """A SET decided on another node: into the owner, then to every worker."""
+        body = _NO_ORIGIN + replicate_body[_REPLICATE_HEAD:]
+        self.router.receive_link(self.link, bus.record(bus.REPLICATE, body))
+        for link in self.router.peer_links():
+            if link is not self.link:
+                link.send_record(bus.REPLICATE, body)
+
+    def _apply(self, data: bytes) -> None:
         kind = data[0]
         if self.link is None or self.link.closed:
             return
@@ -140,11 +187,7 @@ class NatsBridge:
             payload = frame[ws_payload_start(frame) + 4:]
             self.router.receive_link(self.link, bus.record(bus.PUB_REQ, bus.request_head(0, 0, "") + payload))
         elif kind == bus.REPLICATE:
-            body = _NO_ORIGIN + data[1 + _REPLICATE_HEAD:]
-            self.router.receive_link(self.link, bus.record(bus.REPLICATE, body))
-            for link in self.router.peer_links():
-                if link is not self.link:
-                    link.send_record(bus.REPLICATE, body)
+            self._apply_set(data[1:])
 
     # --- NATS connection events ------------------------------------------------------
 
@@ -168,6 +211,6 @@ def node_name(config) -> str:
 
 async def start_bridge(router, config) -> NatsBridge:
     bridge = NatsBridge(router, [u.strip() for u in config.cluster_nats.split(",") if u.strip()],
-                        node_name(config))
+                        node_name(config), config.cluster_bucket)
     await bridge.start()
     return bridge
