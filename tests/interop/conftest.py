@@ -26,6 +26,7 @@ from typing import Any, Callable, Optional
 import pytest
 from clasp import Clasp
 
+from tests.cluster_nats.nodes import nodes_factory, nodes_wanted
 from tests.support import router_factory, wait_changed
 
 JS_DIR = Path(__file__).resolve().parent / "js"
@@ -35,22 +36,31 @@ DEFAULT_TIMEOUT = 5.0
 
 # ----------------------------------------------------------------------- routers
 
-@pytest.fixture(scope="module", params=[1, 8], ids=["1-worker", "8-workers"])
+@pytest.fixture(scope="module", params=[2] if nodes_wanted() else [1, 8],
+                ids=["2-workers"] if nodes_wanted() else ["1-worker", "8-workers"])
 def workers(request) -> int:
     """Every interop test runs against a single-process router and against
     ``--workers 8``: the clients must not be able to tell the difference."""
     return request.param
 
 
+def _routers(workers):
+    """One router, or with ``CLASP_FAST_TEST_NODES=N`` N clasp-fast nodes joined through
+    NATS with the clients spread over them (tests/cluster_nats/nodes.py)."""
+    if nodes_wanted():
+        return nodes_factory(nodes_wanted(), workers)
+    return router_factory(workers=workers)
+
+
 @pytest.fixture(scope="module")
 def shared_router(workers):
-    with router_factory(workers=workers) as start:
+    with _routers(workers) as start:
         yield start()
 
 
 @pytest.fixture
 def router_process(workers):
-    with router_factory(workers=workers) as start:
+    with _routers(workers) as start:
         yield start
 
 
