@@ -18,6 +18,7 @@ SYNC_DONE: int
 DUP: int
 PUB_REQ: int
 BARRIER: int
+CLUSTER: int
 REQUESTS: tuple[int, ...]
 HELLO_SIZE: int
 

@@ -102,6 +102,8 @@ class ClusterNode:
         self.syncing: set[int] = set()
         self.sync_done = asyncio.Event()
         self.server: Optional[asyncio.AbstractServer] = None
+        #: cluster mode: called with True/False when the node's NATS link comes and goes
+        self.on_cross_node = None
         router.attach_cluster(self, index, holding=restarted and index == OWNER)
 
     @property
@@ -167,6 +169,11 @@ class ClusterNode:
     def peer_synced(self, index: int) -> None:
         """Worker ``index`` has sent us its whole state (R_SYNC_DONE)."""
         self.syncing.discard(index)
+
+    def cross_node_link(self, up: bool) -> None:
+        """The owner says the node's NATS link is up or down (R_CLUSTER)."""
+        if self.on_cross_node is not None:
+            self.on_cross_node(up)
 
     def _finish_sync(self) -> None:
         log.info("worker %d: state synced from peers (%d params)", self.index, self.router.param_count)

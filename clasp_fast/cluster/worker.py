@@ -62,10 +62,13 @@ async def _serve(config: Config, index: int, nworkers: int, group: str, listener
     node = ClusterNode(router, index, nworkers, group, listener, restarted=restarted)
     server = ClaspServer(config, router=router, limits=limits, reuse_port=True)
     bridge = None
+    if config.cluster_nats:
+        server.cross_node_up = True
+        node.on_cross_node = lambda up: setattr(server, "cross_node_up", up)
     if config.cluster_nats and index == 0:
         # the owner is the node's one NATS client (docs/cluster.md); nats is imported only here
         from .nats.bridge import start_bridge
-        bridge = await start_bridge(router, config)
+        bridge = await start_bridge(router, config, on_link=node.on_cross_node)
         linked = node.start
 
         async def start_and_catch_up():

@@ -63,6 +63,8 @@ class ClaspServer:
         self.reuse_port = reuse_port
         self.sock = sock
         self.accepting = False
+        #: cluster mode: whether this node's NATS link is up (None: a standalone router)
+        self.cross_node_up: Optional[bool] = None
         self.refusals = 0
         self.edge: Optional[Edge] = None
         self._server: Optional[asyncio.AbstractServer] = None

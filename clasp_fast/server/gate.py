@@ -201,6 +201,9 @@ class HandshakeGate(asyncio.Protocol):
         if path == "/readyz" and not self.server.accepting:
             return self._reply("503 Service Unavailable", b"not accepting connections\n",
                                head_only=method == "HEAD")
+        if path == "/readyz" and self.server.cross_node_up is False:
+            return self._reply("503 Service Unavailable", b"NATS unreachable: serving this node's "
+                               b"clients only, the other nodes do not see them\n", head_only=method == "HEAD")
         self._reply("200 OK", b"ok\n", head_only=method == "HEAD")
 
     def _reply(self, status: str, body: bytes, head_only: bool = False, extra: str = ""):

@@ -31,6 +31,8 @@ _METRICS = [
      lambda s: s.refusals),
     ("clasp_pending_requests", "gauge", "requests waiting for the state owner (workers)",
      lambda s: len(s.router.pending)),
+    ("clasp_cluster_nats_up", "gauge", "1 while this node's NATS link is up (cluster mode only)",
+     lambda s: None if s.cross_node_up is None else int(s.cross_node_up)),
 ]
 
 
@@ -38,7 +40,9 @@ def render(server, worker: Optional[int]) -> bytes:
     label = f'{{worker="{worker}"}}' if worker is not None else ""
     lines = []
     for name, kind, help_text, get in _METRICS:
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name}{label} {get(server)}"]
+        value = get(server)
+        if value is not None:
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name}{label} {value}"]
     return ("\n".join(lines) + "\n").encode()
 
 

@@ -23,6 +23,14 @@ bucket (``bucket.py``; a core publish on the key's subject, in the same ordered 
 of publishes, so the bucket holds the last decision per address).  A starting node reads
 the bucket (``catch_up``) into its owner and workers before its owner takes clients;
 frames that arrive from other nodes meanwhile are held and applied after it.
+
+**NATS loss**: the node keeps serving its own clients; the bridge logs it, tells the
+workers (R_CLUSTER: ``/readyz`` answers 503 with the reason, ``clasp_cluster_nats_up`` is
+0) and lets nats-py queue the outgoing frames.  Once ``cluster.queue_size`` bytes are
+queued the owner refuses SETs with ERROR 503 (``Router.cross_node_full``) instead of
+deciding writes the other nodes would never see.  When NATS returns, nats-py sends the
+queue, and the node re-reads the bucket (``catch_up``: params newer than its own) for
+what the other nodes decided meanwhile.
 """
 from __future__ import annotations
 
@@ -35,9 +43,9 @@ from typing import Optional
 import nats
 
 from ..._native import bus
-from ...protocol import peek
+from ...protocol import decode_frame, peek
 from . import subjects
-from .bucket import open_bucket
+from .bucket import open_bucket, with_jetstream
 
 log = logging.getLogger("clasp_fast.cluster.nats")
 
@@ -55,8 +63,13 @@ def ws_payload_start(frame: bytes) -> int:
 
 
 class NatsBridge:
-    def __init__(self, router, servers: list[str], node_name: str, bucket: str):
+    def __init__(self, router, servers: list[str], node_name: str, bucket: str, queue_size: int,
+                 on_link=None):
         self.router = router
+        self.queue_size = queue_size
+        self.queued = 0                     # bytes written while NATS is away
+        self.up = False
+        self.on_link = on_link              # called with True/False as NATS comes and goes
         self.servers = servers
         self.node_name = node_name
         self.bucket = bucket
@@ -74,7 +87,8 @@ class NatsBridge:
         self.nc = await nats.connect(self.servers, name=self.node_name, no_echo=True,
                                      max_reconnect_attempts=-1, reconnect_time_wait=0.5,
                                      disconnected_cb=self._disconnected, reconnected_cb=self._reconnected,
-                                     error_cb=self._error)
+                                     error_cb=self._error, pending_size=2 * self.queue_size + 65536)
+        self.up = True
         self.kv = await open_bucket(self.nc.jetstream(), self.bucket)
         self.link = self.router.link_up(BRIDGE, False, self, False)
         self.router.on_record(self.link, bus.INTEREST, bus.interest(True, "/**", ALL_SIGNALS))
@@ -129,6 +143,13 @@ class NatsBridge:
                 batch.append((f"$KV.{self.bucket}.{subjects.key(address)}", body))
         if batch:
             self.out.put_nowait(batch)
+            if not self.up:
+                self.queued += n
+                if self.queued + 65536 >= self.queue_size and not self.router.cross_node_full:
+                    log.error("cluster: node %s has queued %d bytes for NATS (cluster.queue_size %d): "
+                              "SETs are refused with 503 until NATS returns", self.node_name,
+                              self.queued, self.queue_size)
+                    self.router.cross_node_full = True
 
     async def _send_loop(self) -> None:
         while True:
@@ -144,16 +165,17 @@ class NatsBridge:
     # --- frames from other nodes -----------------------------------------------------
 
     async def catch_up(self, timeout: float = 30.0) -> int:
-        """Reads the bucket into the node (owner and workers), then applies the frames that
-        other nodes sent meanwhile.  Returns the number of params read."""
+        """Reads the bucket into the node (owner and workers): each param whose revision is
+        newer than the node's; then applies the frames that other nodes sent meanwhile.
+        Returns the number of params taken."""
         count = 0
-        watcher = await self.kv.watchall()
+        watcher = await with_jetstream(self.kv.watchall)
         try:
             while True:
                 entry = await watcher.updates(timeout)
                 if entry is None:           # the end of the current values
                     break
-                if entry.value:
+                if entry.value and self._newer(entry.value):
                     self._apply_set(entry.value)
                     count += 1
         finally:
@@ -169,6 +191,11 @@ class NatsBridge:
             self.held.append(msg.data)
         else:
             self._apply(msg.data)
+
+    def _newer(self, replicate_body: bytes) -> bool:
+        frame = bus.replicate_frame(replicate_body)
+        msg = decode_frame(frame[ws_payload_start(frame):]).message
+        return msg.revision > self.router.param_state(msg.address)[0]
 
     def _apply_set(self, replicate_body: bytes) -> None:
         """A SET decided on another node: into the owner, then to every worker."""
@@ -192,12 +219,32 @@ class NatsBridge:
     # --- NATS connection events ------------------------------------------------------
 
     async def _disconnected(self) -> None:
-        if not self.closing:
-            log.warning("cluster: node %s lost NATS; serving local clients only until it returns",
-                        self.node_name)
+        if self.closing or not self.up:
+            return
+        self.up = False
+        log.warning("cluster: node %s lost NATS; serving its own clients only until it returns "
+                    "(/readyz 503, clasp_cluster_nats_up 0)", self.node_name)
+        self._tell(False)
 
     async def _reconnected(self) -> None:
-        log.warning("cluster: node %s is connected to NATS again", self.node_name)
+        self.up, self.queued = True, 0
+        self.router.cross_node_full = False
+        log.warning("cluster: node %s is connected to NATS again; re-reading bucket %s",
+                    self.node_name, self.bucket)
+        self._tell(True)
+        try:
+            await self.catch_up()
+        except Exception as exc:
+            log.error("cluster: node %s could not re-read bucket %s after NATS returned: %s",
+                      self.node_name, self.bucket, exc)
+
+    def _tell(self, up: bool) -> None:
+        """The node's workers (R_CLUSTER) and its own server learn the NATS link's state."""
+        for link in self.router.peer_links():
+            if link is not self.link:
+                link.send_record(bus.CLUSTER, bytes((up,)))
+        if self.on_link is not None:
+            self.on_link(up)
 
     async def _error(self, exc) -> None:
         if not self.closing:
@@ -209,8 +256,8 @@ def node_name(config) -> str:
     return config.cluster_node or f"{socket.gethostname()}-{config.port}"
 
 
-async def start_bridge(router, config) -> NatsBridge:
+async def start_bridge(router, config, on_link=None) -> NatsBridge:
     bridge = NatsBridge(router, [u.strip() for u in config.cluster_nats.split(",") if u.strip()],
-                        node_name(config), config.cluster_bucket)
+                        node_name(config), config.cluster_bucket, config.cluster_queue_size, on_link)
     await bridge.start()
     return bridge

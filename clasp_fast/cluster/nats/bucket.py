@@ -13,6 +13,7 @@ two minutes loses acknowledged writes on power loss.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from nats.js.api import KeyValueConfig, StorageType
@@ -23,8 +24,30 @@ log = logging.getLogger("clasp_fast.cluster.nats")
 REPLICAS = 3
 
 
-async def open_bucket(js, name: str):
+async def open_bucket(js, name: str, timeout: float = 30.0):
     """The bucket ``name``, created (file storage, 3 replicas, else 1) if it does not exist."""
+    return await with_jetstream(lambda: _open(js, name), timeout)
+
+
+async def with_jetstream(call, timeout: float = 30.0):
+    """``await call()``, retried for up to ``timeout`` s while JetStream does not answer (a
+    JetStream cluster that just started, or lost a server, elects leaders first); then
+    RuntimeError naming the problem."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            return await call()
+        except (asyncio.TimeoutError, APIError) as exc:
+            if isinstance(exc, APIError) and exc.code not in (None, 503):
+                raise
+            if loop.time() > deadline:
+                raise RuntimeError(f"JetStream did not answer within {timeout:.0f} s ({exc!r}): the NATS "
+                                   f"servers of cluster.nats_url must run with JetStream enabled") from exc
+            await asyncio.sleep(0.5)
+
+
+async def _open(js, name: str):
     try:
         return await js.key_value(name)
     except (BucketNotFoundError, NotFoundError):

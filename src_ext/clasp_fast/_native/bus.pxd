@@ -31,6 +31,7 @@ cdef enum:
     R_DUP = 15              # u64 seq, u64 revision: that request was applied already
     R_PUB_REQ = 16          # request head, PUBLISH payload (seq 0: a copy, no answer)
     R_BARRIER = 17          # request head, the read it holds back: R_DONE once earlier decisions are sent
+    R_CLUSTER = 18          # u8 up: the node's NATS link is up (1) or down (0) (owner -> workers)
 
     RECORD_HEAD = 5         # u32 length + u8 kind
     # request head: u64 seq, u8 qos, u8 id length, id (the session that sent it)

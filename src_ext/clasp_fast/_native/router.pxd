@@ -56,6 +56,7 @@ cdef class Router(Hub):
     cdef list links                     # worker index -> PeerLink (None: not connected)
     cdef readonly object cluster        # the Python-level node (clasp_fast.cluster.node)
     cdef readonly bint holding          # owner syncing after a restart: queue requests
+    cdef public bint cross_node_full    # owner: the NATS bridge's queue is full: SETs get 503
     cdef list held_requests             # (link, kind, body) queued while holding
     cdef dict peer_subs                 # worker -> {(pattern, mask): Subscription} it routes to
     cdef uint32_t peer_sub_ids

@@ -45,7 +45,7 @@ from clasp_fast._native.wire cimport (
 from clasp_fast._native.outbox cimport Hub, Endpoint, Session, PeerLink
 from clasp_fast._native.bus cimport (
     R_INTEREST, R_PUBLISH, R_SET_REQ, R_REPLICATE, R_REJECT, R_BUNDLE_REQ, R_DONE, R_RELEASE, R_HOLDER,
-    R_ANNOUNCE, R_SYNC_REQ, R_SYNC_PARAM, R_SYNC_DONE, R_DUP, R_PUB_REQ, R_BARRIER, RECORD_HEAD, REQUEST_HEAD, REQUEST_HEAD_MAX, DONE_SIZE, REPLICATE_HEAD,
+    R_ANNOUNCE, R_SYNC_REQ, R_SYNC_PARAM, R_SYNC_DONE, R_DUP, R_PUB_REQ, R_BARRIER, R_CLUSTER, RECORD_HEAD, REQUEST_HEAD, REQUEST_HEAD_MAX, DONE_SIZE, REPLICATE_HEAD,
     STATE_MAX, write_request_head, request_head_size, write_done, write_state, state_size, apply_state)
 from clasp_fast._native.clock cimport Clock
 from clasp_fast._native.snapshot cimport (SnapshotWriter, write_snapshot, params_where, SNAPSHOT_HEAD,
@@ -78,6 +78,7 @@ cdef enum:
     E_LOCKED = 423
     E_LIMIT = 429
     E_UNSUPPORTED = 501
+    E_UNAVAILABLE = 503
 
 _TYPE_NAMES = {0: "null", 1: "bool", 2: "i8", 3: "i16", 4: "i32", 5: "i64", 6: "f32", 7: "f64",
                8: "string", 9: "bytes", 10: "array", 11: "map"}
@@ -370,6 +371,12 @@ cdef class Router(Hub):
         cdef MatchList* ml
         cdef uint8_t head[REPLICATE_HEAD + STATE_MAX]
         cdef PeerLink link
+        if self.cross_node_full:
+            address = addr[:v.addr_len].decode()
+            return self._write_error(local, origin, seq, E_UNAVAILABLE,
+                                     f"{address} was not written: this node cannot reach the "
+                                     f"other nodes (NATS) and its cross-node queue "
+                                     f"(cluster.queue_size) is full; retry later", address)
         if prm != NULL and param_expired(prm, now):
             self.params.remove(prm)
             prm = NULL
@@ -1411,6 +1418,8 @@ cdef class Router(Hub):
         elif kind == R_SYNC_DONE:
             self.merge_applied(bus.parse_sync_done(body))
             self.cluster.peer_synced(link.index)
+        elif kind == R_CLUSTER:
+            self.cluster.cross_node_link(body[0] == 1)
         else:
             log.error("bus: unknown record kind %d from worker %d", kind, link.index)
 
