@@ -67,7 +67,11 @@ async def _serve(config: Config, index: int, nworkers: int, group: str, listener
         node.on_cross_node = lambda up: setattr(server, "cross_node_up", up)
     if config.cluster_nats and index == 0:
         # the owner is the node's one NATS client (docs/cluster.md); nats is imported only here
-        from .nats.bridge import start_bridge
+        try:
+            from .nats.bridge import start_bridge
+        except ImportError as exc:
+            raise RuntimeError(f"cluster.nats_url is set but the NATS client cannot be imported ({exc}): "
+                               f"pip install 'clasp-fast[cluster]'") from None
         bridge = await start_bridge(router, config, on_link=node.on_cross_node)
         linked = node.start
 

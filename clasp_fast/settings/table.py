@@ -144,6 +144,11 @@ RULES: list[Rule] = [
          lambda v: v["port"] != 0 or v["workers"] == 1,
          "server.port 0 (any free port) cannot be used with server.workers > 1: the workers "
          "must share one port; pick a port (--port)"),
+    Rule(("cluster_nats", "workers"),
+         lambda v: v["cluster_nats"] is None or 2 <= v["workers"] < MAX_WORKERS,
+         "cluster.nats_url needs server.workers from 2 to %d: worker 0 is the node's NATS client "
+         "and state owner, its link to NATS takes the last worker slot; use --workers 2 or more"
+         % (MAX_WORKERS - 1)),
     Rule(("metrics_port", "workers"),
          lambda v: v["metrics_port"] == 0 or v["metrics_port"] + v["workers"] - 1 <= 65535,
          "metrics.port + server.workers - 1 must be a TCP port (worker i serves metrics on "
