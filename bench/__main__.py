@@ -165,6 +165,10 @@ def main(argv=None) -> int:
                     return w_targets[w]
                 results += scenarios.workers(ctx, make)
                 continue
+            if sc == "nodes":
+                extra = shlex.split(args.router_args)
+                results += scenarios.nodes(ctx, targets.clasp_fast(2, extra), targets.clasp_fast_nodes(2, extra))
+                continue
             sizes = profile.get("baseline_sizes", {})
             modes = profile["baselines"].get(sc, [])
             if sc in scenarios.FLOW_SCENARIOS:

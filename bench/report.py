@@ -449,6 +449,21 @@ def markdown(data: dict) -> str:
                      f"{', '.join(f'pid {k}: {v}' for k, v in split.items()) if split else 'one process'} |")
         L.append("")
 
+    # nodes
+    nd = [r for r in results if r.get("scenario") == "nodes"]
+    if nd:
+        L.append("## Two nodes through NATS (fan-out, publisher on one node, subscribers on the other)")
+        L.append("")
+        L.append("| nodes | variant | deliveries/s | router CPU (all nodes) | loss | out of order |")
+        L.append("|---|---|---|---|---|---|")
+        for r in nd:
+            if not _ok(r):
+                L.append(f"| {r.get('nodes', '?')} | {r.get('variant')} | failed: {r['error'][:80]} | | | |")
+                continue
+            L.append(f"| {r['nodes']} | {r['variant']} | {_mmm(r)} | {_pct(r['router_cpu_pct'])} | "
+                     f"{r['loss']} | {r['out_of_order']} |")
+        L.append("")
+
     # generator vs router
     L.append("## Is the generator the bottleneck?")
     L.append("")

@@ -392,7 +392,9 @@ class FlowRun:
             layout += [[ps] for ps in pub_specs]
         for i, parts in enumerate(layout):
             off = (i * 37) % 200
-            spec = {"role": "multi", "parts": parts, "url": server.url, "board": self.board_path,
+            # (two nodes: the publishers on the other node than the subscribers)
+            url = server.url if any(pt["role"] == "subs" for pt in parts) else getattr(server, "pub_url", server.url)
+            spec = {"role": "multi", "parts": parts, "url": url, "board": self.board_path,
                     "board_subs": flow.subs, "ips": SOURCE_IPS[off:] + SOURCE_IPS[:off],
                     "setup_timeout": 120 + flow.subs / 20}
             g = GenProc(ctx, f"{flow.scenario}-{target.name}-{i}", spec, tuple(self.efds))
@@ -670,6 +672,19 @@ def workers(ctx: Ctx, make_target) -> list[dict]:
     out = run_flows(ctx, pairs)
     for (t, _), r in zip(pairs, out):
         r["workers"] = t.workers
+    return out
+
+
+def nodes(ctx: Ctx, one_node: Target, two_nodes: Target) -> list[dict]:
+    """Fan-out 1 → N with the publisher and the subscribers on different nodes (NATS
+    between them) against the same on one node (each node ``--workers 2``)."""
+    c = ctx.profile["nodes"]
+    flow = Flow("nodes", f"1 → {c['subs']}", subs=c["subs"], patterns=["/bench/**"],
+                sub_procs=sub_procs_for(c["subs"]), address="/bench/fan/x", block=c["block"],
+                window=ctx.profile["window"], colocate=False)
+    out = run_flows(ctx, [(one_node, flow), (two_nodes, flow)])
+    for t, r in zip((one_node, two_nodes), out):
+        r["nodes"] = 2 if t is two_nodes else 1
     return out
 
 

@@ -3,7 +3,9 @@
 * ``clasp-fast`` (``--workers N``), started as ``python -m clasp_fast`` with the
   connection limits off (the bench opens thousands of connections from 127.0.0.x);
 * ``ceiling-tick`` / ``ceiling-send``: the bare picows forwarder (bench/ceiling.py);
-* ``peer``: any other CLASP router, started by ``--peer 'COMMAND {port}'``.
+* ``peer``: any other CLASP router, started by ``--peer 'COMMAND {port}'``;
+* ``clasp-fast-nodes``: two clasp-fast nodes (``--workers 2`` each) joined through a
+  nats-server (docs/cluster.md); subscribers connect to one node, publishers to the other.
 
 Every server runs pinned to the router CPU(s), in its own process group, and is
 stopped (SIGTERM, then SIGKILL of the group) when its scenario ends.
@@ -95,6 +97,53 @@ class Target:
                 time.sleep(0.05)
             time.sleep(0.3)
         return Server(self, p, host, port)
+
+
+@dataclass
+class NodesServer:
+    """Two clasp-fast nodes and their nats-server, as one server of a scenario: ``url`` is
+    the node the subscribers use, ``pub_url`` the node the publishers use."""
+    target: "Target"
+    nats: object
+    nodes: list
+
+    host = property(lambda self: self.nodes[1].host)
+    port = property(lambda self: self.nodes[1].port)
+    url = property(lambda self: self.nodes[1].url)
+    pub_url = property(lambda self: self.nodes[0].url)
+
+    def pids(self) -> list[int]:
+        return [p for n in self.nodes for p in n.pids()]
+
+    def alive(self) -> bool:
+        return all(n.alive() for n in self.nodes)
+
+    def stop(self) -> None:
+        for n in self.nodes:
+            n.stop()
+        self.nats.stop()
+
+
+class NodesTarget(Target):
+    def start(self, cpus, log_dir: Path, host: str = "127.0.0.1", timeout: float = 30.0) -> NodesServer:
+        from .nats_servers import NatsServer
+        nats = NatsServer(log_dir, f"nats-{procs.free_port(host)}").start()
+        nodes = []
+        try:
+            for name in ("a", "b"):
+                node = Target(f"{self.name}-{name}", "clasp-fast", workers=self.workers,
+                              extra_args=[*self.extra_args, "--cluster-nats", nats.url, "--cluster-node", name])
+                nodes.append(node.start(cpus, log_dir, host, timeout))
+        except Exception:
+            for n in nodes:
+                n.stop()
+            nats.stop()
+            raise
+        return NodesServer(self, nats, nodes)
+
+
+def clasp_fast_nodes(workers: int = 2, extra_args=()) -> Target:
+    return NodesTarget("clasp-fast-2-nodes", "clasp-fast", workers=workers, extra_args=list(extra_args))
 
 
 def clasp_fast(workers: int = 1, extra_args=()) -> Target:

@@ -1,9 +1,9 @@
 """Fixtures of the NATS cluster tests: ``nats_server`` (one nats-server with JetStream)
 and ``nats_cluster`` (three, routed, one JetStream cluster), on loopback ports, in a
-temporary directory, stopped at the end (tests/cluster_nats/nats_servers.py)."""
+temporary directory, stopped at the end (bench/nats_servers.py)."""
 import pytest
 
-from tests.cluster_nats.nats_servers import NatsCluster, NatsServer, nats_server_binary
+from bench.nats_servers import NatsCluster, NatsServer, nats_server_binary
 
 
 @pytest.fixture

@@ -47,7 +47,7 @@ class Nodes:
 def nodes_factory(count: int, workers: int):
     """Yields ``start(*cli_args)`` that starts ``count`` nodes on a fresh nats-server each
     time and returns them as ``Nodes``; everything is stopped at the end."""
-    from tests.cluster_nats.nats_servers import NatsServer
+    from bench.nats_servers import NatsServer
     servers = []
     with tempfile.TemporaryDirectory(prefix="clasp-nats-") as tmp, router_factory(workers=workers) as start:
         def start_nodes(*args: str) -> Nodes:

