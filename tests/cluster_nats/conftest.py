@@ -26,3 +26,7 @@ def nats_cluster(tmp_path):
         yield cluster
     finally:
         cluster.stop()
+
+
+# the real clients' fixtures (tests/interop/conftest.py)
+from tests.interop.conftest import js_clients, node_env, py_clients  # noqa: E402,F401
