@@ -5,11 +5,12 @@ one place that sees every SET decision and every PUBLISH of the node in the node
 order.  The bridge is a bus peer of the owner, a ``PeerLink`` with index ``BRIDGE``
 whose transport is this object:
 
-* **out**: the owner's per-tick output to the link (``write``) is bus records; each
+* **out**: the owner's per-tick output to the link (``write``) is bus records; the
   R_PUBLISH (a ready PUBLISH frame; the link subscribes to ``/**``) and R_REPLICATE (a
-  decided SET: state + ready frame) is published unchanged, kind byte in front, on the
-  subject of its address (``subjects.subject``).  One task publishes in order; nats-py
-  batches the writes in its flusher.
+  decided SET: state + ready frame) records are published unchanged, in the bus's record
+  layout, on the subject of their address (``subjects.subject``): consecutive records of
+  one address in one tick travel as one NATS message.  One task publishes in order;
+  nats-py batches the writes in its flusher.
 * **in**: a frame from another node enters the owner as if a local worker had sent it:
   a PUBLISH as an R_PUB_REQ copy (the owner delivers it to its sessions and forwards it
   to the interested workers, not back to the bridge), a SET as an R_REPLICATE (stored,
@@ -19,8 +20,8 @@ whose transport is this object:
 The connection uses ``no_echo``: NATS does not hand a node its own frames back.
 
 **State**: each decided SET is also written, unchanged, to the cluster's key-value
-bucket (``bucket.py``; a core publish on the key's subject, in the same ordered stream
-of publishes, so the bucket holds the last decision per address).  A starting node reads
+bucket (``bucket.py``; the last one per address of each tick, published in the same
+ordered stream as the routed frames, acknowledged by JetStream and retried until it is).  A starting node reads
 the bucket (``catch_up``) into its owner and workers before its owner takes clients;
 frames that arrive from other nodes meanwhile are held and applied after it.
 
@@ -54,6 +55,7 @@ ALL_SIGNALS = 0xFF
 _LEN = struct.Struct(">I")
 _NO_ORIGIN = bytes((BRIDGE,)) + bytes(8)     # R_REPLICATE head: origin = bridge, seq 0
 _REPLICATE_HEAD = len(_NO_ORIGIN)
+_COPY_HEAD = bus.request_head(0, 0, "")          # R_PUB_REQ head: a copy, no answer
 
 
 def ws_payload_start(frame: bytes) -> int:
@@ -80,6 +82,9 @@ class NatsBridge:
         self.out: asyncio.Queue = asyncio.Queue()
         self.sender: Optional[asyncio.Task] = None
         self.closing = False
+        self.subject_cache: dict[str, tuple[str, str]] = {}
+        self.js = None
+        self.unstored: dict[str, bytes] = {}     # bucket writes not yet acknowledged, by subject
 
     # --- start, stop -----------------------------------------------------------------
 
@@ -89,7 +94,8 @@ class NatsBridge:
                                      disconnected_cb=self._disconnected, reconnected_cb=self._reconnected,
                                      error_cb=self._error, pending_size=2 * self.queue_size + 65536)
         self.up = True
-        self.kv = await open_bucket(self.nc.jetstream(), self.bucket)
+        self.js = self.nc.jetstream()
+        self.kv = await open_bucket(self.js, self.bucket)
         self.link = self.router.link_up(BRIDGE, False, self, False)
         self.router.on_record(self.link, bus.INTEREST, bus.interest(True, "/**", ALL_SIGNALS))
         await self.nc.subscribe(subjects.ROOT + ".>", cb=self._on_message)
@@ -122,26 +128,42 @@ class NatsBridge:
     def close(self) -> None:
         self.closing = True
 
+    def _subjects(self, address: str) -> tuple[str, str]:
+        """(routing subject, bucket subject) of ``address`` (cached)."""
+        got = self.subject_cache.get(address)
+        if got is None:
+            if len(self.subject_cache) >= 65536:
+                self.subject_cache.clear()
+            got = self.subject_cache[address] = (subjects.subject(address),
+                                                 f"$KV.{self.bucket}.{subjects.key(address)}")
+        return got
+
     def write(self, data: bytes) -> None:
         """One tick of the owner's records for the bridge link."""
         pos, n = 0, len(data)
-        batch = []
+        batch = []              # [subject, start, end] runs of records of one address
+        latest = {}             # bucket subject -> the last R_REPLICATE body of the tick
         while pos + 5 <= n:
             (size,) = _LEN.unpack_from(data, pos)
             kind = data[pos + 4]
-            body = data[pos + 5:pos + 4 + size]
-            pos += 4 + size
+            start, pos = pos, pos + 4 + size
             if kind == bus.PUBLISH:
-                frame = body
+                frame = data[start + 5:pos]
             elif kind == bus.REPLICATE:
-                frame = bus.replicate_frame(body)
+                frame = bus.replicate_frame(data[start + 5:pos])
             else:
                 continue            # R_DONE, R_HOLDER, …: local bookkeeping, not cluster traffic
             _, address = peek(frame[ws_payload_start(frame):])
-            batch.append((subjects.subject(address), bytes((kind,)) + body))
+            subject, kv_subject = self._subjects(address)
+            if batch and batch[-1][0] == subject and batch[-1][2] == start:
+                batch[-1][2] = pos
+            else:
+                batch.append([subject, start, pos])
             if kind == bus.REPLICATE:
-                batch.append((f"$KV.{self.bucket}.{subjects.key(address)}", body))
+                latest[kv_subject] = data[start + 5:pos]
         if batch:
+            batch = [(subject, data[a:b], False) for subject, a, b in batch]
+            batch += [(subject, body, True) for subject, body in latest.items()]
             self.out.put_nowait(batch)
             if not self.up:
                 self.queued += n
@@ -156,11 +178,33 @@ class NatsBridge:
             batch = await self.out.get()
             if batch is None:
                 return
-            for subject, payload in batch:
+            for subject, payload, stored in batch:
                 try:
-                    await self.nc.publish(subject, payload)
+                    if stored:
+                        self._store(subject, payload)
+                    else:
+                        await self.nc.publish(subject, payload)
                 except Exception as exc:
                     log.error("cluster: a frame for %s was not sent to NATS: %s", subject, exc)
+
+    def _store(self, kv_subject: str, body: bytes) -> None:
+        """Writes a decided SET to the bucket: JetStream acknowledges it, and until it has,
+        the write is retried (unless a newer write of that key replaced it meanwhile).  One
+        task per write; tasks start in order, so the writes of a key reach NATS in order."""
+        self.unstored[kv_subject] = body
+        asyncio.get_running_loop().create_task(self._store_until_acked(kv_subject, body))
+
+    async def _store_until_acked(self, kv_subject: str, body: bytes) -> None:
+        while self.unstored.get(kv_subject) is body and not self.closing:
+            try:
+                await self.js.publish(kv_subject, body, timeout=2)
+            except Exception as exc:
+                log.warning("cluster: bucket write for %s not acknowledged (%s); retrying", kv_subject, exc)
+                await asyncio.sleep(0.2)
+                continue
+            if self.unstored.get(kv_subject) is body:
+                del self.unstored[kv_subject]
+            return
 
     # --- frames from other nodes -----------------------------------------------------
 
@@ -182,7 +226,7 @@ class NatsBridge:
             await watcher.stop()
         held, self.held = self.held, None
         for data in held or ():
-            self._apply(data)
+            self._apply_records(data)
         log.info("cluster: node %s caught up from bucket %s (%d params)", self.node_name, self.bucket, count)
         return count
 
@@ -190,7 +234,7 @@ class NatsBridge:
         if self.held is not None:
             self.held.append(msg.data)
         else:
-            self._apply(msg.data)
+            self._apply_records(msg.data)
 
     def _newer(self, replicate_body: bytes) -> bool:
         frame = bus.replicate_frame(replicate_body)
@@ -198,23 +242,34 @@ class NatsBridge:
         return msg.revision > self.router.param_state(msg.address)[0]
 
     def _apply_set(self, replicate_body: bytes) -> None:
-        """A SET decided on another node: into the owner, then to every worker."""
-        body = _NO_ORIGIN + replicate_body[_REPLICATE_HEAD:]
-        self.router.receive_link(self.link, bus.record(bus.REPLICATE, body))
-        for link in self.router.peer_links():
-            if link is not self.link:
-                link.send_record(bus.REPLICATE, body)
+        """A SET decided on another node (an R_REPLICATE body): into the owner, then to every
+        worker."""
+        self._apply_records(bus.record(bus.REPLICATE, replicate_body))
 
-    def _apply(self, data: bytes) -> None:
-        kind = data[0]
+    def _apply_records(self, data: bytes) -> None:
+        """Bus records from another node: PUBLISHes enter the owner as forwarded copies
+        (R_PUB_REQ, sequence 0), SETs as replicates that the workers get too."""
         if self.link is None or self.link.closed:
             return
-        if kind == bus.PUBLISH:
-            frame = data[1:]
-            payload = frame[ws_payload_start(frame) + 4:]
-            self.router.receive_link(self.link, bus.record(bus.PUB_REQ, bus.request_head(0, 0, "") + payload))
-        elif kind == bus.REPLICATE:
-            self._apply_set(data[1:])
+        own, sets = [], []
+        pos, n = 0, len(data)
+        while pos + 5 <= n:
+            (size,) = _LEN.unpack_from(data, pos)
+            kind = data[pos + 4]
+            body = data[pos + 5:pos + 4 + size]
+            pos += 4 + size
+            if kind == bus.PUBLISH:
+                own.append(bus.record(bus.PUB_REQ, _COPY_HEAD + body[ws_payload_start(body) + 4:]))
+            elif kind == bus.REPLICATE:
+                body = _NO_ORIGIN + body[_REPLICATE_HEAD:]
+                own.append(bus.record(bus.REPLICATE, body))
+                sets.append(body)
+        self.router.receive_link(self.link, b"".join(own))
+        if sets:
+            for link in self.router.peer_links():
+                if link is not self.link:
+                    for body in sets:
+                        link.send_record(bus.REPLICATE, body)
 
     # --- NATS connection events ------------------------------------------------------
 
