@@ -129,6 +129,22 @@ def _find(results, scenario, target, variant=None) -> Optional[dict]:
     return None
 
 
+def _table_section(L: list, rows: list, title: str, columns: list, key_cells, cells) -> None:
+    """A ``## title`` section with one table row per result (``cells(r)``); a failed result
+    gets its ``key_cells(r)`` and the error."""
+    if not rows:
+        return
+    L += [f"## {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        if _ok(r):
+            row = cells(r)
+        else:
+            row = key_cells(r) + [f"failed: {r['error'][:80]}"]
+            row += [""] * (len(columns) - len(row))
+        L.append("| " + " | ".join(str(c) for c in row) + " |")
+    L.append("")
+
+
 def _ok(r) -> bool:
     return r is not None and "error" not in r
 
@@ -417,19 +433,12 @@ def markdown(data: dict) -> str:
         L.append("")
 
     # memory
-    mem = [r for r in results if r.get("scenario") == "memory"]
-    if mem:
-        L.append("## Memory per idle connection (router RSS)")
-        L.append("")
-        L.append("| target | connections | bytes per connection | RSS before → after (all server processes) |")
-        L.append("|---|---|---|---|")
-        for r in mem:
-            if not _ok(r):
-                L.append(f"| {r['target']} | {r['variant']} | failed: {r['error'][:80]} | |")
-                continue
-            L.append(f"| {r['target']} | {r['connections']:,} | {_mmm(r, lambda v: f'{v:,.0f}')} | "
-                     f"{r['rss_before_kb']:,} kB → {r['rss_after_kb']:,} kB |")
-        L.append("")
+    _table_section(
+        L, [r for r in results if r.get("scenario") == "memory"], "Memory per idle connection (router RSS)",
+        ["target", "connections", "bytes per connection", "RSS before → after (all server processes)"],
+        lambda r: [r["target"], r["variant"]],
+        lambda r: [r["target"], f"{r['connections']:,}", _mmm(r, lambda v: f"{v:,.0f}"),
+                   f"{r['rss_before_kb']:,} kB → {r['rss_after_kb']:,} kB"])
 
     # workers
     wk = [r for r in results if r.get("scenario") == "workers"]
@@ -450,19 +459,12 @@ def markdown(data: dict) -> str:
         L.append("")
 
     # nodes
-    nd = [r for r in results if r.get("scenario") == "nodes"]
-    if nd:
-        L.append("## Two nodes through NATS (fan-out, publisher on one node, subscribers on the other)")
-        L.append("")
-        L.append("| nodes | variant | deliveries/s | router CPU (all nodes) | loss | out of order |")
-        L.append("|---|---|---|---|---|---|")
-        for r in nd:
-            if not _ok(r):
-                L.append(f"| {r.get('nodes', '?')} | {r.get('variant')} | failed: {r['error'][:80]} | | | |")
-                continue
-            L.append(f"| {r['nodes']} | {r['variant']} | {_mmm(r)} | {_pct(r['router_cpu_pct'])} | "
-                     f"{r['loss']} | {r['out_of_order']} |")
-        L.append("")
+    _table_section(
+        L, [r for r in results if r.get("scenario") == "nodes"],
+        "Two nodes through NATS (fan-out, publisher on one node, subscribers on the other)",
+        ["nodes", "variant", "deliveries/s", "router CPU (all nodes)", "loss", "out of order"],
+        lambda r: [r.get("nodes", "?"), r.get("variant")],
+        lambda r: [r["nodes"], r["variant"], _mmm(r), _pct(r["router_cpu_pct"]), r["loss"], r["out_of_order"]])
 
     # generator vs router
     L.append("## Is the generator the bottleneck?")

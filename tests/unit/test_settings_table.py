@@ -14,7 +14,8 @@ from clasp_fast.settings.loader import load
 # values other settings need for a row's sample value to pass the rules across settings
 COMPANIONS = {"tls_enabled": {"tls_cert": "c.pem", "tls_key": "k.pem"},
               "tls_client_auth": {"tls_ca": "ca.pem"},
-              "proxy_protocol": {"trusted_proxies": "127.0.0.1"}}
+              "proxy_protocol": {"trusted_proxies": "127.0.0.1"},
+              "cluster_nats": {"workers": 2}}
 
 
 def sample(row):
@@ -168,3 +169,6 @@ def test_config_validate_applies_the_rules_across_settings():
     with pytest.raises(ConfigError, match="cannot be combined with server.tls.enabled"):
         Config(proxy_protocol=True, trusted_proxies=["127.0.0.1"], tls_enabled=True,
                tls_cert="c.pem", tls_key="k.pem").validate()
+    with pytest.raises(ConfigError, match="cluster.nats_url needs server.workers from 2 to 63"):
+        Config(cluster_nats="nats://127.0.0.1:4222").validate()
+    assert Config(cluster_nats="nats://127.0.0.1:4222", workers=2).validate().cluster_bucket == "clasp-state"
