@@ -42,6 +42,7 @@ import struct
 from typing import Optional
 
 import nats
+import nats.errors
 
 from ..._native import bus
 from ...protocol import decode_frame, peek
@@ -88,11 +89,19 @@ class NatsBridge:
 
     # --- start, stop -----------------------------------------------------------------
 
-    async def start(self) -> None:
-        self.nc = await nats.connect(self.servers, name=self.node_name, no_echo=True,
-                                     max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                                     disconnected_cb=self._disconnected, reconnected_cb=self._reconnected,
-                                     error_cb=self._error, pending_size=2 * self.queue_size + 65536)
+    async def start(self, timeout: float = 15.0) -> None:
+        """Connects (RuntimeError naming cluster.nats_url if no server answers within
+        ``timeout`` s), opens the bucket and attaches the link to the owner."""
+        try:
+            self.nc = await asyncio.wait_for(nats.connect(
+                self.servers, name=self.node_name, no_echo=True, max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5, disconnected_cb=self._disconnected,
+                reconnected_cb=self._reconnected, error_cb=self._error,
+                pending_size=2 * self.queue_size + 65536), timeout)
+        except (asyncio.TimeoutError, OSError, nats.errors.Error) as exc:
+            raise RuntimeError(f"no NATS server of cluster.nats_url ({', '.join(self.servers)}) answered "
+                               f"within {timeout:.0f} s ({type(exc).__name__}); start NATS or fix "
+                               f"--cluster-nats") from None
         self.up = True
         self.js = self.nc.jetstream()
         self.kv = await open_bucket(self.js, self.bucket)
@@ -302,7 +311,7 @@ class NatsBridge:
             self.on_link(up)
 
     async def _error(self, exc) -> None:
-        if not self.closing:
+        if not self.closing and self.up:
             log.warning("cluster: NATS: %s", exc)
 
 
