@@ -37,6 +37,7 @@ import socket
 import sys
 import time
 import traceback
+from typing import Optional
 
 import uvloop
 from picows import WSMsgType, ws_connect
@@ -139,18 +140,21 @@ class Base:
                 os.close(fd)
             self.board = Board(self.mm, spec["board_subs"])
 
-    async def connect(self, rx: Receiver, read_buffer: int = 16384, raw: bool = False):
-        """A picows client connection; ``raw``: on uvloop's own TCP transport, so that
-        ``rx.take_over()`` can later replace picows with the native RawReader."""
-        tr, _ = await ws_connect(lambda: rx, self.url, socket_factory=self.sources,
+    async def connect(self, rx: Receiver, read_buffer: int = 16384, raw: bool = False,
+                      url: Optional[str] = None):
+        """A picows client connection (to ``url``, default the spec's); ``raw``: on uvloop's
+        own TCP transport, so that ``rx.take_over()`` can later replace picows with the
+        native RawReader."""
+        tr, _ = await ws_connect(lambda: rx, url or self.url, socket_factory=self.sources,
                                  extra_headers={"Sec-WebSocket-Protocol": "clasp"},
                                  websocket_handshake_timeout=20, read_buffer_init_size=read_buffer,
                                  enable_auto_pong=True, use_aiofastnet=False if raw else None)
         self.transports.append(tr)
         return tr
 
-    async def hello(self, rx: Receiver, read_buffer: int = 16384, raw: bool = False):
-        tr = await self.connect(rx, read_buffer, raw)
+    async def hello(self, rx: Receiver, read_buffer: int = 16384, raw: bool = False,
+                    url: Optional[str] = None):
+        tr = await self.connect(rx, read_buffer, raw, url)
         tr.send(WSMsgType.BINARY, HELLO)
         await wait_ctl(rx, lambda: rx.welcomed, 20)
         return tr
@@ -345,7 +349,7 @@ class Latency(Base):
         if raw:
             self.rx.take_over()
         self.prx = Receiver(deliveries_only=True)
-        ptr = await self.hello(self.prx)
+        ptr = await self.hello(self.prx, url=s.get("pub_url"))      # (two nodes: the other one)
         frames = build_frames(s, 0)
         frames = frames * -(-4096 // len(frames))     # a template of ≥ 4096 frames
         self.pump = Pump([ptr], [frames], 4096, stamp_from_end=STAMP_FROM_END,

@@ -33,7 +33,7 @@ FULL = {
     "connect": {"rate": 1000, "seconds": 5.0, "repeats": 3},
     "memory": {"counts": [1000, 10000], "repeats": 2, "per_proc": 2500, "settle": 2.0},
     "workers": {"workers": [1, 2], "subs": 100, "block": 20},
-    "nodes": {"subs": 100, "block": 20},
+    "nodes": {"subs": 100, "block": 20, "set_rate": 10_000},
     # which ceiling servers run which scenarios (and with which sizes, if smaller)
     "baselines": {"throughput": ["tick", "send"], "fanout": ["tick", "send"],
                   "fanin": ["tick", "send"], "state": ["tick", "send"], "events": ["tick", "send"],
@@ -66,7 +66,7 @@ SMOKE.update({
     "connect": {"rate": 500, "seconds": 0.2, "repeats": 1},
     "memory": {"counts": [100], "repeats": 1, "per_proc": 2500, "settle": 0.3},
     "workers": {"workers": [1, 2], "subs": 10, "block": 20},
-    "nodes": {"subs": 10, "block": 20},
+    "nodes": {"subs": 10, "block": 20, "set_rate": 2_000},
     "baselines": {"throughput": ["tick"]},
     "baseline_sizes": {"latency_search": False},
     "smoke_only": ["throughput", "fanout", "latency"],

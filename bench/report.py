@@ -460,11 +460,17 @@ def markdown(data: dict) -> str:
 
     # nodes
     _table_section(
-        L, [r for r in results if r.get("scenario") == "nodes"],
+        L, [r for r in results if r.get("scenario") == "nodes" and r.get("metric") != "latency"],
         "Two nodes through NATS (fan-out, publisher on one node, subscribers on the other)",
         ["nodes", "variant", "deliveries/s", "router CPU (all nodes)", "loss", "out of order"],
         lambda r: [r.get("nodes", "?"), r.get("variant")],
         lambda r: [r["nodes"], r["variant"], _mmm(r), _pct(r["router_cpu_pct"]), r["loss"], r["out_of_order"]])
+    _table_section(
+        L, [r for r in results if r.get("scenario") == "nodes" and r.get("metric") == "latency"],
+        "SET latency across two nodes (publisher on one node, subscriber on the other)",
+        ["nodes", "rate", "p50", "p99", "p99.9", "lost"],
+        lambda r: [r.get("nodes", "?"), r.get("variant")],
+        lambda r: [r["nodes"], r["variant"], _us(r["p50_ns"]), _us(r["p99_ns"]), _us(r["p999_ns"]), r["lost"]])
 
     # generator vs router
     L.append("## Is the generator the bottleneck?")

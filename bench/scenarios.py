@@ -685,7 +685,11 @@ def nodes(ctx: Ctx, one_node: Target, two_nodes: Target) -> list[dict]:
     out = run_flows(ctx, [(one_node, flow), (two_nodes, flow)])
     for t, r in zip((one_node, two_nodes), out):
         r["nodes"] = 2 if t is two_nodes else 1
-    return out
+    # SET latency, publisher on one node and subscriber on the other, at a fixed rate
+    lat = latency(ctx, [(one_node, [c["set_rate"]], False), (two_nodes, [c["set_rate"]], False)])
+    for r in lat:
+        r["scenario"], r["nodes"] = "nodes", 2 if r["target"] == two_nodes.name else 1
+    return out + lat
 
 
 # --- latency ----------------------------------------------------------------------------
@@ -707,7 +711,8 @@ def latency(ctx: Ctx, plans: list) -> list[dict]:
                 run["server"] = server = target.start(ctx.router_cpus, ctx.log_dir)
                 tail = calibrate(ctx, target, server)["set"]
                 run["g"] = g = GenProc(ctx, f"latency-{target.name}", {
-                    "role": "latency", "url": server.url, "pattern": "/lat/**", "address": "/lat/x",
+                    "role": "latency", "url": server.url, "pub_url": getattr(server, "pub_url", server.url),
+                    "pattern": "/lat/**", "address": "/lat/x",
                     "stamp_offset": tail, "seq_offset": tail + 8, "ips": SOURCE_IPS[:2]})
                 wait_ready([g], 30)
                 run["sampler"] = Sampler(server, [g], ctx)
