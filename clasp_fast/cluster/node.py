@@ -104,6 +104,9 @@ class ClusterNode:
         self.server: Optional[asyncio.AbstractServer] = None
         #: cluster mode: called with True/False when the node's NATS link comes and goes
         self.on_cross_node = None
+        #: cluster mode, a worker other than the owner: wait for the owner's catch-up
+        self.wait_cross_node = False
+        self.cross_node_ready = asyncio.Event()
         router.attach_cluster(self, index, holding=restarted and index == OWNER)
 
     @property
@@ -144,6 +147,18 @@ class ClusterNode:
                         self._links_up(), len(self.peers), " (state sync incomplete)" if self.syncing else "")
         if self.restarted:
             self._finish_sync()
+        elif self.wait_cross_node:
+            await self._wait_cross_node()
+
+    async def _wait_cross_node(self, timeout: float = 60.0) -> None:
+        """Cluster mode, a first start: the owner reads the cluster's state from NATS and
+        then says so (R_CLUSTER up, behind the state on the FIFO link): wait for it, so no
+        worker takes clients before the node has caught up."""
+        try:
+            await asyncio.wait_for(self.cross_node_ready.wait(), timeout)
+        except asyncio.TimeoutError:
+            log.warning("worker %d: the owner did not report the cluster's state within %.0f s; "
+                        "taking clients anyway", self.index, timeout)
 
     def _links_up(self) -> int:
         return sum(1 for j in self.peers if self.router.linked(j))
@@ -172,6 +187,8 @@ class ClusterNode:
 
     def cross_node_link(self, up: bool) -> None:
         """The owner says the node's NATS link is up or down (R_CLUSTER)."""
+        if up:
+            self.cross_node_ready.set()
         if self.on_cross_node is not None:
             self.on_cross_node(up)
 

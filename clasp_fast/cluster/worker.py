@@ -65,6 +65,7 @@ async def _serve(config: Config, index: int, nworkers: int, group: str, listener
     if config.cluster_nats:
         server.cross_node_up = True
         node.on_cross_node = lambda up: setattr(server, "cross_node_up", up)
+        node.wait_cross_node = index != 0
     if config.cluster_nats and index == 0:
         # the owner is the node's one NATS client (docs/cluster.md); nats is imported only here
         try:

@@ -237,6 +237,7 @@ class NatsBridge:
         for data in held or ():
             self._apply_records(data)
         log.info("cluster: node %s caught up from bucket %s (%d params)", self.node_name, self.bucket, count)
+        self._tell(self.up)         # behind the state on each link: the workers may take clients
         return count
 
     async def _on_message(self, msg) -> None:
