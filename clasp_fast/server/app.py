@@ -20,7 +20,10 @@ from ..config import Config
 from ..limits import LocalLimits
 from ..netaddr import TrustedProxies, is_local
 from . import tls
+from .control import Control
+from .figures import SAMPLE_EVERY, EdgeCounters, refusal_reason
 from .gate import HandshakeGate, RateLimitedWarning
+from .pages import Pages
 
 log = logging.getLogger("clasp_fast.server")
 
@@ -64,6 +67,9 @@ class ClaspServer:
         self.sock = sock
         self.accepting = False
         self.refusals = 0
+        self.counters = EdgeCounters()
+        self.control = Control(self)       # a cluster worker replaces it (cluster/worker.py)
+        self.pages = Pages(self)
         self.edge: Optional[Edge] = None
         self._server: Optional[asyncio.AbstractServer] = None
 
@@ -84,6 +90,7 @@ class ClaspServer:
 
     def refused(self, ip: str, reason: str) -> None:
         self.refusals += 1
+        self.counters.refuse(refusal_reason(reason))
         log.warning("refused connection from %s (%d refused so far): %s", ip, self.refusals, reason)
         if "max_connections_per_ip" in reason and is_local(ip) and not self.trusted_proxies.trusts(ip):
             self.warn("proxy-ip", "%s, a loopback/private address, reached max_connections_per_ip: "
@@ -112,6 +119,10 @@ class ClaspServer:
                          hello_timeout=self.config.hello_timeout,
                          ping_interval=self.config.ping_interval,
                          pong_timeout=self.config.pong_timeout)
+        if self.pages.metrics_on:
+            self.edge.sample_mask = SAMPLE_EVERY - 1
+            self.edge.on_sample = self.counters.latency.observe
+        self.counters.lag.start()
 
     async def listen(self) -> tuple[str, int]:
         """Starts accepting clients; returns the address it listens on."""
@@ -151,6 +162,7 @@ class ClaspServer:
             while self.edge.connections and asyncio.get_running_loop().time() < deadline:
                 await asyncio.sleep(0.02)
             self.edge.stop()
+        self.counters.lag.stop()
 
     @property
     def connection_count(self) -> int:

@@ -48,6 +48,7 @@ cdef class Router(Hub):
     cdef public bint clock_fresh
     cdef readonly uint64_t routed       # deliveries queued
     cdef readonly uint64_t frames_in
+    cdef uint64_t in_by_type[256]       # frames received, by CLASP type (payload byte 0)
 
     # cluster
     cdef readonly int worker_index

@@ -235,6 +235,7 @@ cdef class Router(Hub):
         if err:
             return self.reject_frame(s, header_error(
                 err, PyBytes_FromStringAndSize(<const char*>data, min(n, 16)), n))
+        self.in_by_type[data[h.header_size]] += 1
         if h.payload_size > self.max_payload:
             return self.reject_frame(s, f"payload of {h.payload_size} bytes exceeds max_frame_size "
                                         f"({self.max_payload})")
@@ -1002,6 +1003,7 @@ cdef class Router(Hub):
         s.push_direct(<const uint8_t*>PyBytes_AS_STRING(frame), len(frame))
 
     cdef int error(self, Session s, int code, str message, str address=None) except -1:
+        self.count_error(code)
         self.send(s, M.Error(code, message, address))
         return 0
 
@@ -1299,6 +1301,21 @@ cdef class Router(Hub):
     @property
     def param_count(self):
         return len(self.params)
+
+    def received_by_type(self) -> dict:
+        """{CLASP type code: frames received from clients} (the non-zero ones; metrics)."""
+        return {t: self.in_by_type[t] for t in range(256) if self.in_by_type[t]}
+
+    def revisions(self) -> dict:
+        """{address: revision} of every param (the status API's write rates; on demand)."""
+        cdef Py_ssize_t i
+        cdef Param* p
+        out = {}
+        for i in range(self.params.capacity()):
+            p = self.params.slot(i)
+            if p != NULL:
+                out[PyBytes_FromStringAndSize(p.address, p.addr_len).decode(errors="replace")] = p.revision
+        return out
 
     # --- cluster plumbing: the API of clasp_fast.cluster.node ---------------------
     #
