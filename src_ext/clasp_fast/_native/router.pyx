@@ -944,7 +944,7 @@ cdef class Router(Hub):
                 continue
             if e.mask & bit:
                 target.push_routed(frame, n)
-                self.routed += 1
+                self.routed += not target.is_peer       # deliveries to clients, not bus forwards
             elif e.gated_mask & bit:
                 self._deliver_gated(target, <list>e.gated, bit,
                                     PyBytes_FromStringAndSize(<const char*>frame, n),
@@ -966,7 +966,7 @@ cdef class Router(Hub):
         subs = [sub for sub in gated if (<Subscription>sub).mask & bit]
         if subs and gates_admit(self, target, subs, address, frame, number):
             target.push_routed(<const uint8_t*>PyBytes_AS_STRING(frame), len(frame))
-            self.routed += 1
+            self.routed += not target.is_peer
 
     def push_frame(self, Endpoint target, bytes ws_frame):
         """Queues an already framed routed message (gate trailing flushes)."""
