@@ -39,6 +39,31 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 50, 1000)
 
 
+class PicowsLog(logging.LoggerAdapter):
+    """picows' logger.  What a client causes (a WebSocket protocol error, an oversize
+    message, a slow reader pausing the writes) is the client's problem, answered with a
+    close code: logged at DEBUG, not ERROR, and counted by close code
+    (``clasp_websocket_errors_total``).  Anything else picows logs is unchanged.
+
+    (A LoggerAdapter, not a Logger: picows then skips creating a child Logger object for
+    every connection: memory per idle connection.)"""
+
+    CLIENT_CAUSED = ("WS parser error", "on_ws_frame raised WSProtocolError", "Protocol writing")
+
+    def __init__(self, counters: EdgeCounters):
+        super().__init__(logging.getLogger("picows.server"), {})
+        self.counters = counters
+
+    def log(self, level, msg, *args, **kwargs):
+        if level >= logging.WARNING and isinstance(msg, str) and msg.startswith(self.CLIENT_CAUSED):
+            if level >= logging.ERROR:
+                detail = args[0] if args else None
+                code = detail[0] if isinstance(detail, tuple) and detail else 1002
+                self.counters.websocket_error(int(code))
+            level = logging.DEBUG
+        super().log(level, msg, *args, **kwargs)
+
+
 def _offers_clasp(request) -> bool:
     offered = request.headers.get("Sec-WebSocket-Protocol", "")
     return any(p.strip() == "clasp" for p in offered.split(","))
@@ -60,14 +85,12 @@ class ClaspServer:
         self.handshake_timeout = config.handshake_timeout
         self.max_ws_frame = config.max_frame_size + 12
         self.read_buffer_size = config.read_buffer_size
-        # A LoggerAdapter, not a Logger: picows then skips creating a child Logger object
-        # for every connection (memory per idle connection).
-        self.picows_logger = logging.LoggerAdapter(logging.getLogger("picows.server"), {})
         self.reuse_port = reuse_port
         self.sock = sock
         self.accepting = False
         self.refusals = 0
         self.counters = EdgeCounters()
+        self.picows_logger = PicowsLog(self.counters)
         self.control = Control(self)       # a cluster worker replaces it (cluster/worker.py)
         self.pages = Pages(self)
         self.edge: Optional[Edge] = None

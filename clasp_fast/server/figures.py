@@ -85,12 +85,16 @@ class EdgeCounters:
         self.started = time.time()
         self.accepted = 0
         self.refused: dict[str, int] = {}
+        self.websocket_errors: dict[int, int] = {}     # close code -> connections closed
         self.latency = Buckets(LATENCY_BUCKETS)
         self.handshake = Buckets(HANDSHAKE_BUCKETS)
         self.lag = LoopLag()
 
     def refuse(self, reason: str) -> None:
         self.refused[reason] = self.refused.get(reason, 0) + 1
+
+    def websocket_error(self, code: int) -> None:
+        self.websocket_errors[code] = self.websocket_errors.get(code, 0) + 1
 
 
 def refusal_reason(text: str) -> str:
@@ -123,6 +127,7 @@ def figures(server, worker: int) -> dict:
         "deliveries": router.routed,
         "dropped": router.dropped,
         "errors": dict(router.errors_sent),
+        "websocket_errors": dict(counters.websocket_errors),
         "bus": {link.index: [link.sent, link.bytes_sent] for link in router.peer_links()},
         "pending": len(router.pending),
         "loop_lag": counters.lag.take_worst(),

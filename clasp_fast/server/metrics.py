@@ -127,6 +127,12 @@ class RouterCollector:
         for code, n in sorted(summed(figs, "errors").items()):
             errors.add_metric([code], n)
         yield errors
+        ws_errors = CounterMetricFamily(
+            "clasp_websocket_errors", "connections closed for a WebSocket protocol error "
+            "(bad frame, oversize message, ...), by close code", labels=["code"])
+        for code, n in sorted(summed(figs, "websocket_errors").items()):
+            ws_errors.add_metric([code], n)
+        yield ws_errors
         records = CounterMetricFamily("clasp_bus_records", "bus records sent to another worker",
                                       labels=["worker", "peer"])
         nbytes = CounterMetricFamily("clasp_bus_bytes", "bus bytes sent to another worker",
