@@ -4,7 +4,7 @@
 
 Copies, unchanged, the ES module builds the inspector page loads through its import map:
 ``@clasp-to/core`` (dist/index.mjs) and its one dependency ``@msgpack/msgpack``
-(dist.esm/*.mjs), each with its licence, and writes vendor/VERSIONS.txt.  The versions
+(dist.esm/**/*.mjs), each with its licence, and writes vendor/VERSIONS.txt.  The versions
 are the ones tests/interop/js/package.json pins, so the page runs the client the
 interop tests check.
 """
@@ -56,8 +56,11 @@ def main() -> int:
     (VENDOR / "msgpack").mkdir()
     shutil.copy(core / "dist" / "index.mjs", VENDOR / "clasp-core" / "index.mjs")
     (VENDOR / "clasp-core" / "LICENSE").write_text(MIT)
-    for f in sorted((msgpack / "dist.esm").glob("*.mjs")):
-        shutil.copy(f, VENDOR / "msgpack" / f.name)
+    esm = msgpack / "dist.esm"
+    for f in sorted(esm.rglob("*.mjs")):
+        target = VENDOR / "msgpack" / f.relative_to(esm)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, target)
     shutil.copy(msgpack / "LICENSE", VENDOR / "msgpack" / "LICENSE")
     versions = [f"{json.loads((p / 'package.json').read_text())['name']} "
                 f"{json.loads((p / 'package.json').read_text())['version']}" for p in (core, msgpack)]
