@@ -1,7 +1,6 @@
 """``clasp-fast``: load the settings (file, variables, flags), set up logging, run the router."""
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Optional
 

@@ -49,6 +49,14 @@ def summed(all_figures: list, key: str) -> dict:
     return out
 
 
+def labelled(name: str, doc: str, label: str, counts: dict) -> CounterMetricFamily:
+    """A counter with one label, one sample per key of ``counts``."""
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for key, n in sorted(counts.items()):
+        family.add_metric([key], n)
+    return family
+
+
 def histogram(name: str, doc: str, states: list) -> HistogramMetricFamily:
     bounds = states[0]["bounds"] if states else []
     counts = [0] * (len(bounds) + 1)
@@ -93,11 +101,8 @@ class RouterCollector:
         yield self._per_worker(CounterMetricFamily(
             "clasp_connections_accepted", "connections admitted to the WebSocket upgrade",
             labels=["worker"]), "accepted")
-        refused = CounterMetricFamily("clasp_connections_refused",
-                                      "connections refused, by reason", labels=["reason"])
-        for reason, n in sorted(summed(figs, "refused").items()):
-            refused.add_metric([reason], n)
-        yield refused
+        yield labelled("clasp_connections_refused", "connections refused, by reason", "reason",
+                       summed(figs, "refused"))
         yield self._per_worker(GaugeMetricFamily(
             "clasp_sessions", "sessions that completed HELLO", labels=["worker"]), "sessions")
         yield self._per_worker(GaugeMetricFamily(
@@ -106,33 +111,21 @@ class RouterCollector:
         owner = next((f for f in figs if f["owner"]), figs[0] if figs else None)
         yield GaugeMetricFamily("clasp_params", "params in the state (every worker holds all)",
                                 value=owner["params"] if owner else 0)
-        frames = CounterMetricFamily("clasp_frames_received",
-                                     "CLASP frames received from clients, by type", labels=["type"])
-        for name, n in sorted(by_type(figs, "frames_in").items()):
-            frames.add_metric([name], n)
-        yield frames
-        sent = CounterMetricFamily("clasp_messages_sent",
-                                   "CLASP messages queued for clients, by type", labels=["type"])
-        for name, n in sorted(by_type(figs, "messages_out").items()):
-            sent.add_metric([name], n)
-        yield sent
+        yield labelled("clasp_frames_received", "CLASP frames received from clients, by type",
+                       "type", by_type(figs, "frames_in"))
+        yield labelled("clasp_messages_sent", "CLASP messages queued for clients, by type",
+                       "type", by_type(figs, "messages_out"))
         yield self._per_worker(CounterMetricFamily(
             "clasp_deliveries", "routed SET/PUBLISH copies queued for subscribers",
             labels=["worker"]), "deliveries")
         yield self._per_worker(CounterMetricFamily(
             "clasp_dropped", "routed messages dropped: a slow consumer's buffer was full",
             labels=["worker"]), "dropped")
-        errors = CounterMetricFamily("clasp_errors_sent", "ERROR messages sent, by code",
-                                     labels=["code"])
-        for code, n in sorted(summed(figs, "errors").items()):
-            errors.add_metric([code], n)
-        yield errors
-        ws_errors = CounterMetricFamily(
-            "clasp_websocket_errors", "connections closed for a WebSocket protocol error "
-            "(bad frame, oversize message, ...), by close code", labels=["code"])
-        for code, n in sorted(summed(figs, "websocket_errors").items()):
-            ws_errors.add_metric([code], n)
-        yield ws_errors
+        yield labelled("clasp_errors_sent", "ERROR messages sent, by code", "code",
+                       summed(figs, "errors"))
+        yield labelled("clasp_websocket_errors", "connections closed for a WebSocket protocol "
+                       "error (bad frame, oversize message, ...), by close code", "code",
+                       summed(figs, "websocket_errors"))
         records = CounterMetricFamily("clasp_bus_records", "bus records sent to another worker",
                                       labels=["worker", "peer"])
         nbytes = CounterMetricFamily("clasp_bus_bytes", "bus bytes sent to another worker",
