@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import resource
 import socket
 from typing import Optional
 
@@ -37,6 +38,9 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 1000)
+
+
+FD_RESERVE = 32         # descriptors kept free for the bus, metrics, logs and refusing
 
 
 class PicowsLog(logging.LoggerAdapter):
@@ -90,6 +94,9 @@ class ClaspServer:
         self.accepting = False
         self.refusals = 0
         self.counters = EdgeCounters()
+        # file descriptors are handed out lowest first: a connection whose descriptor is
+        # this high leaves fewer than FD_RESERVE free, and is refused (gate.py)
+        self.fd_ceiling = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - FD_RESERVE
         self.picows_logger = PicowsLog(self.counters)
         self.control = Control(self)       # a cluster worker replaces it (cluster/worker.py)
         self.pages = Pages(self)
@@ -121,6 +128,14 @@ class ClaspServer:
                       "server.trusted_proxies (--trusted-proxies; the proxy then sends "
                       "X-Forwarded-For or a PROXY header) or raise server.max_connections_per_ip "
                       "(--max-connections-per-ip)", ip, ip)
+
+    def refused_fd(self, ip: str, fd: int) -> None:
+        """A connection refused near the file-descriptor limit (counted, logged once a minute)."""
+        self.counters.refuse("fd_limit")
+        self.warn("fd-limit", "refusing connections: file descriptor %d of a limit of %d is in use "
+                  "(%d refused so far; %d kept in reserve); raise the limit (ulimit -n, systemd "
+                  "LimitNOFILE) or lower server.max_connections (--max-connections)",
+                  fd, self.fd_ceiling + FD_RESERVE, self.counters.refused["fd_limit"], FD_RESERVE)
 
     def reload_tls(self) -> None:
         """SIGHUP: the certificate files again, for new connections (raises tls.TLSError)."""

@@ -93,6 +93,14 @@ class HandshakeGate(asyncio.Protocol):
         self.peer = peername[0] if isinstance(peername, tuple) else str(peername)
         loop = asyncio.get_running_loop()
         self.opened_at = loop.time()
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.fileno() >= self.server.fd_ceiling:
+            self.server.refused_fd(self.peer, sock.fileno())
+            transport.write(response("503 Service Unavailable", b"server out of file descriptors\n",
+                                     extra="Retry-After: 1\r\n"))
+            transport.close()
+            self.transport = None
+            return
         self.timer = loop.call_later(self.server.handshake_timeout, self._timeout)
 
     def connection_lost(self, exc):

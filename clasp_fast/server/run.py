@@ -100,27 +100,6 @@ def reload_tls(server) -> None:
         log.error("SIGHUP: TLS certificate not reloaded, still serving the old one: %s", exc)
 
 
-FD_ERRNOS = (errno.EMFILE, errno.ENFILE)
-
-
-def watch_fd_limit(server, loop) -> None:
-    """Counts (``clasp_connections_refused_total{reason="fd_limit"}``) and logs, at most once
-    a minute, the connections the listener could not accept for want of file
-    descriptors (uvloop reports them to the loop's exception handler); anything else
-    goes to the default handler."""
-    def handler(loop, context):
-        exc = context.get("exception")
-        if isinstance(exc, OSError) and exc.errno in FD_ERRNOS:
-            server.counters.refuse("fd_limit")
-            server.warn("fd-limit", "cannot accept connections: out of file descriptors (%s; "
-                        "%d refused so far); raise the limit (ulimit -n, systemd LimitNOFILE) "
-                        "or lower server.max_connections (--max-connections)",
-                        exc.strerror, server.counters.refused.get("fd_limit", 0))
-            return
-        loop.default_exception_handler(context)
-    loop.set_exception_handler(handler)
-
-
 async def run_server(server, *, metrics_port: int = 0, node=None,
                      on_ready: Callable[[str, int], None]) -> int:
     """Runs ``server`` (a ClaspServer; with ``node``, a cluster worker's) until SIGTERM/SIGINT.
@@ -132,7 +111,6 @@ async def run_server(server, *, metrics_port: int = 0, node=None,
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload_tls, server)
-    watch_fd_limit(server, loop)
     server.prepare()
     if node is not None:
         await node.start()

@@ -114,3 +114,41 @@ async def test_json_log_format_is_one_object_a_line():
     assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
     assert {r.get("worker") for r in records} >= {0, 1}
     assert any(r["logger"] == "clasp_fast.supervisor" for r in records)
+
+
+async def test_refusals_near_the_file_descriptor_limit_are_counted_and_logged_once():
+    """A router with a small ``ulimit -n`` refuses connections past it with 503 (libuv
+    would otherwise accept and drop them silently), counts them, and warns once."""
+    import resource
+    import subprocess
+    import sys
+
+    from tests.support import REPO, free_port
+
+    port = free_port()
+
+    def small_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (96, 96))
+
+    proc = subprocess.Popen([sys.executable, "-m", "clasp_fast", "--host", "127.0.0.1", "--port",
+                             str(port), "--metrics-enabled", "--max-connections", "0",
+                             "--max-connections-per-ip", "0"], cwd=REPO, preexec_fn=small_limit,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert "listening on" in await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 20)
+        conns = []
+        for _ in range(90):
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+            conns.append(w)
+        await asyncio.sleep(0.3)
+        for w in conns:
+            w.close()
+        await asyncio.sleep(0.3)
+        _, _, body = await http_get(port, "/metrics")
+        refused = total(samples(body.decode()), "clasp_connections_refused_total", reason="fd_limit")
+        assert refused > 0
+    finally:
+        proc.terminate()
+        out = await asyncio.to_thread(proc.communicate, timeout=10)
+    warnings = [line for line in out[0].splitlines() if "file descriptor" in line]
+    assert len(warnings) == 1 and "WARNING" in warnings[0] and "ulimit -n" in warnings[0], out[0]
