@@ -23,7 +23,7 @@ from tests.deploy.test_browser import spki_hash
 
 
 @pytest.fixture
-async def chromium(node_env, tls):
+async def chromium(tls):
     browser = await Chromium(
         f"--ignore-certificate-errors-spki-list={spki_hash(tls.cert.read_bytes())}").start()
     try:
@@ -103,3 +103,19 @@ async def test_inspector_over_wss(chromium, router_process, py_clients, trust_te
                             workers=2)
     page = f"https://127.0.0.1:{router.port}/"
     await inspector_exchange(chromium, py_clients, page, router.url.replace("ws://", "wss://"))
+
+
+def test_vendored_client_is_the_npm_package_unchanged(node_env):
+    """clasp_fast/ui/vendor/ holds the npm packages' files byte for byte (scripts/vendor_ui.py),
+    at the versions tests/interop/js pins."""
+    from pathlib import Path
+
+    from tests.deploy.chromium import NODE_MODULES
+
+    vendor = Path(__file__).resolve().parents[2] / "clasp_fast" / "ui" / "vendor"
+    assert (vendor / "clasp-core" / "index.mjs").read_bytes() == \
+        (NODE_MODULES / "@clasp-to" / "core" / "dist" / "index.mjs").read_bytes()
+    esm = NODE_MODULES / "@msgpack" / "msgpack" / "dist.esm"
+    for f in esm.rglob("*.mjs"):
+        assert (vendor / "msgpack" / f.relative_to(esm)).read_bytes() == f.read_bytes(), f
+    assert (vendor / "clasp-core" / "LICENSE").exists() and (vendor / "msgpack" / "LICENSE").exists()
