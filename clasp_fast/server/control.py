@@ -1,7 +1,7 @@
 """The control channel: how any worker gets the figures of all workers.
 
 With ``--workers N`` each worker listens on a Unix socket in the abstract namespace
-(``\\0clasp-fast.<group>.<index>.control``, next to its bus listener).  A request is one
+(``\\0clasp-fast-control.<group>.<index>``, beside its bus listener).  A request is one
 line naming what is wanted (``figures`` or ``sessions``); the answer is that worker's
 JSON (orjson), then the connection closes.  Whichever worker is asked for ``/metrics``
 or ``/status`` (on the WebSocket port or on ``metrics.port``, both shared with
@@ -30,7 +30,7 @@ KINDS: dict[str, Callable] = {"figures": figures, "sessions": session_rows}
 
 
 def control_address(group: str, index: int) -> str:
-    return f"\0clasp-fast.{group}.{index}.control"
+    return f"\0clasp-fast-control.{group}.{index}"
 
 
 def dumps(value) -> bytes:
