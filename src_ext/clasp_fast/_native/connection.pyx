@@ -74,7 +74,7 @@ cdef class Connection(WSListener):
             if frame.fin and self.fragments is None:
                 edge = self.edge
                 edge.frame_count += 1
-                if edge.frame_count & edge.sample_mask or edge.sample_at or edge.sample_mask == 0:
+                if edge.sample_mask == 0 or edge.frame_count & edge.sample_mask or edge.sample_at:
                     self.router.feed(self.session, <const uint8_t*>frame.payload_ptr, frame.payload_size)
                 else:
                     edge.sample(self.session, <const uint8_t*>frame.payload_ptr, frame.payload_size)
