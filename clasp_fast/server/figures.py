@@ -124,7 +124,7 @@ def figures(server, worker: int) -> dict:
         "params": router.param_count,
         "frames_in": router.received_by_type(),
         "messages_out": router.sent_by_type(),
-        "deliveries": router.routed,
+        "deliveries": router.routed - router.dropped,     # routed copies that were queued
         "dropped": router.dropped,
         "errors": dict(router.errors_sent),
         "websocket_errors": dict(counters.websocket_errors),

@@ -171,3 +171,49 @@ async def test_status_summary_has_no_secrets(router_process):
     _, _, body = await http_get(router.port, "/status")
     keys = json.loads(body)["config"]
     assert not [k for k in keys if re.search("token|key|secret|password", k, re.I)]
+
+
+async def test_drops_of_a_stalled_subscriber_are_counted_exactly(router_process):
+    """Every SET either reaches the stalled subscriber or is dropped: the endpoint's drops,
+    deliveries, the session's row and the ERROR 503 count agree with what it received."""
+    from clasp_fast.protocol import Error, Get, Snapshot
+
+    from tests.integration.conftest import RawWS
+
+    n, pad = 20_000, "p" * 400          # 8.6 MB: more than the kernel buffers hold
+    rp = router_process("--buffer-size", "100", "--metrics-enabled", workers=2)
+    slow = await RawWS.open("127.0.0.1", rp.port, rcvbuf=4096)
+    await slow.hello("slowpoke")
+    slow.send_binary(encode_frame(Subscribe(1, "/flood/**")))
+    slow.send_binary(encode_frame(Get("/flood/none")))
+    assert error_of(await slow.recv_msg()).code == 404
+    slow.writer.transport.pause_reading()
+    pub, _, _ = await connect_hello(rp.url, "publisher")
+    try:
+        for i in range(n):
+            await pub.send(encode_frame(Set("/flood/x", [i, pad])))
+        await pub.send(encode_frame(Get("/flood/x")))
+        snap = await recv_msg(pub, 20.0)
+        assert isinstance(snap, Snapshot) and snap.params[0].revision == n
+        await asyncio.sleep(0.5)            # the replica of the slow one's worker has them all
+        slow.writer.transport.resume_reading()
+        received = 0
+        while True:
+            try:
+                msg = await slow.recv_msg(1.0)
+            except asyncio.TimeoutError:
+                break
+            received += isinstance(msg, Set)
+            assert isinstance(msg, (Set, Error)), msg
+        assert 0 < received < n
+        _, _, body = await http_get(rp.port, "/metrics")
+        s = samples(body.decode())
+        assert total(s, "clasp_dropped_total") == n - received
+        assert total(s, "clasp_deliveries_total") == received
+        assert total(s, "clasp_errors_sent_total", code=503) == 1
+        _, _, body = await http_get(rp.port, "/status/sessions")
+        rows = {r["name"]: r for r in json.loads(body)["sessions"]}
+        assert rows["slowpoke"]["dropped"] == n - received and rows["publisher"]["dropped"] == 0
+    finally:
+        slow.close()
+        await pub.close()
