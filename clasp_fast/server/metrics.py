@@ -116,7 +116,8 @@ class RouterCollector:
         yield labelled("clasp_messages_sent", "CLASP messages queued for clients, by type",
                        "type", by_type(figs, "messages_out"))
         yield self._per_worker(CounterMetricFamily(
-            "clasp_deliveries", "routed SET/PUBLISH copies queued for subscribers (drops excluded)",
+            "clasp_deliveries",
+            "routed SET/PUBLISH copies queued for subscribers (drops excluded)",
             labels=["worker"]), "deliveries")
         yield self._per_worker(CounterMetricFamily(
             "clasp_dropped", "routed messages dropped: a slow consumer's buffer was full",
