@@ -57,8 +57,11 @@ class Config:
     param_ttl: float
     expiry_sweep_interval: float
     gesture_interval_ms: float
+    ui: bool
     metrics_port: int
+    metrics_enabled: bool
     log_level: str
+    log_format: str
     def __init__(
         self,
         *,
@@ -91,8 +94,11 @@ class Config:
         param_ttl: float = ...,
         expiry_sweep_interval: float = ...,
         gesture_interval_ms: float = ...,
+        ui: bool = ...,
         metrics_port: int = ...,
+        metrics_enabled: bool = ...,
         log_level: str = ...,
+        log_format: str = ...,
     ) -> None: ...
     def router_config(self) -> RouterConfig: ...
     def validate(self) -> Config: ...

@@ -95,10 +95,18 @@ SETTINGS: list[Setting] = [
             16.0, "at most one gesture move per this many ms per (session, address, gesture id)",
             layer="router"),
     # --- metrics, logging -------------------------------------------------------------------
+    Setting("ui", "server.ui", Boolean(), True,
+            "serve the web inspector at GET / and the status API (GET /status, /status/sessions) "
+            "on the WebSocket port"),
     Setting("metrics_port", "metrics.port", Integer(0, 65535, zero="off"), 0,
-            "port for Prometheus metrics (GET /metrics); worker i uses port + i"),
+            "port for Prometheus metrics and the status API (GET /metrics, /status), the "
+            "figures of all workers"),
+    Setting("metrics_enabled", "metrics.enabled", Boolean(), False,
+            "serve GET /metrics on the WebSocket port too (on by itself when metrics.port is set)"),
     Setting("log_level", "logging.level", Choice(("debug", "info", "warning", "error")), "info",
             "what the router logs to stderr"),
+    Setting("log_format", "logging.format", Choice(("text", "json")), "text",
+            "text lines, or one JSON object a line"),
 ]
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -133,10 +141,11 @@ RULES: list[Rule] = [
          lambda v: v["port"] != 0 or v["workers"] == 1,
          "server.port 0 (any free port) cannot be used with server.workers > 1: the workers "
          "must share one port; pick a port (--port)"),
-    Rule(("metrics_port", "workers"),
-         lambda v: v["metrics_port"] == 0 or v["metrics_port"] + v["workers"] - 1 <= 65535,
-         "metrics.port + server.workers - 1 must be a TCP port (worker i serves metrics on "
-         "port + i); pick a lower --metrics-port"),
+    Rule(("metrics_port", "port"),
+         lambda v: v["metrics_port"] == 0 or v["metrics_port"] != v["port"],
+         "metrics.port is the WebSocket port (server.port): pick another --metrics-port, or "
+         "leave it 0 and set metrics.enabled (--metrics-enabled) to serve /metrics on the "
+         "WebSocket port"),
 ]
 
 
