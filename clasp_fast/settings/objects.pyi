@@ -56,6 +56,10 @@ class Config:
     overflow_notice_interval: float
     param_ttl: float
     expiry_sweep_interval: float
+    persistence: bool
+    state_file: str
+    commit_interval_ms: float
+    compact_wal_bytes: int
     gesture_interval_ms: float
     metrics_port: int
     log_level: str
@@ -90,6 +94,10 @@ class Config:
         overflow_notice_interval: float = ...,
         param_ttl: float = ...,
         expiry_sweep_interval: float = ...,
+        persistence: bool = ...,
+        state_file: str = ...,
+        commit_interval_ms: float = ...,
+        compact_wal_bytes: int = ...,
         gesture_interval_ms: float = ...,
         metrics_port: int = ...,
         log_level: str = ...,

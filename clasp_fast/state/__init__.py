@@ -1,0 +1,5 @@
+"""Durable state: the owner's SQLite journal (``journal.py``) of param records
+(``records.py``).  See docs/persistence.md."""
+from .journal import Journal, JournalError, check
+
+__all__ = ["Journal", "JournalError", "check"]

@@ -1,0 +1,291 @@
+"""The state journal: the owner's params in an SQLite file, written off the event loop.
+
+One ``Journal`` per router process that owns the state (worker 0).  The event loop hands
+it, once per loop tick, the records of the SETs decided in that tick (``append``: one
+``bytes`` holding any number of records, each ``u32 length, body``; the body is a
+param record as the bus's R_SYNC_PARAM carries it).  A writer thread with its own
+connection drains them in group commits: everything queued (plus what arrives within
+``commit_interval`` of the first record) goes into one transaction, one upsert per
+address, committed with ``synchronous=FULL`` (the WAL is fsync'ed at every commit: a
+transaction that committed survives a power cut).  After each commit the writer calls
+``on_durable(position)`` on the event loop: every record appended up to ``position``
+(a count of ``append``-ed records since the journal opened) is on disk.
+
+The file holds one row per live param (the upsert replaces the previous row: that is
+the compaction); the write-ahead log is folded back into the file and truncated when it
+passes ``compact_wal_bytes``, and rows whose param has expired are deleted at each such
+checkpoint.  ``load`` reads the rows back at start-up (records of params not yet
+expired, oldest first).
+
+Errors a user must act on (a file that is not a clasp-fast state file, one that another
+clasp-fast has open, one that cannot be written) are ``JournalError`` with a one-line
+message naming the file and the fix.  The lock is an ``fcntl.flock`` on a sidecar file
+(``<file>-lock``) held by the process that opened the journal (and its forked workers).
+"""
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import queue
+import sqlite3
+import struct
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+from .records import describe_record
+
+log = logging.getLogger("clasp_fast.state")
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS params (
+    address    BLOB PRIMARY KEY,   -- the param's address (UTF-8)
+    revision   INTEGER NOT NULL,
+    expires_us INTEGER NOT NULL,   -- wall-clock µs at which it expires; 0 = never
+    record     BLOB NOT NULL       -- revision, state, address and value as on the bus (R_SYNC_PARAM)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+"""
+_UPSERT = ("INSERT INTO params(address, revision, expires_us, record) VALUES (?, ?, ?, ?) "
+           "ON CONFLICT(address) DO UPDATE SET revision = excluded.revision, "
+           "expires_us = excluded.expires_us, record = excluded.record "
+           "WHERE excluded.revision >= params.revision")
+_U32 = struct.Struct(">I")
+_STOP = object()
+
+
+class JournalError(Exception):
+    """The state file cannot be used; the message names the file and the fix."""
+
+
+def frame(body: bytes) -> bytes:
+    """One record as ``append`` takes it: u32 length, body."""
+    return _U32.pack(len(body)) + body
+
+
+def split(batch: bytes) -> Iterator[bytes]:
+    """The record bodies of an ``append``-ed batch."""
+    pos, end = 0, len(batch)
+    while pos < end:
+        (n,) = _U32.unpack_from(batch, pos)
+        yield batch[pos + 4:pos + 4 + n]
+        pos += 4 + n
+
+
+class StateLock:
+    """An exclusive ``flock`` on ``<file>-lock`` (the pid of the holder written in it)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(str(path) + "-lock")
+        self.fd: Optional[int] = None
+
+    def acquire(self, db: Path) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise _unwritable(db, exc) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise JournalError(
+                f"state file {db} is in use by another clasp-fast (pid {holder}); give this "
+                f"router its own file (--state-file) or stop the other one") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _unwritable(db: Path, exc: Exception) -> JournalError:
+    return JournalError(f"state file {db} cannot be written ({exc}); make its directory "
+                        f"writable, give another path (--state-file) or run with --no-persistence")
+
+
+def _corrupt(db: Path, exc: Exception) -> JournalError:
+    return JournalError(f"state file {db} is not a clasp-fast state file or is damaged ({exc}); "
+                        f"move it away (the router then starts empty) or restore it from a backup")
+
+
+def open_database(db: Path) -> sqlite3.Connection:
+    """A connection to ``db`` in WAL mode with the schema in place, or JournalError."""
+    if db.is_dir():
+        raise _unwritable(db, IsADirectoryError("it is a directory"))
+    try:
+        conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise _unwritable(db, exc) from None
+    try:
+        conn.execute("PRAGMA journal_mode=WAL").fetchone()
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.executescript(_SCHEMA)
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row is None:
+            conn.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        elif row[0] != SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(f"schema version {row[0]}, this clasp-fast reads {SCHEMA_VERSION}")
+        conn.execute("SELECT count(*) FROM params").fetchone()
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        text = str(exc)
+        if "readonly" in text or "unable to open" in text or "disk I/O" in text:
+            raise _unwritable(db, exc) from None
+        raise _corrupt(db, exc) from None
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise _corrupt(db, exc) from None
+    return conn
+
+
+def check(path: str) -> None:
+    """Start-up check (the supervisor, before forking): the file opens, is ours and can be
+    written, and no other clasp-fast has it.  Raises JournalError; leaves nothing open."""
+    db = Path(path)
+    lock = StateLock(db)
+    lock.acquire(db)
+    try:
+        open_database(db).close()
+    finally:
+        lock.release()
+
+
+class Journal:
+    """The owner's journal (see the module docstring).
+
+    ``on_durable(position)`` is called on ``loop`` (``call_soon_threadsafe``) after each
+    commit, or directly from the writer thread when ``loop`` is None (tests)."""
+
+    def __init__(self, path: str, on_durable: Callable[[int], None], *, loop=None,
+                 commit_interval: float = 0.002, compact_wal_bytes: int = 16 << 20,
+                 wall_us: Callable[[], int] = lambda: time.time_ns() // 1000, lock: bool = True):
+        self.path = Path(path)
+        self.on_durable = on_durable
+        self.loop = loop
+        self.commit_interval = commit_interval
+        self.compact_wal_bytes = compact_wal_bytes
+        self.wall_us = wall_us
+        self.lock = StateLock(self.path) if lock else None
+        if self.lock is not None:
+            self.lock.acquire(self.path)
+        try:
+            self.conn = open_database(self.path)
+        except JournalError:
+            self.release_lock()
+            raise
+        self.conn.execute(f"PRAGMA journal_size_limit={int(compact_wal_bytes)}")
+        self.appended = 0            # records handed to the writer (event-loop side)
+        self.durable = 0             # records committed (writer side)
+        self.commits = 0
+        self.failure: Optional[BaseException] = None
+        self._queue: "queue.SimpleQueue" = queue.SimpleQueue()
+        self._thread: Optional[threading.Thread] = None
+
+    # --- start-up ----------------------------------------------------------------------
+
+    def load(self) -> list[bytes]:
+        """The records of the params that have not expired, in revision order."""
+        now = self.wall_us()
+        rows = self.conn.execute(
+            "SELECT record FROM params WHERE expires_us = 0 OR expires_us > ? ORDER BY revision",
+            (now,)).fetchall()
+        return [r[0] for r in rows]
+
+    def start(self) -> "Journal":
+        """Starts the writer thread (after ``load``)."""
+        self._thread = threading.Thread(target=self._run, name="clasp-journal", daemon=True)
+        self._thread.start()
+        return self
+
+    # --- the event loop's side ------------------------------------------------------------
+
+    def append(self, batch: bytes, count: int) -> int:
+        """Queues ``count`` framed records (``batch``); returns the position that
+        ``on_durable`` will report once they are on disk."""
+        if self.failure is not None:
+            raise JournalError(f"state file {self.path}: the journal writer failed: {self.failure}")
+        self.appended += count
+        self._queue.put((batch, self.appended))
+        return self.appended
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Commits what is queued, checkpoints the WAL into the file, closes, unlocks."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+            self._thread = None
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.conn.close()
+        except sqlite3.Error as exc:
+            log.error("state file %s: closing: %s", self.path, exc)
+        self.release_lock()
+
+    def release_lock(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+
+    # --- the writer thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _STOP:
+                    return
+                batches = [item]
+                if self.commit_interval > 0:
+                    time.sleep(self.commit_interval)
+                stop = self._drain(batches)
+                self._commit(batches)
+                if stop:
+                    return
+        except BaseException as exc:       # noqa: BLE001 - reported on the loop, never lost
+            self.failure = exc
+            log.error("state file %s: journal writer stopped: %s; QoS-commit SETs will not be "
+                      "acknowledged", self.path, exc)
+
+    def _drain(self, batches: list) -> bool:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if item is _STOP:
+                return True
+            batches.append(item)
+
+    def _commit(self, batches: list) -> None:
+        conn = self.conn
+        conn.execute("BEGIN")
+        conn.executemany(_UPSERT, (describe_record(body) for batch, _ in batches for body in split(batch)))
+        conn.execute("COMMIT")
+        self.commits += 1
+        position = batches[-1][1]
+        self.durable = position
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.on_durable, position)
+        else:
+            self.on_durable(position)
+        if self._wal_size() > self.compact_wal_bytes:
+            self.compact()
+
+    def _wal_size(self) -> int:
+        try:
+            return os.stat(str(self.path) + "-wal").st_size
+        except OSError:
+            return 0
+
+    def compact(self) -> None:
+        """Deletes expired params and folds the WAL into the file, truncating it (writer
+        thread, or any thread once the writer stopped)."""
+        self.conn.execute("DELETE FROM params WHERE expires_us != 0 AND expires_us <= ?",
+                          (self.wall_us(),))
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
