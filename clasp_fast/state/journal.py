@@ -1,15 +1,16 @@
 """The state journal: the owner's params in an SQLite file, written off the event loop.
 
 One ``Journal`` per router process that owns the state (worker 0).  The event loop hands
-it, once per loop tick, the records of the SETs decided in that tick (``append``: one
-``bytes`` holding any number of records, each ``u32 length, body``; the body is a
-param record as the bus's R_SYNC_PARAM carries it).  A writer thread with its own
+it, once per loop tick, the records of the SETs decided in that tick (``write``: one
+``bytes`` holding any number of bus records, ``u32 length, u8 kind, body``, whose body is
+a param record as the bus's R_SYNC_PARAM carries it: see records.py).  To the router the
+journal is the I/O of an endpoint, like a bus link's transport.  A writer thread with its own
 connection drains them in group commits: everything queued (plus what arrives within
 ``commit_interval`` of the first record) goes into one transaction, one upsert per
 address, committed with ``synchronous=FULL`` (the WAL is fsync'ed at every commit: a
 transaction that committed survives a power cut).  After each commit the writer calls
-``on_durable(position)`` on the event loop: every record appended up to ``position``
-(a count of ``append``-ed records since the journal opened) is on disk.
+``on_durable(position)`` on the event loop: the first ``position`` records written
+since the journal opened are on disk.
 
 The file holds one row per live param (the upsert replaces the previous row: that is
 the compaction); the write-ahead log is folded back into the file and truncated when it
@@ -61,17 +62,12 @@ class JournalError(Exception):
     """The state file cannot be used; the message names the file and the fix."""
 
 
-def frame(body: bytes) -> bytes:
-    """One record as ``append`` takes it: u32 length, body."""
-    return _U32.pack(len(body)) + body
-
-
 def split(batch: bytes) -> Iterator[bytes]:
-    """The record bodies of an ``append``-ed batch."""
+    """The record bodies of a written batch of bus records (u32 length, u8 kind, body)."""
     pos, end = 0, len(batch)
     while pos < end:
         (n,) = _U32.unpack_from(batch, pos)
-        yield batch[pos + 4:pos + 4 + n]
+        yield batch[pos + 5:pos + 4 + n]
         pos += 4 + n
 
 
@@ -145,23 +141,27 @@ def open_database(db: Path) -> sqlite3.Connection:
     return conn
 
 
-def check(path: str) -> None:
-    """Start-up check (the supervisor, before forking): the file opens, is ours and can be
-    written, and no other clasp-fast has it.  Raises JournalError; leaves nothing open."""
+def claim(path: str) -> StateLock:
+    """Start-up (before the workers fork): locks the file for this clasp-fast and checks
+    that it opens, is ours and can be written.  Returns the held lock (the process keeps
+    it, and its forked workers share it); raises JournalError."""
     db = Path(path)
     lock = StateLock(db)
     lock.acquire(db)
     try:
         open_database(db).close()
-    finally:
+    except JournalError:
         lock.release()
+        raise
+    return lock
 
 
 class Journal:
     """The owner's journal (see the module docstring).
 
     ``on_durable(position)`` is called on ``loop`` (``call_soon_threadsafe``) after each
-    commit, or directly from the writer thread when ``loop`` is None (tests)."""
+    commit, or directly from the writer thread when ``loop`` is None (tests).  ``lock``:
+    take the file's lock here (False when the process already holds it: ``claim``)."""
 
     def __init__(self, path: str, on_durable: Callable[[int], None], *, loop=None,
                  commit_interval: float = 0.002, compact_wal_bytes: int = 16 << 20,
@@ -181,8 +181,7 @@ class Journal:
             self.release_lock()
             raise
         self.conn.execute(f"PRAGMA journal_size_limit={int(compact_wal_bytes)}")
-        self.appended = 0            # records handed to the writer (event-loop side)
-        self.durable = 0             # records committed (writer side)
+        self.durable = 0             # records committed
         self.commits = 0
         self.failure: Optional[BaseException] = None
         self._queue: "queue.SimpleQueue" = queue.SimpleQueue()
@@ -206,14 +205,15 @@ class Journal:
 
     # --- the event loop's side ------------------------------------------------------------
 
-    def append(self, batch: bytes, count: int) -> int:
-        """Queues ``count`` framed records (``batch``); returns the position that
-        ``on_durable`` will report once they are on disk."""
+    def write(self, batch: bytes) -> None:
+        """Queues a batch of records for the writer (the router's journal endpoint flushes
+        here once per loop tick)."""
         if self.failure is not None:
             raise JournalError(f"state file {self.path}: the journal writer failed: {self.failure}")
-        self.appended += count
-        self._queue.put((batch, self.appended))
-        return self.appended
+        self._queue.put(batch)
+
+    def is_closing(self) -> bool:
+        return self.failure is not None
 
     def close(self, timeout: float = 10.0) -> None:
         """Commits what is queued, checkpoints the WAL into the file, closes, unlocks."""
@@ -265,11 +265,11 @@ class Journal:
     def _commit(self, batches: list) -> None:
         conn = self.conn
         conn.execute("BEGIN")
-        conn.executemany(_UPSERT, (describe_record(body) for batch, _ in batches for body in split(batch)))
+        rows = [describe_record(body) for batch in batches for body in split(batch)]
+        conn.executemany(_UPSERT, rows)
         conn.execute("COMMIT")
         self.commits += 1
-        position = batches[-1][1]
-        self.durable = position
+        self.durable = position = self.durable + len(rows)
         if self.loop is not None:
             self.loop.call_soon_threadsafe(self.on_durable, position)
         else:

@@ -7,7 +7,9 @@ import threading
 
 import pytest
 
-from clasp_fast.state.journal import Journal, JournalError, check, frame
+import struct
+
+from clasp_fast.state.journal import Journal, JournalError, claim
 from clasp_fast.state.records import describe_record, param_record
 
 F64 = bytes((0x0B,))          # a value's type byte; the journal never looks at it
@@ -39,17 +41,35 @@ def open_journal(path, notices=None, **kw) -> Journal:
     return Journal(str(path), notices or Notices(), commit_interval=0, **kw)
 
 
-def append_sets(j: Journal, items) -> int:
-    records = [param_record(a, rev, value(rev), **kw) for a, rev, kw in items]
-    return j.append(b"".join(frame(r) for r in records), len(records))
+def bus_record(body: bytes) -> bytes:
+    return struct.pack(">IB", 1 + len(body), 13) + body
+
+
+class Writer:
+    """Writes records the way the router's journal endpoint does; counts them."""
+
+    def __init__(self, journal: Journal):
+        self.journal = journal
+        self.count = 0
+
+    def __call__(self, items) -> int:
+        records = [param_record(a, rev, value(rev), **kw) for a, rev, kw in items]
+        self.journal.write(b"".join(bus_record(r) for r in records))
+        self.count += len(records)
+        return self.count
+
+
+def check(path: str) -> None:
+    claim(path).release()
 
 
 def test_durable_notices_come_in_order_and_cover_every_append(tmp_path):
     notices = Notices()
     j = open_journal(tmp_path / "s.db", notices).start()
+    write = Writer(j)
     last = 0
     for rev in range(1, 501):
-        last = append_sets(j, [(f"/a/{rev % 7}", rev, {})])
+        last = write([(f"/a/{rev % 7}", rev, {})])
     notices.wait_for(last)
     j.close()
     assert notices.positions == sorted(notices.positions)
@@ -69,8 +89,10 @@ def test_a_notice_means_the_rows_are_committed(tmp_path):
             seen.append((position, c.execute("SELECT max(revision) FROM params").fetchone()[0]))
 
     j = Journal(str(db), on_durable, commit_interval=0).start()
+
+    write = Writer(j)
     for rev in range(1, 201):
-        append_sets(j, [("/x", rev, {})])
+        write([("/x", rev, {})])
     j.close()
     assert seen and all(rev >= position for position, rev in seen)
 
@@ -78,8 +100,9 @@ def test_a_notice_means_the_rows_are_committed(tmp_path):
 def test_restore_gives_the_latest_record_per_address(tmp_path):
     db = tmp_path / "s.db"
     j = open_journal(db).start()
-    append_sets(j, [("/a", 1, {}), ("/b", 1, {}), ("/a", 2, {"writer": "s1"})])
-    append_sets(j, [("/a", 3, {"writer": "s2"})])
+    write = Writer(j)
+    write([("/a", 1, {}), ("/b", 1, {}), ("/a", 2, {"writer": "s1"})])
+    write([("/a", 3, {"writer": "s2"})])
     j.close()
     j2 = open_journal(db)
     rows = {describe_record(r)[0]: describe_record(r)[1] for r in j2.load()}
@@ -90,8 +113,9 @@ def test_restore_gives_the_latest_record_per_address(tmp_path):
 def test_an_older_revision_never_replaces_a_newer_one(tmp_path):
     db = tmp_path / "s.db"
     j = open_journal(db).start()
-    append_sets(j, [("/a", 5, {})])
-    append_sets(j, [("/a", 4, {})])
+    write = Writer(j)
+    write([("/a", 5, {})])
+    write([("/a", 4, {})])
     j.close()
     j2 = open_journal(db)
     assert [describe_record(r)[1] for r in j2.load()] == [5]
@@ -102,7 +126,8 @@ def test_expired_params_are_not_restored_and_the_rest_keep_their_deadline(tmp_pa
     db = tmp_path / "s.db"
     now = [1_000_000_000]
     j = open_journal(db, wall_us=lambda: now[0]).start()
-    append_sets(j, [("/short", 1, {"expires_us": now[0] + 2_000_000}),
+    write = Writer(j)
+    write([("/short", 1, {"expires_us": now[0] + 2_000_000}),
                     ("/long", 1, {"expires_us": now[0] + 60_000_000}),
                     ("/forever", 1, {})])
     j.close()
@@ -120,10 +145,11 @@ def test_compaction_bounds_the_file_under_a_long_write_load(tmp_path):
     db = tmp_path / "s.db"
     notices = Notices()
     j = open_journal(db, notices, compact_wal_bytes=256 * 1024).start()
+    write = Writer(j)
     last = 0
     sizes = []
     for batch in range(400):
-        last = append_sets(j, [(f"/p/{i}", batch + 1, {}) for i in range(500 // 5)] * 5)
+        last = write([(f"/p/{i}", batch + 1, {}) for i in range(500 // 5)] * 5)
         if batch % 50 == 49:
             notices.wait_for(last)
             sizes.append(os.path.getsize(db) + os.path.getsize(str(db) + "-wal"))
@@ -140,7 +166,8 @@ def test_compaction_deletes_expired_rows(tmp_path):
     db = tmp_path / "s.db"
     now = [1_000_000_000]
     j = open_journal(db, wall_us=lambda: now[0]).start()
-    append_sets(j, [(f"/t/{i}", 1, {"expires_us": now[0] + 1}) for i in range(50)] + [("/keep", 1, {})])
+    write = Writer(j)
+    write([(f"/t/{i}", 1, {"expires_us": now[0] + 1}) for i in range(50)] + [("/keep", 1, {})])
     j.close()
     now[0] += 10
     j2 = open_journal(db, wall_us=lambda: now[0])
