@@ -29,6 +29,12 @@ async def serve(config: Config, *, reuse_port: bool = False, sock=None, limits=N
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    journal = None
+    if config.persistence:
+        from .state.owner import OwnerJournal
+        journal = OwnerJournal(config, server.router)
+        journal.restore()
+        journal.start()
     host, port = await server.start()
     metrics = None
     if config.metrics_port:
@@ -49,6 +55,8 @@ async def serve(config: Config, *, reuse_port: bool = False, sock=None, limits=N
     logging.getLogger("clasp_fast").info("shutting down: closing %d connection(s) with 1001",
                                          server.connection_count)
     await server.stop()
+    if journal is not None:
+        journal.close()
     if metrics is not None:
         metrics.close()
     return 0
@@ -70,6 +78,13 @@ def main(argv: Optional[list[str]] = None) -> int:
               f"{f' (file {loaded.file})' if loaded.file else ''}")
         return 0
     setup_logging(config.log_level)
+    if config.persistence:
+        from .state import JournalError, claim
+        try:
+            claim(config.state_file)       # the lock is held until exit; forked workers share it
+        except JournalError as exc:
+            print(f"clasp-fast: {exc}", file=sys.stderr)
+            return 1
     if config.workers > 1:
         from .cluster.supervisor import run_supervisor
         return run_supervisor(config)

@@ -30,13 +30,17 @@ REPO = Path(__file__).resolve().parent.parent
 
 class RouterProcess:
     def __init__(self, *args: str, workers: Optional[int] = None, host: str = "127.0.0.1",
-                 port: Optional[int] = None, env: Optional[dict] = None):
+                 port: Optional[int] = None, env: Optional[dict] = None,
+                 state_file: Optional[str] = None):
+        """``state_file``: persist the state there; without it the router keeps its state in
+        memory only (--no-persistence), so tests never share a state file."""
         if workers is None:
             workers = int(os.environ.get("CLASP_FAST_TEST_WORKERS", "1"))
         self.host = host
         self.port = port or free_port(host)
+        persistence = ["--state-file", state_file] if state_file else ["--no-persistence"]
         self.args = ["--host", host, "--port", str(self.port), "--workers", str(workers),
-                     "--log-level", "info", *args]
+                     "--log-level", "info", *persistence, *args]
         self.env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         self.proc: Optional[subprocess.Popen] = None
         self.output: list[str] = []

@@ -62,9 +62,16 @@ async def _serve(config: Config, index: int, nworkers: int, group: str, listener
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     router = Router(config.router_config())
+    journal = None
+    if config.persistence and index == 0:
+        from ..state.owner import OwnerJournal
+        journal = OwnerJournal(config, router)        # the supervisor holds the file's lock
+        journal.restore()
     node = ClusterNode(router, index, nworkers, group, listener, restarted=restarted)
     server = ClaspServer(config, router=router, limits=limits, reuse_port=True)
     server.prepare()
+    if journal is not None:
+        journal.start()
     await node.start()
     try:
         await server.listen()
@@ -88,5 +95,7 @@ async def _serve(config: Config, index: int, nworkers: int, group: str, listener
         metrics.close()
     log.info("worker %d shutting down: closing %d connection(s) with 1001", index, server.connection_count)
     await server.stop()
+    if journal is not None:
+        journal.close()
     await node.stop()
     return 0
