@@ -54,7 +54,8 @@ class RouterProcess:
     def start(self, timeout: float = 20.0) -> "RouterProcess":
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "clasp_fast", *self.args], cwd=REPO, env=self.env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+            start_new_session=True)           # its own process group: see kill_group
         threading.Thread(target=self._pump, daemon=True).start()
         if not self._ready.wait(timeout):
             self.kill()
@@ -95,6 +96,25 @@ class RouterProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
+
+    def kill_group(self, timeout: float = 10.0) -> None:
+        """SIGKILL to the supervisor and every worker at once (a power cut, as far as the
+        processes can tell); returns once all of them are gone."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.02)
+        raise RuntimeError(f"processes of group {self.proc.pid} still alive {timeout} s after SIGKILL")
 
     def __enter__(self) -> "RouterProcess":
         return self.start()
