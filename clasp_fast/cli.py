@@ -63,6 +63,10 @@ async def serve(config: Config, *, reuse_port: bool = False, sock=None, limits=N
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    from .client import commands        # `clasp-fast sub|set|get|pub|snapshot`: the client
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in commands.COMMANDS:
+        return commands.main(args)
     try:
         loaded = load(argv)
         if loaded.print_config:
