@@ -3,7 +3,7 @@
 One ``Journal`` per router process that owns the state (worker 0).  The event loop hands
 it, once per loop tick, the records of the SETs decided in that tick (``write``: one
 ``bytes`` holding any number of bus records, ``u32 length, u8 kind, body``, whose body is
-a param record as the bus's R_SYNC_PARAM carries it: see records.py).  To the router the
+a whole param as the bus's R_SYNC_PARAM carries it: see _native/bus.pxd).  To the router the
 journal is the I/O of an endpoint, like a bus link's transport.  A writer thread with its own
 connection drains them in group commits: everything queued (plus what arrives within
 ``commit_interval`` of the first record) goes into one transaction, one upsert per
@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from .records import describe_record
+from .._native.bus import sync_param_key
 
 log = logging.getLogger("clasp_fast.state")
 
@@ -265,7 +265,7 @@ class Journal:
     def _commit(self, batches: list) -> None:
         conn = self.conn
         conn.execute("BEGIN")
-        rows = [describe_record(body) for batch in batches for body in split(batch)]
+        rows = [(*sync_param_key(body), body) for batch in batches for body in split(batch)]
         conn.executemany(_UPSERT, rows)
         conn.execute("COMMIT")
         self.commits += 1

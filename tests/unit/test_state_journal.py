@@ -7,10 +7,8 @@ import threading
 
 import pytest
 
-import struct
-
+from clasp_fast._native import bus
 from clasp_fast.state.journal import Journal, JournalError, claim
-from clasp_fast.state.records import describe_record, param_record
 
 F64 = bytes((0x0B,))          # a value's type byte; the journal never looks at it
 
@@ -41,10 +39,6 @@ def open_journal(path, notices=None, **kw) -> Journal:
     return Journal(str(path), notices or Notices(), commit_interval=0, **kw)
 
 
-def bus_record(body: bytes) -> bytes:
-    return struct.pack(">IB", 1 + len(body), 13) + body
-
-
 class Writer:
     """Writes records the way the router's journal endpoint does; counts them."""
 
@@ -53,8 +47,8 @@ class Writer:
         self.count = 0
 
     def __call__(self, items) -> int:
-        records = [param_record(a, rev, value(rev), **kw) for a, rev, kw in items]
-        self.journal.write(b"".join(bus_record(r) for r in records))
+        records = [bus.sync_param(rev, a, value(rev), **kw) for a, rev, kw in items]
+        self.journal.write(b"".join(bus.record(bus.SYNC_PARAM, r) for r in records))
         self.count += len(records)
         return self.count
 
@@ -105,7 +99,7 @@ def test_restore_gives_the_latest_record_per_address(tmp_path):
     write([("/a", 3, {"writer": "s2"})])
     j.close()
     j2 = open_journal(db)
-    rows = {describe_record(r)[0]: describe_record(r)[1] for r in j2.load()}
+    rows = {bus.sync_param_key(r)[0]: bus.sync_param_key(r)[1] for r in j2.load()}
     j2.close()
     assert rows == {b"/a": 3, b"/b": 1}
 
@@ -118,7 +112,7 @@ def test_an_older_revision_never_replaces_a_newer_one(tmp_path):
     write([("/a", 4, {})])
     j.close()
     j2 = open_journal(db)
-    assert [describe_record(r)[1] for r in j2.load()] == [5]
+    assert [bus.sync_param_key(r)[1] for r in j2.load()] == [5]
     j2.close()
 
 
@@ -133,7 +127,7 @@ def test_expired_params_are_not_restored_and_the_rest_keep_their_deadline(tmp_pa
     j.close()
     now[0] += 5_000_000                   # 5 s later: /short is gone, /long has 55 s left
     j2 = open_journal(db, wall_us=lambda: now[0])
-    rows = {describe_record(r)[0]: describe_record(r)[2] for r in j2.load()}
+    rows = {bus.sync_param_key(r)[0]: bus.sync_param_key(r)[2] for r in j2.load()}
     j2.close()
     assert set(rows) == {b"/long", b"/forever"}
     assert rows[b"/long"] - now[0] == 55_000_000
