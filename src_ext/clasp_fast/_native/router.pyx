@@ -1579,8 +1579,20 @@ cdef class Router(Hub):
                 self.journal_seq += 1
 
     def merge_param(self, bytes body):
-        """Restarted worker: one R_SYNC_PARAM; kept if newer than what we have."""
-        self.merge_record(body)
+        """One R_SYNC_PARAM (a restarted worker's sync, or a restarted owner's state): kept
+        if newer than what we have, and then sent to our subscribers as a SET: they missed
+        it (the previous owner died before replicating it here, or it came from its journal)."""
+        cdef Param* prm = self.merge_record(body)
+        cdef Seg segs[MAX_SEGMENTS]
+        cdef bytes frame
+        if prm == NULL:
+            return
+        param = self.get(prm.address[:prm.addr_len].decode())
+        if param is None:
+            return
+        frame = ws_frame(encode_frame(M.Set(param.address, param.value, revision=param.revision), 1))
+        self.deliver(self.param_receivers(prm, segs, -1), 0x01, None, False,
+                     <const uint8_t*>PyBytes_AS_STRING(frame), len(frame), prm.address, prm.addr_len, prm)
 
     cdef Param* merge_record(self, bytes body) except? NULL:
         cdef const uint8_t* b = <const uint8_t*>PyBytes_AS_STRING(body)
