@@ -102,7 +102,8 @@ class StateLock:
 
 
 def _unwritable(db: Path, exc: Exception) -> JournalError:
-    return JournalError(f"state file {db} cannot be written ({exc}); make its directory "
+    reason = (exc.strerror or exc) if isinstance(exc, OSError) else exc
+    return JournalError(f"state file {db} cannot be written ({reason}); make its directory "
                         f"writable, give another path (--state-file) or run with --no-persistence")
 
 
