@@ -30,13 +30,12 @@ import logging
 import os
 import queue
 import sqlite3
-import struct
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Optional
 
-from .._native.bus import sync_param_key
+from .._native.bus import sync_param_rows
 
 log = logging.getLogger("clasp_fast.state")
 
@@ -54,21 +53,11 @@ _UPSERT = ("INSERT INTO params(address, revision, expires_us, record) VALUES (?,
            "ON CONFLICT(address) DO UPDATE SET revision = excluded.revision, "
            "expires_us = excluded.expires_us, record = excluded.record "
            "WHERE excluded.revision >= params.revision")
-_U32 = struct.Struct(">I")
 _STOP = object()
 
 
 class JournalError(Exception):
     """The state file cannot be used; the message names the file and the fix."""
-
-
-def split(batch: bytes) -> Iterator[bytes]:
-    """The record bodies of a written batch of bus records (u32 length, u8 kind, body)."""
-    pos, end = 0, len(batch)
-    while pos < end:
-        (n,) = _U32.unpack_from(batch, pos)
-        yield batch[pos + 5:pos + 4 + n]
-        pos += 4 + n
 
 
 class StateLock:
@@ -266,11 +255,12 @@ class Journal:
     def _commit(self, batches: list) -> None:
         conn = self.conn
         conn.execute("BEGIN")
-        rows = [(*sync_param_key(body), body) for batch in batches for body in split(batch)]
-        conn.executemany(_UPSERT, rows)
+        rows: dict = {}
+        count = sum(sync_param_rows(batch, rows) for batch in batches)
+        conn.executemany(_UPSERT, rows.values())
         conn.execute("COMMIT")
         self.commits += 1
-        self.durable = position = self.durable + len(rows)
+        self.durable = position = self.durable + count
         if self.loop is not None:
             self.loop.call_soon_threadsafe(self.on_durable, position)
         else:

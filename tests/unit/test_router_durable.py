@@ -7,11 +7,12 @@ test_state_journal.py); durability is declared by calling ``journal_durable`` as
 writer thread would."""
 from __future__ import annotations
 
-from clasp_fast._native import bus as records
+import struct
+
 from clasp_fast.protocol import Ack, Bundle, Set, Subscribe
-from clasp_fast.state.journal import split
 
 from tests.unit.test_cluster_core import Bus
+from tests.unit.test_state_journal import key_of
 from tests.unit.test_router_support import Net, frames_of
 
 
@@ -29,6 +30,16 @@ class Recorder:
 
     def records(self) -> list[bytes]:
         return [body for batch in self.batches for body in split(batch)]
+
+
+def split(batch: bytes) -> list[bytes]:
+    """The bodies of a batch of bus records (u32 length, u8 kind, body)."""
+    out, pos = [], 0
+    while pos < len(batch):
+        (n,) = struct.unpack_from(">I", batch, pos)
+        out.append(batch[pos + 5:pos + 4 + n])
+        pos += 4 + n
+    return out
 
 
 def flush(router) -> None:
@@ -58,7 +69,7 @@ def test_every_decided_set_is_journaled_as_a_whole_param():
     net.set(s, "/j/a", 2.5, qos=1)
     net.set(s, "/j/b", "x", qos=2)
     flush(net.router)
-    keys = [records.sync_param_key(r) for r in rec.records()]
+    keys = [key_of(r) for r in rec.records()]
     assert [(a, rev) for a, rev, _ in keys] == [(b"/j/a", 1), (b"/j/a", 2), (b"/j/b", 1)]
     assert net.router.journal_seq == 3
 
@@ -217,7 +228,7 @@ def test_commit_acks_held_for_a_dead_owner_go_out_once_the_new_owner_journaled_t
     bus.pump()
     bus.nodes[0]._finish_sync()
     bus.pump()
-    assert [records.sync_param_key(r)[:2] for r in _flushed(owner, rec)] == [(b"/kd/a", 1)]
+    assert [key_of(r)[:2] for r in _flushed(owner, rec)] == [(b"/kd/a", 1)]
     assert [m for m in bus.out(w) if isinstance(m, Ack)] == []
     owner.journal_durable(owner.journal_seq)
     bus.pump()

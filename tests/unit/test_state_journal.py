@@ -17,6 +17,13 @@ def value(i: int) -> bytes:
     return F64 + i.to_bytes(8, "big")
 
 
+def key_of(body: bytes) -> tuple:
+    """(address, revision, expires µs) of one record, as the journal reads it."""
+    rows: dict = {}
+    bus.sync_param_rows(bus.record(bus.SYNC_PARAM, body), rows)
+    return next(iter(rows.values()))[:3]
+
+
 class Notices:
     """on_durable positions, in the order the writer reported them."""
 
@@ -99,7 +106,7 @@ def test_restore_gives_the_latest_record_per_address(tmp_path):
     write([("/a", 3, {"writer": "s2"})])
     j.close()
     j2 = open_journal(db)
-    rows = {bus.sync_param_key(r)[0]: bus.sync_param_key(r)[1] for r in j2.load()}
+    rows = {key_of(r)[0]: key_of(r)[1] for r in j2.load()}
     j2.close()
     assert rows == {b"/a": 3, b"/b": 1}
 
@@ -112,7 +119,7 @@ def test_an_older_revision_never_replaces_a_newer_one(tmp_path):
     write([("/a", 4, {})])
     j.close()
     j2 = open_journal(db)
-    assert [bus.sync_param_key(r)[1] for r in j2.load()] == [5]
+    assert [key_of(r)[1] for r in j2.load()] == [5]
     j2.close()
 
 
@@ -127,7 +134,7 @@ def test_expired_params_are_not_restored_and_the_rest_keep_their_deadline(tmp_pa
     j.close()
     now[0] += 5_000_000                   # 5 s later: /short is gone, /long has 55 s left
     j2 = open_journal(db, wall_us=lambda: now[0])
-    rows = {bus.sync_param_key(r)[0]: bus.sync_param_key(r)[2] for r in j2.load()}
+    rows = {key_of(r)[0]: key_of(r)[2] for r in j2.load()}
     j2.close()
     assert set(rows) == {b"/long", b"/forever"}
     assert rows[b"/long"] - now[0] == 55_000_000

@@ -8,7 +8,7 @@ functions.
 import struct
 
 from libc.stdint cimport uint8_t
-from clasp_fast._native.wire cimport load_u16, load_u64
+from clasp_fast._native.wire cimport load_u16, load_u32, load_u64
 
 from clasp_fast._native.bus cimport (
     R_HELLO, R_INTEREST, R_PUBLISH, R_SET_REQ, R_REPLICATE, R_REJECT, R_BUNDLE_REQ, R_DONE, R_RELEASE,
@@ -172,10 +172,22 @@ def sync_param(unsigned long long revision, str address, bytes value, *,
             + bytes((len(h),)) + h + bytes((holder_origin,)) + _U16.pack(len(a)) + a + value)
 
 
-def sync_param_key(bytes body):
-    """(address bytes, revision, expires µs) of an R_SYNC_PARAM body."""
-    cdef const uint8_t* b = <const uint8_t*>body
-    cdef const uint8_t* st = b + 8
-    cdef Py_ssize_t pos = 8 + state_size(st)
-    cdef Py_ssize_t alen = load_u16(b + pos)
-    return body[pos + 2:pos + 2 + alen], load_u64(b), load_u64(st + 8)
+def sync_param_rows(bytes batch, dict rows):
+    """Adds a batch of R_SYNC_PARAM records (whole records: u32 length, u8 kind, body) to
+    the state journal's ``rows``, {address: (address, revision, expires µs, body)}, which
+    keep the newest record of each address; returns the number of records."""
+    cdef const uint8_t* b = <const uint8_t*>batch
+    cdef Py_ssize_t pos = 0, end = len(batch), size, count = 0, start, sp, alen
+    while pos + RECORD_HEAD <= end:
+        size = load_u32(b + pos)
+        start = pos + RECORD_HEAD
+        pos += 4 + size
+        count += 1
+        sp = start + 8 + state_size(b + start + 8)
+        alen = load_u16(b + sp)
+        address = batch[sp + 2:sp + 2 + alen]
+        revision = load_u64(b + start)
+        old = rows.get(address)
+        if old is None or (<tuple>old)[1] <= revision:
+            rows[address] = (address, revision, load_u64(b + start + 16), batch[start:pos])
+    return count
