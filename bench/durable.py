@@ -20,12 +20,8 @@ import os
 import struct
 import time
 
+from clasp_fast._native.wsclient import masked_frames
 from clasp_fast.protocol import Hello, Set, Subscribe, encode_frame
-
-try:
-    from ._loadgen import masked_frames
-except ImportError:                       # pragma: no cover - run as a script
-    from bench._loadgen import masked_frames
 
 ACK, SET = 0x50, 0x21
 QOS_NAMES = {0: "fire", 2: "commit"}
