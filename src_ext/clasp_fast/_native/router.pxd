@@ -70,6 +70,7 @@ cdef class Router(Hub):
     cdef uint64_t journal_seen          # replica: highest journal position seen in R_REPLICATE
     cdef readonly uint64_t durable_at   # journal position known to be on disk
     cdef PendingQueue durable_acks      # ACK frames waiting for durable_at (seq = position)
+    cdef uint64_t replay_horizon        # wall µs before which "changed since" is unknown (start, removals)
 
     cdef int feed(self, Session s, const uint8_t* data, Py_ssize_t n) except -1
     cdef int feed_link(self, PeerLink link, const uint8_t* data, Py_ssize_t n) except -1
@@ -104,7 +105,7 @@ cdef class Router(Hub):
     cdef Param* merge_record(self, bytes body) except? NULL
     cdef int error(self, Session s, int code, str message, str address=*) except -1
     cdef int reject_frame(self, Session s, str message) except -1
-    cdef int send_snapshot(self, Session s, object pattern, bint always) except -1
+    cdef int send_snapshot(self, Session s, object pattern, bint always, uint64_t since=*) except -1
     cdef int slow_path(self, Session s, const uint8_t* data, Py_ssize_t n, uint8_t qos, Py_ssize_t hs) except -1
     cdef _deliver_gated(self, Endpoint target, list gated, uint8_t bit, bytes frame, bytes address,
                         Param* prm)

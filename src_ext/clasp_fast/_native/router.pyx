@@ -158,6 +158,8 @@ cdef class Router(Hub):
         self.links = [None] * MAX_WORKERS
         self.pending = PendingQueue()
         self.durable_acks = PendingQueue()
+        # what changed before we started (or while we were down) is unknown: replay from here
+        self.replay_horizon = self.clock.wall_us()
         self.call_later(self.config.expiry_sweep_interval, self._sweep)
 
     def __dealloc__(self):
@@ -1120,9 +1122,12 @@ cdef class Router(Hub):
 
     # --- snapshots --------------------------------------------------------------
 
-    cdef int send_snapshot(self, Session s, object pattern, bint always) except -1:
-        """SNAPSHOT(s) of the params matching ``pattern`` (None: all); see snapshot.pyx."""
-        return write_snapshot(self.params, s, pattern, always, self.clock.wall_us())
+    cdef int send_snapshot(self, Session s, object pattern, bint always, uint64_t since=0) except -1:
+        """SNAPSHOT(s) of the params matching ``pattern`` (None: all), written after ``since``
+        (wall µs) when that is not before the replay horizon; see snapshot.pyx."""
+        if since < self.replay_horizon:
+            since = 0
+        return write_snapshot(self.params, s, pattern, always, self.clock.wall_us(), since)
 
     # --- the slow path: everything but SET and PUBLISH --------------------------
 
@@ -1207,7 +1212,8 @@ cdef class Router(Hub):
         self._interest(sub, +1)
         s.subs[msg.id] = sub
         if sub.mask & 0x01:
-            self.send_snapshot(s, msg.pattern, False)
+            since = msg.options.since if msg.options is not None else None
+            self.send_snapshot(s, msg.pattern, False, since or 0)
         if qos >= 1:
             self.send(s, M.Ack(address=msg.pattern))
 
@@ -1663,7 +1669,9 @@ cdef class Router(Hub):
         self.timers.run_due(self.clock.mono_s() if now is None else now)
 
     def _sweep(self):
-        self.params.sweep(self.clock.wall_us())
+        cdef uint64_t now = self.clock.wall_us()
+        if self.params.sweep(now):
+            self.replay_horizon = now       # removed params: a replay from before cannot say so
         self.call_later(self.config.expiry_sweep_interval, self._sweep)
 
 
