@@ -199,3 +199,30 @@ async def test_the_file_stays_proportional_to_live_params_under_a_long_write_loa
     print(f"\nfile + WAL after each 4000 SETs to 20 params: {sizes}")
     assert max(sizes) < 1536 * 1024, sizes
     assert os.path.getsize(db) < 256 * 1024
+
+
+async def test_a_reconnecting_client_gets_only_what_changed_since_it_last_saw(tmp_path):
+    """Replay (docs/protocol.md): SUBSCRIBE with since = the newest write time it saw."""
+    from clasp_fast.protocol import Subscribe, SubscribeOptions
+    with RouterProcess(state_file=str(tmp_path / "state.db")) as rp:
+        ws, _, _ = await connect_hello(rp.url, name="a")
+        for address in ("/rp/a", "/rp/b"):
+            await ws.send(encode_frame(Set(address, 1.0), qos=QOS_COMMIT))
+            assert isinstance(await recv_msg(ws, 5), Ack)
+        await ws.send(encode_frame(Subscribe(1, "/rp/**")))
+        snap = await recv_msg(ws, 5)
+        assert isinstance(snap, Snapshot)
+        newest = max(p.timestamp for p in snap.params)
+        await ws.close()                                   # the blip
+        other, _, _ = await connect_hello(rp.url, name="b")
+        await other.send(encode_frame(Set("/rp/b", 2.0), qos=QOS_COMMIT))
+        await other.send(encode_frame(Set("/rp/c", 3.0), qos=QOS_COMMIT))
+        for _ in range(2):
+            assert isinstance(await recv_msg(other, 5), Ack)
+        again, _, _ = await connect_hello(rp.url, name="a")
+        await again.send(encode_frame(Subscribe(1, "/rp/**", options=SubscribeOptions(since=newest))))
+        delta = await recv_msg(again, 5)
+        assert isinstance(delta, Snapshot)
+        assert sorted((p.address, p.value) for p in delta.params) == [("/rp/b", 2.0), ("/rp/c", 3.0)]
+        await again.close()
+        await other.close()
