@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import collections
-import os
-import struct
 import time
+
+from picows import WSListener, WSMsgType, ws_connect
 
 from clasp_fast._native.wsclient import masked_frames
 from clasp_fast.protocol import Hello, Set, Subscribe, encode_frame
@@ -27,8 +26,8 @@ ACK, SET = 0x50, 0x21
 QOS_NAMES = {0: "fire", 2: "commit"}
 
 
-class Client(asyncio.Protocol):
-    """One raw WebSocket client (upgrade, HELLO, optional SUBSCRIBE), then SET blocks."""
+class Client(WSListener):
+    """One picows client: HELLO (and SUBSCRIBE to its addresses at QoS fire), then SET blocks."""
 
     def __init__(self, index: int, qos: int, addresses: int, block: int):
         self.qos, self.block = qos, block
@@ -36,10 +35,8 @@ class Client(asyncio.Protocol):
         frames = [encode_frame(Set(f"{self.prefix}/{i % addresses}", float(i)), qos=qos)
                   for i in range(block)]
         self.payload = masked_frames(frames)
-        self.buf = bytearray()
-        self.upgraded = asyncio.get_running_loop().create_future()
         self.answer_type = ACK if qos else SET
-        self.sent_at: collections.deque = collections.deque()   # (time, frames) per block
+        self.sent_at: collections.deque = collections.deque()   # [send time, frames left] per block
         self.inflight = 0
         self.answered = 0
         self.latencies: list[int] = []
@@ -49,87 +46,46 @@ class Client(asyncio.Protocol):
         self.greeting = 0           # WELCOME and SNAPSHOT(s) still to skip
         self.room = asyncio.Event()
 
-    def connection_made(self, transport):
-        self.transport = transport
-
-    def data_received(self, data):
-        self.buf += data
-        if not self.upgraded.done():
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = bytes(self.buf[:end])
-            del self.buf[:end + 4]
-            if b" 101 " not in head.split(b"\r\n", 1)[0]:
-                self.upgraded.set_exception(RuntimeError(head.decode(errors="replace")))
-                return
-            self.upgraded.set_result(True)
-        self._frames()
-
-    def _frames(self):
-        buf = self.buf
-        pos, n = 0, len(buf)
-        now = time.perf_counter_ns()
-        while n - pos >= 2:
-            length = buf[pos + 1] & 0x7F
-            hl = 2
-            if length == 126:
-                if n - pos < 4:
-                    break
-                length = (buf[pos + 2] << 8) | buf[pos + 3]
-                hl = 4
-            elif length == 127:
-                if n - pos < 10:
-                    break
-                length = struct.unpack_from(">Q", buf, pos + 2)[0]
-                hl = 10
-            if n - pos < hl + length:
-                break
-            if buf[pos] & 0x0F == 2 and length > 4:
-                self._answer(buf[pos + hl + 4], now)
-            pos += hl + length
-        del buf[:pos]
-
-    def _answer(self, kind: int, now: int):
+    def on_ws_frame(self, transport, frame):
+        if frame.msg_type != WSMsgType.BINARY:
+            return
+        payload = frame.get_payload_as_memoryview()
+        if len(payload) <= 4:
+            return
         if self.greeting:
             self.greeting -= 1
             return
-        if kind != self.answer_type:
+        if payload[4] != self.answer_type:
             return
-        t, left = self.sent_at[0]
-        if left == 1:
+        block = self.sent_at[0]
+        block[1] -= 1
+        if not block[1]:
             self.sent_at.popleft()
-        else:
-            self.sent_at[0] = (t, left - 1)
         if self.recording:
-            self.latencies.append(now - t)
+            self.latencies.append(time.perf_counter_ns() - block[0])
             self.answered += 1
         self.inflight -= 1
         if self.inflight + self.block <= self.window:
             self.room.set()
 
-    async def open(self, host: str, port: int, subscribe: bool):
-        loop = asyncio.get_running_loop()
-        await loop.create_connection(lambda: self, host, port)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.transport.write((f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-                              f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                              f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: clasp\r\n\r\n").encode())
-        await asyncio.wait_for(self.upgraded, 10)
+    async def open(self, url: str, subscribe: bool):
+        self.transport, _ = await ws_connect(lambda: self, url,
+                                             extra_headers={"Sec-WebSocket-Protocol": "clasp"})
         self.greeting = 2                    # WELCOME, SNAPSHOT
         greet = [encode_frame(Hello(name="durable-bench"))]
         if subscribe:
             greet.append(encode_frame(Subscribe(1, self.prefix + "/**")))
             self.greeting += 1               # its SNAPSHOT
-        self.transport.write(masked_frames(greet))
+        self.transport.underlying_transport.write(masked_frames(greet))
 
     async def run(self, window: int, stop_at: float):
         self.window = max(window, self.block)
+        write = self.transport.underlying_transport.write
         while time.monotonic() < stop_at:
             while self.inflight + self.block <= self.window:
-                self.sent_at.append((time.perf_counter_ns(), self.block))
+                self.sent_at.append([time.perf_counter_ns(), self.block])
                 self.inflight += self.block
-                self.transport.write(self.payload)
+                write(self.payload)
             self.room.clear()
             try:
                 await asyncio.wait_for(self.room.wait(), 5)
@@ -152,9 +108,8 @@ def percentile(values: list[int], p: float) -> float:
 async def measure(url: str, qos: int, *, clients: int = 4, window: int = 1000, block: int = 50,
                   addresses: int = 1000, warmup: float = 0.5, duration: float = 2.0) -> dict:
     """SETs/s answered and answer latency (ms) at ``qos`` against the router at ``url``."""
-    host, port = url.split("//", 1)[1].rstrip("/").rsplit(":", 1)
     cs = [Client(i, qos, addresses, block) for i in range(clients)]
-    await asyncio.gather(*(c.open(host, int(port), subscribe=qos == 0) for c in cs))
+    await asyncio.gather(*(c.open(url, subscribe=qos == 0) for c in cs))
     await asyncio.sleep(0.2)
     start = time.monotonic()
     tasks = [asyncio.ensure_future(c.run(window, start + warmup + duration)) for c in cs]
@@ -168,7 +123,7 @@ async def measure(url: str, qos: int, *, clients: int = 4, window: int = 1000, b
         c.recording = False
     await asyncio.gather(*(c.drain() for c in cs))
     for c in cs:
-        c.transport.close()
+        c.transport.disconnect()
     lat = [x for c in cs for x in c.latencies]
     return {"qos": QOS_NAMES.get(qos, str(qos)), "rate": sum(c.answered for c in cs) / elapsed,
             "p50_ms": percentile(lat, 50), "p99_ms": percentile(lat, 99), "count": len(lat)}

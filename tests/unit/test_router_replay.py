@@ -70,27 +70,28 @@ def test_a_since_before_the_router_started_gets_everything():
     assert subscribe_since(net, reader, "/r/**", before_start) == ["/r/a"]
 
 
-def test_a_param_that_expired_after_since_makes_the_snapshot_whole():
-    net = Net(expiry_sweep_interval=3600.0)
-    w = net.connect()
-    net.advance(1)
-    net.set(w, "/r/keep", 1)
-    net.set(w, "/r/brief", 1, ttl=Ttl(TtlMode.SLIDING, 2))
-    net.advance(1)
-    seen = net.wall_us()
-    net.advance(5)                    # /r/brief expired after `seen` (not swept yet)
-    reader = net.connect("reader")
-    assert subscribe_since(net, reader, "/r/**", seen) == ["/r/keep"]      # all that is left
-
-
-def test_a_sweep_that_removed_params_moves_the_horizon():
-    net = Net(expiry_sweep_interval=1.0)
+def ttl_case(net, wait: float):
+    """/r/keep and a /s/brief that lives 1 s are written; returns the wall time (µs) 0.5 s
+    later, after which ``wait`` s pass: a client that saw everything up to then replays."""
     w = net.connect()
     net.advance(1)
     net.set(w, "/r/keep", 1)
     net.set(w, "/s/brief", 1, ttl=Ttl(TtlMode.SLIDING, 1))
     net.advance(0.5)
     seen = net.wall_us()
-    net.advance(3)                    # the sweep removes /s/brief
+    net.advance(wait)
+    return seen
+
+
+def test_a_param_that_expired_after_since_makes_the_snapshot_whole():
+    net = Net(expiry_sweep_interval=3600.0)
+    seen = ttl_case(net, 5)           # /s/brief expired after `seen` (not swept yet)
+    reader = net.connect("reader")
+    assert subscribe_since(net, reader, "/**", seen) == ["/r/keep"]        # all that is left
+
+
+def test_a_sweep_that_removed_params_moves_the_horizon():
+    net = Net(expiry_sweep_interval=1.0)
+    seen = ttl_case(net, 3)           # the sweep removed /s/brief
     reader = net.connect("reader")
     assert subscribe_since(net, reader, "/r/**", seen) == ["/r/keep"]

@@ -98,44 +98,45 @@ def test_a_notice_means_the_rows_are_committed(tmp_path):
     assert seen and all(rev >= position for position, rev in seen)
 
 
+def write_then_close(db, *batches, **kw) -> None:
+    """Opens a journal on ``db``, writes each batch of (address, revision, fields), closes."""
+    j = open_journal(db, **kw).start()
+    write = Writer(j)
+    for items in batches:
+        write(items)
+    j.close()
+
+
+def restored(db, **kw) -> dict:
+    """{address: (revision, expires µs)} of what a new journal on ``db`` loads."""
+    j = open_journal(db, **kw)
+    try:
+        return {a: (rev, exp) for a, rev, exp in map(key_of, j.load())}
+    finally:
+        j.close()
+
+
 def test_restore_gives_the_latest_record_per_address(tmp_path):
     db = tmp_path / "s.db"
-    j = open_journal(db).start()
-    write = Writer(j)
-    write([("/a", 1, {}), ("/b", 1, {}), ("/a", 2, {"writer": "s1"})])
-    write([("/a", 3, {"writer": "s2"})])
-    j.close()
-    j2 = open_journal(db)
-    rows = {key_of(r)[0]: key_of(r)[1] for r in j2.load()}
-    j2.close()
-    assert rows == {b"/a": 3, b"/b": 1}
+    write_then_close(db, [("/a", 1, {}), ("/b", 1, {}), ("/a", 2, {"writer": "s1"})],
+                     [("/a", 3, {"writer": "s2"})])
+    assert {a: rev for a, (rev, _) in restored(db).items()} == {b"/a": 3, b"/b": 1}
 
 
 def test_an_older_revision_never_replaces_a_newer_one(tmp_path):
     db = tmp_path / "s.db"
-    j = open_journal(db).start()
-    write = Writer(j)
-    write([("/a", 5, {})])
-    write([("/a", 4, {})])
-    j.close()
-    j2 = open_journal(db)
-    assert [key_of(r)[1] for r in j2.load()] == [5]
-    j2.close()
+    write_then_close(db, [("/a", 5, {})], [("/a", 4, {})])
+    assert restored(db)[b"/a"][0] == 5
 
 
 def test_expired_params_are_not_restored_and_the_rest_keep_their_deadline(tmp_path):
     db = tmp_path / "s.db"
     now = [1_000_000_000]
-    j = open_journal(db, wall_us=lambda: now[0]).start()
-    write = Writer(j)
-    write([("/short", 1, {"expires_us": now[0] + 2_000_000}),
-                    ("/long", 1, {"expires_us": now[0] + 60_000_000}),
-                    ("/forever", 1, {})])
-    j.close()
+    write_then_close(db, [("/short", 1, {"expires_us": now[0] + 2_000_000}),
+                          ("/long", 1, {"expires_us": now[0] + 60_000_000}),
+                          ("/forever", 1, {})], wall_us=lambda: now[0])
     now[0] += 5_000_000                   # 5 s later: /short is gone, /long has 55 s left
-    j2 = open_journal(db, wall_us=lambda: now[0])
-    rows = {key_of(r)[0]: key_of(r)[2] for r in j2.load()}
-    j2.close()
+    rows = {a: exp for a, (_, exp) in restored(db, wall_us=lambda: now[0]).items()}
     assert set(rows) == {b"/long", b"/forever"}
     assert rows[b"/long"] - now[0] == 55_000_000
     assert rows[b"/forever"] == 0
@@ -158,18 +159,14 @@ def test_compaction_bounds_the_file_under_a_long_write_load(tmp_path):
     assert last == 200_000
     assert max(sizes) < 2 * 1024 * 1024, sizes
     assert os.path.getsize(db) < 256 * 1024
-    j2 = open_journal(db)
-    assert len(j2.load()) == 100
-    j2.close()
+    assert len(restored(db)) == 100
 
 
 def test_compaction_deletes_expired_rows(tmp_path):
     db = tmp_path / "s.db"
     now = [1_000_000_000]
-    j = open_journal(db, wall_us=lambda: now[0]).start()
-    write = Writer(j)
-    write([(f"/t/{i}", 1, {"expires_us": now[0] + 1}) for i in range(50)] + [("/keep", 1, {})])
-    j.close()
+    write_then_close(db, [(f"/t/{i}", 1, {"expires_us": now[0] + 1}) for i in range(50)]
+                     + [("/keep", 1, {})], wall_us=lambda: now[0])
     now[0] += 10
     j2 = open_journal(db, wall_us=lambda: now[0])
     j2.compact()
