@@ -6,7 +6,6 @@ a client never meets a worker that does not yet know the state.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
@@ -27,7 +26,8 @@ def run_worker(config: Config, index: int, nworkers: int, group: str, listener: 
     import uvloop
 
     _exit_with_parent()
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT})
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT,
+                                                signal.SIGHUP})
     for handler in logging.getLogger().handlers:
         handler.setFormatter(logging.Formatter(
             f"%(asctime)s %(levelname)s w{index} %(name)s: %(message)s"))
@@ -55,47 +55,20 @@ async def _serve(config: Config, index: int, nworkers: int, group: str, listener
                  limits, ready_fd: int, restarted: bool) -> int:
     from ..router import Router
     from ..server.app import ClaspServer
+    from ..server.run import StartError, run_server
     from .node import ClusterNode
 
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     router = Router(config.router_config())
     journal = None
     if config.persistence and index == 0:
         from ..state.owner import OwnerJournal
         journal = OwnerJournal(config, router)        # the supervisor holds the file's lock
-        journal.restore()
     node = ClusterNode(router, index, nworkers, group, listener, restarted=restarted)
     server = ClaspServer(config, router=router, limits=limits, reuse_port=True)
-    server.prepare()
-    if journal is not None:
-        journal.start()
-    await node.start()
     try:
-        await server.listen()
-    except OSError as exc:
-        report(ready_fd, f"error {index} cannot listen on {config.host}:{config.port}: "
-                         f"{exc.strerror or exc}")
+        return await run_server(server, node=node, worker=index, journal=journal,
+                                metrics_port=config.metrics_port + index if config.metrics_port else 0,
+                                on_ready=lambda host, port: report(ready_fd, f"ready {index}"))
+    except StartError as exc:
+        report(ready_fd, f"error {index} {exc}")
         return 3
-    metrics = None
-    if config.metrics_port:
-        from ..server.metrics import start_metrics
-        try:
-            metrics = await start_metrics(server, config.host, config.metrics_port + index, worker=index)
-        except OSError as exc:
-            report(ready_fd, f"error {index} cannot serve metrics on {config.host}:"
-                             f"{config.metrics_port + index}: {exc.strerror or exc} "
-                             f"(pick another --metrics-port)")
-            return 3
-    report(ready_fd, f"ready {index}")
-    await stop.wait()
-    if metrics is not None:
-        metrics.close()
-    log.info("worker %d shutting down: closing %d connection(s) with 1001", index, server.connection_count)
-    await server.stop()
-    if journal is not None:
-        journal.close()
-    await node.stop()
-    return 0
