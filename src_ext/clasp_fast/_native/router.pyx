@@ -805,7 +805,7 @@ cdef class Router(Hub):
             self._publish_bundle_part(s, bundle, False)
             if qos >= 1 and not s.closed:
                 # the bundle's SETs were replicated ahead of this R_DONE: journal_seen covers them
-                self._ack_bundle(s, revision or None, qos, self.journal_seen)
+                self._ack_maybe_durable(s, M.Ack(revision=revision or None), qos, self.journal_seen)
         self.complete(f)
 
     def resolve_dup(self, bytes body):
@@ -1028,14 +1028,15 @@ cdef class Router(Hub):
         cdef Py_ssize_t size = _ack_frame(self, addr, n, revision)
         return self.durable_acks.push(position, s, 2, PK_SET, self.scratch, size)
 
-    def _ack_bundle(self, Session s, revision, int qos, uint64_t position):
+    def _ack_maybe_durable(self, Session s, ack, int qos, uint64_t position):
+        """``ack`` now, or at QoS commit once the journal is on disk up to ``position``."""
         cdef bytes frame
         if qos >= 2 and position > self.durable_at:
-            frame = ws_frame(encode_frame(M.Ack(revision=revision)))
-            self.durable_acks.push(position, s, 2, PK_BUNDLE, <const uint8_t*>PyBytes_AS_STRING(frame),
+            frame = ws_frame(encode_frame(ack))
+            self.durable_acks.push(position, s, 2, PK_SET, <const uint8_t*>PyBytes_AS_STRING(frame),
                                    len(frame))
         else:
-            self.send(s, M.Ack(revision=revision))
+            self.send(s, ack)
 
     # --- durability: the owner's journal (see clasp_fast.state) ------------------------
 
@@ -1321,7 +1322,7 @@ cdef class Router(Hub):
             return
         self._publish_bundle_part(s, msg, True)
         if qos >= 1:
-            self._ack_bundle(s, last, qos, self.journal_seq)
+            self._ack_maybe_durable(s, M.Ack(revision=last), qos, self.journal_seq)
 
     def _apply_bundle_sets(self, str holder, Session local, int origin, uint64_t seq, msg):
         """Owner: checks then applies the SETs of a bundle; returns (applied?, last revision)."""
