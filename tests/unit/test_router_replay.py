@@ -38,23 +38,25 @@ def test_only_params_written_after_since_come_back():
     assert sorted(subscribe_since(net, reader, "/r/*", seen)) == ["/r/new", "/r/old2"]
 
 
-def test_nothing_changed_means_no_snapshot():
+def written(*addresses) -> Net:
+    """A router where one client wrote ``addresses``, a second apart, a second ago."""
     net = Net()
     w = net.connect()
+    for address in addresses:
+        net.advance(1)
+        net.set(w, address, 1)
     net.advance(1)
-    net.set(w, "/r/a", 1)
-    net.advance(1)
+    return net
+
+
+def test_nothing_changed_means_no_snapshot():
+    net = written("/r/a")
     reader = net.connect("reader")
     assert subscribe_since(net, reader, "/r/**", net.wall_us()) == []
 
 
 def test_without_the_option_the_snapshot_is_whole():
-    net = Net()
-    w = net.connect()
-    net.advance(1)
-    net.set(w, "/r/a", 1)
-    net.advance(1)
-    net.set(w, "/r/b", 1)
+    net = written("/r/a", "/r/b")
     reader = net.connect("reader")
     net.subscribe(reader, "/r/**", drain=False)
     assert sorted(snapshot_addresses(reader)) == ["/r/a", "/r/b"]
