@@ -228,3 +228,34 @@ async def test_a_reconnecting_client_gets_only_what_changed_since_it_last_saw(tm
         assert sorted((p.address, p.value) for p in delta.params) == [("/rp/b", 2.0), ("/rp/c", 3.0)]
         await again.close()
         await other.close()
+
+
+async def test_sigkill_of_the_owner_alone_keeps_every_commit_acked_set_on_disk(tmp_path):
+    """Worker 0 dies mid-load; its replacement journals the merged state and releases the
+    commit ACKs the other worker held; after a clean restart the file has all of them."""
+    from tests.integration.workers_support import sigkill, wait_worker_pids
+    db = str(tmp_path / "state.db")
+    with RouterProcess(workers=2, state_file=db) as rp:
+        pids = await wait_worker_pids(rp, 2)
+        writers = []
+        for k in range(12):                           # some land on each worker
+            ws, _, _ = await connect_hello(rp.url, name=f"w{k}")
+            writers.append(Writer(ws, f"o{k}", 20, QOS_COMMIT))
+        tasks = [asyncio.create_task(w.run(1000, window=32)) for w in writers]
+        deadline = time.monotonic() + 60
+        while sum(w.acks for w in writers) < 3000 and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        sigkill(pids[0])
+        await asyncio.wait(tasks, timeout=60)
+        for w in writers:
+            await w.ws.close()
+        assert rp.wait_for_log("worker 0 restarted and ready", 20), rp.log()
+    acks = sum(w.acks for w in writers)
+    with RouterProcess(workers=2, state_file=db) as again:
+        state = await state_of(again.url)
+    acked, lost, problems = losses(writers, state)
+    survivors = sum(w.acks == 1000 for w in writers)
+    print(f"\n{acks} commit ACKs around a SIGKILL of worker 0 ({survivors} clients of worker 1 "
+          f"got all 1,000); {lost} missing after a restart")
+    assert survivors > 0, "no client of worker 1 got its commit ACKs after the owner restarted"
+    assert acks > 3000 and problems == [] and lost == 0
