@@ -59,6 +59,7 @@ class Config:
     persistence: bool
     state_file: str
     commit_interval_ms: float
+    lazy_commit_ms: float
     compact_wal_bytes: int
     gesture_interval_ms: float
     metrics_port: int
@@ -97,6 +98,7 @@ class Config:
         persistence: bool = ...,
         state_file: str = ...,
         commit_interval_ms: float = ...,
+        lazy_commit_ms: float = ...,
         compact_wal_bytes: int = ...,
         gesture_interval_ms: float = ...,
         metrics_port: int = ...,

@@ -101,6 +101,11 @@ SETTINGS: list[Setting] = [
             Number(0, 1000, unit="ms", zero="commit as soon as the writer is free"), 2.0,
             "the journal writer gathers SETs for at most this long into one transaction "
             "(group commit); QoS-commit ACKs wait for it"),
+    Setting("lazy_commit_ms", "persistence.lazy_commit_ms",
+            Number(0, 10000, unit="ms", zero="as soon as the writer is free"), 50.0,
+            "while no QoS-commit ACK waits, the writer gathers SETs this long into one "
+            "transaction (SETs of one address share a row); a QoS fire/confirm SET is on "
+            "disk within about this long"),
     Setting("compact_wal_bytes", "persistence.compact_wal_bytes", Integer(65536, unit="bytes"),
             16 * 1024 * 1024,
             "when the write-ahead log passes this size it is folded into the file and "

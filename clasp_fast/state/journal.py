@@ -5,9 +5,10 @@ it, once per loop tick, the records of the SETs decided in that tick (``write``:
 ``bytes`` holding any number of bus records, ``u32 length, u8 kind, body``, whose body is
 a whole param as the bus's R_SYNC_PARAM carries it: see _native/bus.pxd).  To the router the
 journal is the I/O of an endpoint, like a bus link's transport.  A writer thread with its own
-connection drains them in group commits: everything queued (plus what arrives within
-``commit_interval`` of the first record) goes into one transaction, one upsert per
-address, committed with ``synchronous=FULL`` (the WAL is fsync'ed at every commit: a
+connection drains them in group commits: everything queued goes into one transaction, one
+upsert per address (several SETs of one address in a commit cost one row).  The writer
+gathers records for ``lazy_interval`` after the first one, or only ``commit_interval``
+once the router calls ``hurry()`` (a QoS-commit ACK waits for the next commit).  Commits are ``synchronous=FULL`` (the WAL is fsync'ed at every commit: a
 transaction that committed survives a power cut).  After each commit the writer calls
 ``on_durable(position)`` on the event loop: the first ``position`` records written
 since the journal opened are on disk.
@@ -154,12 +155,14 @@ class Journal:
     take the file's lock here (False when the process already holds it: ``claim``)."""
 
     def __init__(self, path: str, on_durable: Callable[[int], None], *, loop=None,
-                 commit_interval: float = 0.002, compact_wal_bytes: int = 16 << 20,
+                 commit_interval: float = 0.002, lazy_interval: float = 0.05,
+                 compact_wal_bytes: int = 16 << 20,
                  wall_us: Callable[[], int] = lambda: time.time_ns() // 1000, lock: bool = True):
         self.path = Path(path)
         self.on_durable = on_durable
         self.loop = loop
         self.commit_interval = commit_interval
+        self.lazy_interval = lazy_interval
         self.compact_wal_bytes = compact_wal_bytes
         self.wall_us = wall_us
         self.lock = StateLock(self.path) if lock else None
@@ -175,6 +178,7 @@ class Journal:
         self.commits = 0
         self.failure: Optional[BaseException] = None
         self._queue: "queue.SimpleQueue" = queue.SimpleQueue()
+        self._hurry = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
     # --- start-up ----------------------------------------------------------------------
@@ -205,10 +209,16 @@ class Journal:
     def is_closing(self) -> bool:
         return self.failure is not None
 
+    def hurry(self) -> None:
+        """Someone waits for the next commit (a QoS-commit ACK): gather only
+        ``commit_interval`` more, not ``lazy_interval``."""
+        self._hurry.set()
+
     def close(self, timeout: float = 10.0) -> None:
         """Commits what is queued, checkpoints the WAL into the file, closes, unlocks."""
         if self._thread is not None:
             self._queue.put(_STOP)
+            self._hurry.set()
             self._thread.join(timeout)
             self._thread = None
         try:
@@ -231,8 +241,9 @@ class Journal:
                 if item is _STOP:
                     return
                 batches = [item]
-                if self.commit_interval > 0:
+                if self._hurry.wait(self.lazy_interval) and self.commit_interval > 0:
                     time.sleep(self.commit_interval)
+                self._hurry.clear()         # a hurry() from now on is for the next commit
                 stop = self._drain(batches)
                 self._commit(batches)
                 if stop:

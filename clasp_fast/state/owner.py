@@ -23,6 +23,7 @@ class OwnerJournal:
         self.journal = Journal(config.state_file, router.journal_durable,
                                loop=asyncio.get_running_loop(),
                                commit_interval=config.commit_interval_ms / 1000.0,
+                               lazy_interval=config.lazy_commit_ms / 1000.0,
                                compact_wal_bytes=config.compact_wal_bytes, lock=lock)
 
     def restore(self) -> int:

@@ -21,12 +21,16 @@ class Recorder:
 
     def __init__(self):
         self.batches: list[bytes] = []
+        self.hurried = 0
 
     def write(self, data: bytes) -> None:
         self.batches.append(data)
 
     def is_closing(self) -> bool:
         return False
+
+    def hurry(self) -> None:
+        self.hurried += 1
 
     def records(self) -> list[bytes]:
         return [body for batch in self.batches for body in split(batch)]
@@ -238,3 +242,28 @@ def test_commit_acks_held_for_a_dead_owner_go_out_once_the_new_owner_journaled_t
 def _flushed(router, rec) -> list:
     router.flush_journal()
     return rec.records()
+
+
+def test_a_commit_set_hurries_the_writer_once_per_commit():
+    net, rec = journaled_net()
+    s = net.connect()
+    net.set(s, "/h/a", 1, qos=1)
+    assert rec.hurried == 0                        # nobody waits: the writer may take its time
+    net.set(s, "/h/b", 1, qos=2)
+    net.set(s, "/h/c", 1, qos=2)
+    assert rec.hurried == 1
+    net.router.journal_durable(2)                  # /h/c (position 3) still waits: hurry again
+    assert rec.hurried == 2
+    net.router.journal_durable(3)
+    net.set(s, "/h/d", 1, qos=2)
+    assert rec.hurried == 3
+
+
+def test_a_commit_set_from_another_worker_hurries_the_owners_writer():
+    bus = Bus(2)
+    rec = Recorder()
+    bus.routers[0].attach_journal(rec)
+    w = bus.session(1)
+    bus.send(1, w, Set("/h/x", 1), qos=2)
+    bus.pump()
+    assert rec.hurried == 1

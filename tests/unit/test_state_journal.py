@@ -43,7 +43,7 @@ class Notices:
 
 
 def open_journal(path, notices=None, **kw) -> Journal:
-    return Journal(str(path), notices or Notices(), commit_interval=0, **kw)
+    return Journal(str(path), notices or Notices(), commit_interval=0, lazy_interval=0, **kw)
 
 
 class Writer:
@@ -212,3 +212,14 @@ def test_an_unwritable_path_is_a_clear_error(tmp_path):
     assert "cannot be written" in str(err.value) and "--state-file" in str(err.value)
     with pytest.raises(JournalError, match="cannot be written"):
         check(str(tmp_path))                                           # a directory
+
+
+def test_the_writer_takes_its_time_unless_hurried(tmp_path):
+    notices = Notices()
+    j = Journal(str(tmp_path / "s.db"), notices, commit_interval=0, lazy_interval=30.0).start()
+    Writer(j)([("/lazy", 1, {})])
+    with notices.changed:
+        assert not notices.changed.wait_for(lambda: notices.positions, 0.3)
+    j.hurry()
+    notices.wait_for(1, timeout=5)
+    j.close()

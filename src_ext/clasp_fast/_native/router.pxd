@@ -70,6 +70,8 @@ cdef class Router(Hub):
     cdef uint64_t journal_seen          # replica: highest journal position seen in R_REPLICATE
     cdef readonly uint64_t durable_at   # journal position known to be on disk
     cdef PendingQueue durable_acks      # ACK frames waiting for durable_at (seq = position)
+    cdef uint64_t commit_wanted         # owner: journal position a QoS-commit ACK waits for
+    cdef bint journal_hurried           # owner: the writer was told (hurry) since the last commit
     cdef uint64_t replay_horizon        # wall µs before which "changed since" is unknown (start, removals)
 
     cdef int feed(self, Session s, const uint8_t* data, Py_ssize_t n) except -1
@@ -102,6 +104,7 @@ cdef class Router(Hub):
     cdef int ack_when_durable(self, Session s, const char* addr, Py_ssize_t n, uint64_t revision,
                               uint64_t position) except -1
     cdef int push_param(self, PeerLink link, Param* prm) except -1
+    cdef int want_commit(self, uint64_t position) except -1
     cdef Param* merge_record(self, bytes body) except? NULL
     cdef int error(self, Session s, int code, str message, str address=*) except -1
     cdef int reject_frame(self, Session s, str message) except -1

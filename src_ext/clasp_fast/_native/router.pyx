@@ -425,6 +425,8 @@ cdef class Router(Hub):
             self.push_param(self.journal_link, prm)
             self.journal_seq += 1
             position = self.journal_seq
+            if qos >= 2:
+                self.want_commit(position)
 
         # the broadcast: the same SET with the new revision, framed once
         size = set_broadcast_size(v)
@@ -873,6 +875,7 @@ cdef class Router(Hub):
             if seq > self.applied[link.index]:
                 self.applied[link.index] = seq
             self._publish_bundle_part(link, msg, True)
+            self._bundle_wants_commit(qos)
             link.send_record(R_DONE, bus.done(seq, last or 0))
 
     # --- PUBLISH ----------------------------------------------------------------
@@ -1069,6 +1072,9 @@ cdef class Router(Hub):
             self.durable_acks.pop()
             f = self.durable_acks.front()
         if self.journal_link is not None:
+            self.journal_hurried = False
+            if self.commit_wanted > position:
+                self.want_commit(self.commit_wanted)     # decided after the writer's last gather
             body = bus.durable(position)
             for link in self.links:
                 if link is not None:
@@ -1083,6 +1089,20 @@ cdef class Router(Hub):
             self.durable_acks.at(i).seq = 0
         self.durable_at = 0
         self.journal_seen = 0
+
+    cdef int want_commit(self, uint64_t position) except -1:
+        """Owner: a QoS-commit ACK (here or on another worker) waits until ``position`` is on
+        disk: the writer stops gathering (once per commit)."""
+        if position > self.commit_wanted:
+            self.commit_wanted = position
+        if not self.journal_hurried:
+            self.journal_hurried = True
+            self.journal_link.io.hurry()
+        return 0
+
+    def _bundle_wants_commit(self, int qos):
+        if qos >= 2 and self.journal_link is not None:
+            self.want_commit(self.journal_seq)
 
     cdef int push_param(self, PeerLink link, Param* prm) except -1:
         """One R_SYNC_PARAM record for ``prm`` (a whole param) on ``link``."""
@@ -1321,6 +1341,7 @@ cdef class Router(Hub):
         if not ok:
             return
         self._publish_bundle_part(s, msg, True)
+        self._bundle_wants_commit(qos)
         if qos >= 1:
             self._ack_maybe_durable(s, M.Ack(revision=last), qos, self.journal_seq)
 
