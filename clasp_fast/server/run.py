@@ -100,10 +100,12 @@ def reload_tls(server) -> None:
         log.error("SIGHUP: TLS certificate not reloaded, still serving the old one: %s", exc)
 
 
-async def run_server(server, *, metrics_port: int = 0, node=None,
+async def run_server(server, *, metrics_port: int = 0, node=None, journal=None,
                      on_ready: Callable[[str, int], None]) -> int:
     """Runs ``server`` (a ClaspServer; with ``node``, a cluster worker's) until SIGTERM/SIGINT.
 
+    ``journal``: the state owner's OwnerJournal (clasp_fast.state), restored before anything
+    listens (and before a restarted owner syncs), closed after the connections.
     ``on_ready(host, port)`` is called once clients can connect.  Raises StartError."""
     config = server.config
     loop = asyncio.get_running_loop()
@@ -112,6 +114,9 @@ async def run_server(server, *, metrics_port: int = 0, node=None,
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload_tls, server)
     server.prepare()
+    if journal is not None:
+        journal.restore()
+        journal.start()
     if node is not None:
         await node.start()
     await server.control.start()
@@ -136,6 +141,8 @@ async def run_server(server, *, metrics_port: int = 0, node=None,
         metrics.close()
     server.control.stop()
     await server.stop()
+    if journal is not None:
+        journal.close()
     if node is not None:
         await node.stop()
     return 0
