@@ -169,6 +169,12 @@ def main(argv=None) -> int:
                 extra = shlex.split(args.router_args)
                 results += scenarios.nodes(ctx, targets.clasp_fast(2, extra), targets.clasp_fast_nodes(2, extra))
                 continue
+            if sc == "metrics":
+                on = targets.clasp_fast(1, shlex.split(args.router_args) + ["--metrics-enabled"],
+                                        name="clasp-fast+metrics")
+                on.tails = main_t.tails
+                results += scenarios.metrics(ctx, main_t, on)
+                continue
             sizes = profile.get("baseline_sizes", {})
             modes = profile["baselines"].get(sc, [])
             if sc in scenarios.FLOW_SCENARIOS:

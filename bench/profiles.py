@@ -4,7 +4,7 @@ from __future__ import annotations
 import copy
 
 SCENARIOS = ["throughput", "fanout", "fanin", "state", "events", "latency", "connect", "memory",
-             "workers", "nodes"]
+             "workers", "metrics", "durable", "nodes"]
 
 DESCRIPTIONS = {
     "throughput": "1 publisher → 1 subscriber, SET with 32-byte values",
@@ -16,6 +16,8 @@ DESCRIPTIONS = {
     "connect": "connection storm: TCP connect → WELCOME",
     "memory": "router RSS per idle connection",
     "workers": "fan-out with 1 and 2 workers, CPU per delivered message (all router processes)",
+    "metrics": "fan-out 1 → N with metrics off and on (--metrics-enabled, sampled latency), same run",
+    "durable": "SETs with persistence off vs on (state file), at QoS fire and QoS commit: SET/s, p99",
     "nodes": "fan-out 1 → 100 with publisher and subscribers on two nodes joined by NATS vs on one node",
 }
 
@@ -33,6 +35,9 @@ FULL = {
     "connect": {"rate": 1000, "seconds": 5.0, "repeats": 3},
     "memory": {"counts": [1000, 10000], "repeats": 2, "per_proc": 2500, "settle": 2.0},
     "workers": {"workers": [1, 2], "subs": 100, "block": 20},
+    "metrics": {"subs": 100, "block": 20},
+    "durable": {"clients": 4, "window": 1000, "block": 50, "addresses": 1000, "warmup": 1.0,
+                "duration": 5.0, "repeats": 3},
     "nodes": {"subs": 100, "block": 20, "set_rate": 10_000},
     # which ceiling servers run which scenarios (and with which sizes, if smaller)
     "baselines": {"throughput": ["tick", "send"], "fanout": ["tick", "send"],
@@ -49,6 +54,8 @@ QUICK.update({
                            "duration": 0.6, "bisect": 1, "p99_ns": 1_000_000}},
     "connect": {"rate": 1000, "seconds": 1.5, "repeats": 1},
     "memory": {"counts": [1000, 10000], "repeats": 1, "per_proc": 2500, "settle": 1.0},
+    "durable": {"clients": 4, "window": 1000, "block": 50, "addresses": 1000, "warmup": 0.3,
+                "duration": 1.0, "repeats": 1},
     "baselines": {"throughput": ["tick", "send"], "fanout": ["tick", "send"], "latency": ["tick"]},
     "baseline_sizes": {"fanout": [100], "latency_rates": [50_000], "latency_search": False},
 })
@@ -66,6 +73,9 @@ SMOKE.update({
     "connect": {"rate": 500, "seconds": 0.2, "repeats": 1},
     "memory": {"counts": [100], "repeats": 1, "per_proc": 2500, "settle": 0.3},
     "workers": {"workers": [1, 2], "subs": 10, "block": 20},
+    "metrics": {"subs": 10, "block": 20},
+    "durable": {"clients": 2, "window": 200, "block": 50, "addresses": 100, "warmup": 0.1,
+                "duration": 0.3, "repeats": 1},
     "nodes": {"subs": 10, "block": 20, "set_rate": 2_000},
     "baselines": {"throughput": ["tick"]},
     "baseline_sizes": {"latency_search": False},

@@ -13,7 +13,7 @@ from typing import Optional
 from . import _loadgen, procs
 from .profiles import DESCRIPTIONS, SCENARIOS
 
-FLOW_SCENARIOS = ["throughput", "fanout", "fanin", "state", "events"]
+FLOW_SCENARIOS = ["throughput", "fanout", "fanin", "state", "events", "metrics"]
 
 # (scenario key, text of the target, how it is judged)
 TARGETS = [
@@ -27,6 +27,9 @@ TARGETS = [
      "CPU per delivered message ≤ 1.3× the one-worker figure"),
     ("throughput", "vs the ceiling server with per-tick writes",
      "≥ 0.8× on throughput, ≥ 0.5× on fanout"),
+    ("metrics", "metrics on vs off, fan-out 1 → 100", "≤ 3% fewer deliveries/s"),
+    ("durable", "persistence cost at QoS fire (issue 13)", "≤ 20% of SET throughput"),
+    ("durable", "durable QoS-commit SETs (issue 13)", "≥ 50,000/s with group commit"),
 ]
 
 
@@ -268,6 +271,31 @@ def evaluate_targets(results: list[dict], main: str = "clasp-fast") -> list[dict
     elif parts:
         met = None
     add("vs ceiling (per-tick writes)", TARGETS[7][2], ", ".join(parts) or "–", met)
+
+    m_off = _find(results, "metrics", main, "1 → 100")
+    m_on = _find(results, "metrics", main + "+metrics", "1 → 100")
+    if _ok(m_off) and _ok(m_on) and m_off.get("median") and m_on.get("median") is not None:
+        cost = 1 - m_on["median"] / m_off["median"]
+        add("metrics on vs off", TARGETS[8][2],
+            f"{m_off['median']:,.0f} → {m_on['median']:,.0f} deliveries/s = {cost * 100:+.1f}% cost",
+            cost <= 0.03)
+    else:
+        add("metrics on vs off", TARGETS[8][2], "–", None)
+    off = _find(results, "durable", main, "persistence off, QoS fire")
+    on = _find(results, "durable", main, "persistence on, QoS fire")
+    if _ok(off) and _ok(on) and off.get("median"):
+        cost = 1 - on["median"] / off["median"]
+        add("persistence cost at QoS fire", TARGETS[9][2],
+            f"{rate_text(off['median'])} → {rate_text(on['median'])} SET/s = {cost * 100:.0f}% less",
+            cost <= 0.20)
+    else:
+        add("persistence cost at QoS fire", TARGETS[9][2], "–", None)
+    r = _find(results, "durable", main, "persistence on, QoS commit")
+    if _ok(r) and r.get("median") is not None:
+        add("durable QoS-commit SETs", TARGETS[10][2],
+            f"{r['median']:,.0f} SET/s, p99 {r['p99_ms']:.2f} ms", r["median"] >= 50_000)
+    else:
+        add("durable QoS-commit SETs", TARGETS[10][2], "–", None)
     return rows
 
 
@@ -471,6 +499,25 @@ def markdown(data: dict) -> str:
         ["nodes", "rate", "p50", "p99", "p99.9", "lost"],
         lambda r: [r.get("nodes", "?"), r.get("variant")],
         lambda r: [r["nodes"], r["variant"], _us(r["p50_ns"]), _us(r["p99_ns"]), _us(r["p999_ns"]), r["lost"]])
+
+    # durable
+    dur = [r for r in results if r.get("scenario") == "durable"]
+    if dur:
+        L.append("## Persistence (SET/s answered, and send → answer latency)")
+        L.append("")
+        L.append("The answer is the writer's own echo at QoS fire and its ACK at QoS commit (with "
+                 "persistence on, sent once the SET's transaction is on disk). Generator: "
+                 "bench/durable.py in the bench process, not pinned.")
+        L.append("")
+        L.append("| target | variant | SET/s | p50 | p99 |")
+        L.append("|---|---|---|---|---|")
+        for r in dur:
+            if not _ok(r):
+                L.append(f"| {r['target']} | {r['variant']} | failed: {r['error'][:80]} | | |")
+                continue
+            L.append(f"| {r['target']} | {r['variant']} | {_mmm(r)} | {r['p50_ms']:.2f} ms | "
+                     f"{r['p99_ms']:.2f} ms |")
+        L.append("")
 
     # generator vs router
     L.append("## Is the generator the bottleneck?")

@@ -1,7 +1,8 @@
 """The servers the scenarios run against.
 
 * ``clasp-fast`` (``--workers N``), started as ``python -m clasp_fast`` with the
-  connection limits off (the bench opens thousands of connections from 127.0.0.x);
+  connection limits off (the bench opens thousands of connections from 127.0.0.x) and
+  without a state file (``--no-persistence``; the ``durable`` scenario turns it on);
 * ``ceiling-tick`` / ``ceiling-send``: the bare picows forwarder (bench/ceiling.py);
 * ``peer``: any other CLASP router, started by ``--peer 'COMMAND {port}'``;
 * ``clasp-fast-nodes``: two clasp-fast nodes (``--workers 2`` each) joined through a
@@ -73,7 +74,7 @@ class Target:
             return ([py, "-m", "clasp_fast", "--host", host, "--port", str(port),
                      "--workers", str(self.workers), "--log-level", "warning",
                      "--max-connections", "0", "--max-connections-per-ip", "0",
-                     *self.extra_args], False)
+                     "--no-persistence", *self.extra_args], False)
         if self.kind == "ceiling":
             return [py, "-m", procs.module("ceiling"), "--host", host, "--port", str(port),
                     "--mode", self.mode], False
@@ -146,8 +147,8 @@ def clasp_fast_nodes(workers: int = 2, extra_args=()) -> Target:
     return NodesTarget("clasp-fast-2-nodes", "clasp-fast", workers=workers, extra_args=list(extra_args))
 
 
-def clasp_fast(workers: int = 1, extra_args=()) -> Target:
-    name = "clasp-fast" if workers == 1 else f"clasp-fast-{workers}w"
+def clasp_fast(workers: int = 1, extra_args=(), name: str = "") -> Target:
+    name = name or ("clasp-fast" if workers == 1 else f"clasp-fast-{workers}w")
     return Target(name, "clasp-fast", workers=workers, extra_args=list(extra_args))
 
 

@@ -1,20 +1,15 @@
 """``clasp-fast``: load the settings (file, variables, flags), set up logging, run the router."""
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Optional
 
 from .config import Config
+from .logs import setup_logging
 from .settings.bind_address import check_bind_address
 from .settings.errors import ConfigError
 from .settings.loader import load
 from .settings.render import render_yaml
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 async def serve(config: Config, *, reuse_port: bool = False, sock=None, limits=None,
@@ -43,8 +38,13 @@ async def serve(config: Config, *, reuse_port: bool = False, sock=None, limits=N
             print(f"clasp-fast listening on {server.scheme}://{host}:{port} (name {config.name!r}, "
                   f"1 worker)", flush=True)
 
+    journal = None
+    if config.persistence:
+        from .state.owner import OwnerJournal
+        journal = OwnerJournal(config, server.router)      # main() holds the file's lock
     try:
-        return await run_server(server, metrics_port=config.metrics_port, on_ready=ready)
+        return await run_server(server, metrics_port=config.metrics_port, journal=journal,
+                                on_ready=ready)
     except StartError as exc:
         print(f"clasp-fast: {exc}", file=sys.stderr)
         return 1
@@ -71,7 +71,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"clasp-fast: the configuration is valid"
               f"{f' (file {loaded.file})' if loaded.file else ''}")
         return 0
-    setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_format)
+    if config.persistence:
+        from .state import JournalError, claim
+        try:
+            claim(config.state_file)       # the lock is held until exit; forked workers share it
+        except JournalError as exc:
+            print(f"clasp-fast: {exc}", file=sys.stderr)
+            return 1
     if config.workers > 1:
         from .cluster.supervisor import run_supervisor
         return run_supervisor(config)

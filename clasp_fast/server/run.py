@@ -100,10 +100,12 @@ def reload_tls(server) -> None:
         log.error("SIGHUP: TLS certificate not reloaded, still serving the old one: %s", exc)
 
 
-async def run_server(server, *, metrics_port: int = 0, worker: Optional[int] = None,
-                     node=None, on_ready: Callable[[str, int], None]) -> int:
+async def run_server(server, *, metrics_port: int = 0, node=None, journal=None,
+                     on_ready: Callable[[str, int], None]) -> int:
     """Runs ``server`` (a ClaspServer; with ``node``, a cluster worker's) until SIGTERM/SIGINT.
 
+    ``journal``: the state owner's OwnerJournal (clasp_fast.state), restored before anything
+    listens (and before a restarted owner syncs), closed after the connections.
     ``on_ready(host, port)`` is called once clients can connect.  Raises StartError."""
     config = server.config
     loop = asyncio.get_running_loop()
@@ -112,17 +114,22 @@ async def run_server(server, *, metrics_port: int = 0, worker: Optional[int] = N
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload_tls, server)
     server.prepare()
+    if journal is not None:
+        journal.restore()
+        journal.start()
     if node is not None:
         await node.start()
+    await server.control.start()
     try:
         host, port = await server.listen()
     except OSError as exc:
         raise StartError(listen_error(config.host, config.port, exc)) from None
     metrics = None
     if metrics_port:
-        from .metrics import start_metrics
+        from .pages import serve_metrics
         try:
-            metrics = await start_metrics(server, config.host, metrics_port, worker=worker)
+            metrics = await serve_metrics(server, config.host, metrics_port,
+                                          reuse_port=server.control.nworkers > 1)
         except OSError as exc:
             await server.stop()
             raise StartError(f"cannot serve metrics on {config.host}:{metrics_port}: "
@@ -132,7 +139,10 @@ async def run_server(server, *, metrics_port: int = 0, worker: Optional[int] = N
     log.info("shutting down: closing %d connection(s) with 1001", server.connection_count)
     if metrics is not None:
         metrics.close()
+    server.control.stop()
     await server.stop()
+    if journal is not None:
+        journal.close()
     if node is not None:
         await node.stop()
     return 0

@@ -56,13 +56,21 @@ class Config:
     overflow_notice_interval: float
     param_ttl: float
     expiry_sweep_interval: float
+    persistence: bool
+    state_file: str
+    commit_interval_ms: float
+    lazy_commit_ms: float
+    compact_wal_bytes: int
     gesture_interval_ms: float
     cluster_nats: Optional[str]
     cluster_node: Optional[str]
     cluster_bucket: str
     cluster_queue_size: int
+    ui: bool
     metrics_port: int
+    metrics_enabled: bool
     log_level: str
+    log_format: str
     def __init__(
         self,
         *,
@@ -94,13 +102,21 @@ class Config:
         overflow_notice_interval: float = ...,
         param_ttl: float = ...,
         expiry_sweep_interval: float = ...,
+        persistence: bool = ...,
+        state_file: str = ...,
+        commit_interval_ms: float = ...,
+        lazy_commit_ms: float = ...,
+        compact_wal_bytes: int = ...,
         gesture_interval_ms: float = ...,
         cluster_nats: Optional[str] = ...,
         cluster_node: Optional[str] = ...,
         cluster_bucket: str = ...,
         cluster_queue_size: int = ...,
+        ui: bool = ...,
         metrics_port: int = ...,
+        metrics_enabled: bool = ...,
         log_level: str = ...,
+        log_format: str = ...,
     ) -> None: ...
     def router_config(self) -> RouterConfig: ...
     def validate(self) -> Config: ...

@@ -90,6 +90,26 @@ SETTINGS: list[Setting] = [
             "seconds a param lives after its last write unless a SET gives a TTL", layer="router"),
     Setting("expiry_sweep_interval", "state.expiry_sweep_interval", Number(above=0, unit="seconds"),
             5.0, "seconds between sweeps that remove expired params", layer="router"),
+    # --- persistence: the state journal (docs/persistence.md) ------------------------------
+    Setting("persistence", "persistence.enabled", Boolean(), True,
+            "keep params in the state file across restarts (--no-persistence: state lives "
+            "in memory only)"),
+    Setting("state_file", "persistence.path", Text("a file path", "FILE"), "clasp-state.db",
+            "SQLite file the owner journals every accepted SET to (relative to the working "
+            "directory); one clasp-fast per file"),
+    Setting("commit_interval_ms", "persistence.commit_interval_ms",
+            Number(0, 1000, unit="ms", zero="commit as soon as the writer is free"), 2.0,
+            "the journal writer gathers SETs for at most this long into one transaction "
+            "(group commit); QoS-commit ACKs wait for it"),
+    Setting("lazy_commit_ms", "persistence.lazy_commit_ms",
+            Number(0, 10000, unit="ms", zero="as soon as the writer is free"), 50.0,
+            "while no QoS-commit ACK waits, the writer gathers SETs this long into one "
+            "transaction (SETs of one address share a row); a QoS fire/confirm SET is on "
+            "disk within about this long"),
+    Setting("compact_wal_bytes", "persistence.compact_wal_bytes", Integer(65536, unit="bytes"),
+            16 * 1024 * 1024,
+            "when the write-ahead log passes this size it is folded into the file and "
+            "truncated (the file itself holds one row per live param)"),
     # --- gestures -----------------------------------------------------------------------------
     Setting("gesture_interval_ms", "gestures.interval_ms", Number(0, unit="ms", zero="no throttle"),
             16.0, "at most one gesture move per this many ms per (session, address, gesture id)",
@@ -106,10 +126,18 @@ SETTINGS: list[Setting] = [
             "bytes of cross-node traffic a node queues while NATS is unreachable; beyond it a "
             "writer gets ERROR 503"),
     # --- metrics, logging -------------------------------------------------------------------
+    Setting("ui", "server.ui", Boolean(), True,
+            "serve the web inspector at GET / and the status API (GET /status, /status/sessions) "
+            "on the WebSocket port"),
     Setting("metrics_port", "metrics.port", Integer(0, 65535, zero="off"), 0,
-            "port for Prometheus metrics (GET /metrics); worker i uses port + i"),
+            "port for Prometheus metrics and the status API (GET /metrics, /status), the "
+            "figures of all workers"),
+    Setting("metrics_enabled", "metrics.enabled", Boolean(), False,
+            "serve GET /metrics on the WebSocket port too (on by itself when metrics.port is set)"),
     Setting("log_level", "logging.level", Choice(("debug", "info", "warning", "error")), "info",
             "what the router logs to stderr"),
+    Setting("log_format", "logging.format", Choice(("text", "json")), "text",
+            "text lines, or one JSON object a line"),
 ]
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -149,10 +177,11 @@ RULES: list[Rule] = [
          "cluster.nats_url needs server.workers from 2 to %d: worker 0 is the node's NATS client "
          "and state owner, its link to NATS takes the last worker slot; use --workers 2 or more"
          % (MAX_WORKERS - 1)),
-    Rule(("metrics_port", "workers"),
-         lambda v: v["metrics_port"] == 0 or v["metrics_port"] + v["workers"] - 1 <= 65535,
-         "metrics.port + server.workers - 1 must be a TCP port (worker i serves metrics on "
-         "port + i); pick a lower --metrics-port"),
+    Rule(("metrics_port", "port"),
+         lambda v: v["metrics_port"] == 0 or v["metrics_port"] != v["port"],
+         "metrics.port is the WebSocket port (server.port): pick another --metrics-port, or "
+         "leave it 0 and set metrics.enabled (--metrics-enabled) to serve /metrics on the "
+         "WebSocket port"),
 ]
 
 

@@ -8,7 +8,7 @@ from tests.support import REPO, free_port
 
 def run(*args: str, timeout: float = 40) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "clasp_fast", "--host", "127.0.0.1",
-                           "--port", str(free_port()), *args], cwd=REPO, capture_output=True,
+                           "--port", str(free_port()), "--no-persistence", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=timeout)
 
 

@@ -54,8 +54,9 @@ log = logging.getLogger("clasp_fast.cluster.nats")
 BRIDGE = 63                     # the link index of the bridge (router.pxd MAX_WORKERS - 1)
 ALL_SIGNALS = 0xFF
 _LEN = struct.Struct(">I")
-_NO_ORIGIN = bytes((BRIDGE,)) + bytes(8)     # R_REPLICATE head: origin = bridge, seq 0
-_REPLICATE_HEAD = len(_NO_ORIGIN)
+_REPLICATE_HEAD = bus.REPLICATE_HEAD_SIZE
+# R_REPLICATE head of a SET from another node: origin = the bridge, seq 0, journal position 0
+_NO_ORIGIN = bytes((BRIDGE,)) + bytes(_REPLICATE_HEAD - 1)
 _COPY_HEAD = bus.request_head(0, 0, "")          # R_PUB_REQ head: a copy, no answer
 
 

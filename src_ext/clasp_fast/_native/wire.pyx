@@ -143,11 +143,12 @@ cdef str _rd_pystr(Reader* r, const char* what):
     return _str_at(r.buf, pos, n)
 
 
-cdef object _rd_value(Reader* r, uint8_t code, int depth):
+cdef object rd_value(Reader* r, uint8_t code, int depth):
     """Builds the Python object for a value already validated by skip_value."""
     cdef Py_ssize_t count, i, n, pos
     cdef const uint8_t* p
     cdef uint64_t u
+    cdef double f
     if code == V_NULL:
         return None
     p = r.buf + r.pos
@@ -171,7 +172,9 @@ cdef object _rd_value(Reader* r, uint8_t code, int depth):
         return _F32.unpack_from(PyBytes_FromStringAndSize(<const char*>p, 4))[0]
     if code == V_F64:
         r.pos += 8
-        return _F64.unpack_from(PyBytes_FromStringAndSize(<const char*>p, 8))[0]
+        u = load_u64(p)
+        memcpy(&f, &u, 8)          # IEEE 754 binary64, bit for bit
+        return f
     if code == V_STRING:
         n = load_u16(p)
         r.pos += 2 + n
@@ -187,7 +190,7 @@ cdef object _rd_value(Reader* r, uint8_t code, int depth):
         for i in range(count):
             code = r.buf[r.pos]
             r.pos += 1
-            out.append(_rd_value(r, code, depth + 1))
+            out.append(rd_value(r, code, depth + 1))
         return out
     d = {}
     for i in range(count):
@@ -196,7 +199,7 @@ cdef object _rd_value(Reader* r, uint8_t code, int depth):
         r.pos += 2 + n
         code = r.buf[r.pos]
         r.pos += 1
-        d[key] = _rd_value(r, code, depth + 1)
+        d[key] = rd_value(r, code, depth + 1)
     return d
 
 
@@ -208,7 +211,7 @@ cdef object _rd_typed_value(Reader* r, const char* what):
     if r.err:
         return None
     r.pos = start
-    return _rd_value(r, code, 0)
+    return rd_value(r, code, 0)
 
 
 cdef _check(Reader* r, str context):
@@ -226,7 +229,7 @@ cdef object _decode_set(const uint8_t* p, Py_ssize_t n):
     if parse_set(p, n, &v, &r):
         raise DecodeError(reader_error(&r, "SET"))
     r.pos = v.value_pos
-    value = _rd_value(&r, v.vtype, 0)
+    value = rd_value(&r, v.vtype, 0)
     return M.Set(
         address=_str_at(p, v.addr_pos, v.addr_len),
         value=value,
@@ -249,7 +252,7 @@ cdef object _decode_publish(const uint8_t* p, Py_ssize_t n):
     if v.indicator == 1:
         code = r.buf[r.pos]
         r.pos += 1
-        value = _rd_value(&r, code, 0)
+        value = rd_value(&r, code, 0)
     elif v.indicator == 2:
         count = load_u16(p + v.value_pos)
         samples = [_F64.unpack_from(PyBytes_FromStringAndSize(<const char*>p + v.value_pos + 2 + 8 * i, 8))[0]
@@ -365,7 +368,7 @@ cdef object _decode_binary(const uint8_t* p, Py_ssize_t n, int depth):
         mask = rd_u8(&r, b"type mask")
         flags = rd_u8(&r, b"option flags")
         options = None
-        if flags & 0x0F:
+        if flags & 0x1F:
             options = M.SubscribeOptions()
             if flags & 0x01:
                 options.max_rate = rd_u32(&r, b"max_rate")
@@ -375,6 +378,8 @@ cdef object _decode_binary(const uint8_t* p, Py_ssize_t n, int depth):
                 options.history = rd_u32(&r, b"history")
             if flags & 0x08:
                 options.window = rd_u32(&r, b"window")
+            if flags & 0x10:
+                options.since = rd_u64(&r, b"since")
         msg = M.Subscribe(id=sid, pattern=pattern, types=mask, options=options)
     elif t == T_UNSUBSCRIBE:
         msg = M.Unsubscribe(id=rd_u32(&r, b"subscription id"))
@@ -789,7 +794,8 @@ cdef void _encode_into(Writer w, object msg, int depth) except *:
             w.u8(0)
         else:
             flags = (0x01 if o.max_rate is not None else 0) | (0x02 if o.epsilon is not None else 0) \
-                | (0x04 if o.history is not None else 0) | (0x08 if o.window is not None else 0)
+                | (0x04 if o.history is not None else 0) | (0x08 if o.window is not None else 0) \
+                | (0x10 if o.since is not None else 0)
             w.u8(flags)
             if o.max_rate is not None:
                 w.u32(o.max_rate)
@@ -799,6 +805,8 @@ cdef void _encode_into(Writer w, object msg, int depth) except *:
                 w.u32(o.history)
             if o.window is not None:
                 w.u32(o.window)
+            if o.since is not None:
+                w.u64(o.since)
     elif t is M.Unsubscribe:
         w.u8(T_UNSUBSCRIBE)
         w.u32(msg.id)
