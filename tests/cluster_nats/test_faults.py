@@ -11,9 +11,9 @@ from tests.interop.conftest import PyClient
 T = 10.0
 
 
-async def readyz(rp) -> tuple[int, str]:
+async def http_get(rp, path: str) -> tuple[int, str]:
     reader, writer = await asyncio.wait_for(asyncio.open_connection(rp.host, rp.port), 5)
-    writer.write(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
     data = await asyncio.wait_for(reader.read(), 5)
     writer.close()
     head, _, body = data.decode().partition("\r\n\r\n")
@@ -24,7 +24,7 @@ async def all_readyz(rp, want: int, timeout: float = T) -> str:
     """Polls /readyz (several connections: both workers answer) until every answer is ``want``."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        answers = [await readyz(rp) for _ in range(6)]
+        answers = [await http_get(rp, "/readyz") for _ in range(6)]
         if all(code == want for code, _ in answers):
             return answers[0][1]
         if asyncio.get_running_loop().time() > deadline:
@@ -33,11 +33,12 @@ async def all_readyz(rp, want: int, timeout: float = T) -> str:
 
 
 async def test_nats_stopped_and_restarted(nats_server, router_process):
-    a = start_node(router_process, nats_server.url, "a")
+    a = start_node(router_process, nats_server.url, "a", 2, "--metrics-enabled")
     b = start_node(router_process, nats_server.url, "b")
     pa, pb = await PyClient(a.url, "pa").connect(), await PyClient(b.url, "pb").connect()
     try:
         await all_readyz(a, 200)
+        assert "clasp_cluster_nats_up 1.0" in (await http_get(a, "/metrics"))[1]
         pb.subscribe("w", "/f/**")
         await pb.barrier()
         await pa.c.set("/f/before", 1)
@@ -46,6 +47,7 @@ async def test_nats_stopped_and_restarted(nats_server, router_process):
         nats_server.stop()
         body = await all_readyz(a, 503)
         assert "NATS unreachable" in body
+        assert "clasp_cluster_nats_up 0.0" in (await http_get(a, "/metrics"))[1]
         assert a.wait_for_log("lost NATS", 5), a.log()
         # each node keeps serving its own clients
         other = await PyClient(a.url, "pa2").connect()
