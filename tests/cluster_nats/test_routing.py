@@ -3,6 +3,8 @@ router for the real Python client: PUBLISH and SET cross nodes in the publisher'
 and both nodes agree on each param's revision."""
 from __future__ import annotations
 
+import asyncio
+
 from tests.cluster_nats.nodes import start_node
 from tests.interop.conftest import PyClient
 
@@ -79,3 +81,49 @@ async def test_a_restarted_node_catches_up_from_the_bucket(nats_server, router_p
                 await reader.close()
     finally:
         await writer.close()
+
+
+async def test_a_lock_crosses_nodes_and_is_freed_when_its_holder_leaves(nats_server, router_process):
+    """A lock taken on node a holds on node b (423) once it got there, and when the holder
+    disconnects, node b frees it too (R_HOLDER crosses like a SET)."""
+    from clasp_fast.protocol import Set, encode_frame
+    a = start_node(router_process, nats_server.url, "a")
+    b = start_node(router_process, nats_server.url, "b")
+    holder, other = await PyClient(a.url, "holder").connect(), await PyClient(b.url, "other").connect()
+    try:
+        await holder.send_raw(encode_frame(Set("/lk/x", 1, lock=True)))
+        await holder.barrier()
+        for attempt in range(50):
+            await other.c.set("/lk/x", 100 + attempt)
+            await other.barrier()
+            if other.errors("/lk/x"):
+                break
+        assert [e["code"] for e in other.errors("/lk/x")] == [423]
+        await holder.close()
+        # a node that starts now learns of the release from the bucket
+        c = start_node(router_process, nats_server.url, "c")
+        late = await PyClient(c.url, "late").connect()
+        try:
+            for _ in range(100):
+                n = len(late.errors("/lk/x"))
+                await late.c.set("/lk/x", 5)
+                await late.barrier()
+                if len(late.errors("/lk/x")) == n:
+                    break
+                await asyncio.sleep(0.05)
+            got = await late.wire_get("/lk/x")
+            assert (got["value"], got["writer"]) == (5, late.session), got
+        finally:
+            await late.close()
+        # and node b, which had the lock live, frees it too
+        for _ in range(100):
+            n = len(other.errors("/lk/x"))
+            await other.c.set("/lk/x", 7)
+            await other.barrier()
+            if len(other.errors("/lk/x")) == n:
+                break
+            await asyncio.sleep(0.05)
+        got = await other.wire_get("/lk/x")
+        assert (got["value"], got["writer"]) == (7, other.session), got
+    finally:
+        await other.close()

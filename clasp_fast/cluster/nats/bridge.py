@@ -14,7 +14,8 @@ whose transport is this object:
 * **in**: a frame from another node enters the owner as if a local worker had sent it:
   a PUBLISH as an R_PUB_REQ copy (the owner delivers it to its sessions and forwards it
   to the interested workers, not back to the bridge), a SET as an R_REPLICATE (stored,
-  delivered to the owner's sessions, then passed on to every worker link).  So the order
+  delivered to the owner's sessions, then passed on to every worker link), a lock freed
+  because its holder left (R_HOLDER) likewise.  So the order
   per publisher and per address that one node keeps holds across nodes.
 
 The connection uses ``no_echo``: NATS does not hand a node its own frames back.
@@ -87,6 +88,7 @@ class NatsBridge:
         self.subject_cache: dict[str, tuple[str, str]] = {}
         self.js = None
         self.unstored: dict[str, bytes] = {}     # bucket writes not yet acknowledged, by subject
+        self.locked: dict[str, bytes] = {}       # bucket subject -> last R_REPLICATE body with a holder
 
     # --- start, stop -----------------------------------------------------------------
 
@@ -161,16 +163,28 @@ class NatsBridge:
                 frame = data[start + 5:pos]
             elif kind == bus.REPLICATE:
                 frame = bus.replicate_frame(data[start + 5:pos])
+            elif kind == bus.HOLDER:        # a lock freed without a write (its holder left)
+                frame = None
             else:
-                continue            # R_DONE, R_HOLDER, …: local bookkeeping, not cluster traffic
-            _, address = peek(frame[ws_payload_start(frame):])
+                continue            # R_DONE, R_DURABLE, …: local bookkeeping, not cluster traffic
+            if frame is None:
+                address = bus.parse_holder(data[start + 5:pos])[0].decode()
+            else:
+                _, address = peek(frame[ws_payload_start(frame):])
             subject, kv_subject = self._subjects(address)
             if batch and batch[-1][0] == subject and batch[-1][2] == start:
                 batch[-1][2] = pos
             else:
                 batch.append([subject, start, pos])
             if kind == bus.REPLICATE:
-                latest[kv_subject] = data[start + 5:pos]
+                body = latest[kv_subject] = data[start + 5:pos]
+                if bus.replicate_holder(body):
+                    self.locked[kv_subject] = body          # for the bucket when it is freed
+                else:
+                    self.locked.pop(kv_subject, None)
+            elif kind == bus.HOLDER and kv_subject in self.locked:
+                # the holder left: the bucket's entry loses its holder too
+                latest[kv_subject] = bus.replicate_unlocked(self.locked.pop(kv_subject))
         if batch:
             batch = [(subject, data[a:b], False) for subject, a, b in batch]
             batch += [(subject, body, True) for subject, body in latest.items()]
@@ -274,13 +288,17 @@ class NatsBridge:
             elif kind == bus.REPLICATE:
                 body = _NO_ORIGIN + body[_REPLICATE_HEAD:]
                 own.append(bus.record(bus.REPLICATE, body))
-                sets.append(body)
+                sets.append((bus.REPLICATE, body))
+            elif kind == bus.HOLDER:
+                body = body[:-1] + bytes((BRIDGE,))         # held by a session of another node
+                own.append(bus.record(bus.HOLDER, body))
+                sets.append((bus.HOLDER, body))
         self.router.receive_link(self.link, b"".join(own))
         if sets:
             for link in self.router.peer_links():
                 if link is not self.link:
-                    for body in sets:
-                        link.send_record(bus.REPLICATE, body)
+                    for kind, body in sets:
+                        link.send_record(kind, body)
 
     # --- NATS connection events ------------------------------------------------------
 

@@ -92,6 +92,20 @@ def parse_interest(bytes body):
     return bool(body[0]), pattern, body[1]
 
 
+def replicate_holder(bytes body) -> bytes:
+    """The lock holder (session id; empty: unlocked) in an R_REPLICATE body's state."""
+    cdef Py_ssize_t st = REPLICATE_HEAD
+    cdef Py_ssize_t h = st + 22 + body[st + 21]
+    return body[h + 1:h + 1 + body[h]]
+
+
+def replicate_unlocked(bytes body) -> bytes:
+    """An R_REPLICATE body with the lock holder in its state cleared."""
+    cdef Py_ssize_t st = REPLICATE_HEAD
+    cdef Py_ssize_t h = st + 22 + body[st + 21]
+    return body[:h] + b"\x00" + body[h + 1 + body[h]:]
+
+
 def replicate_frame(bytes body) -> bytes:
     """The ready broadcast frame inside an R_REPLICATE body (after its head and state)."""
     cdef const uint8_t* b = <const uint8_t*>PyBytes_AS_STRING(body)
