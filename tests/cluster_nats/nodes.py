@@ -60,3 +60,12 @@ def nodes_factory(count: int, workers: int):
             pass
     for server in servers:
         server.stop()
+
+
+async def two_nodes_two_clients(start, nats_url: str, names=("a", "b"), **node_args):
+    """Nodes ``a`` and ``b`` and one real Python client on each: (a, b, client on a, client
+    on b).  ``node_args``: extra CLI arguments per node name, e.g. a=("--metrics-enabled",)."""
+    from tests.interop.conftest import PyClient
+    a = start_node(start, nats_url, "a", 2, *node_args.get("a", ()))
+    b = start_node(start, nats_url, "b", 2, *node_args.get("b", ()))
+    return a, b, await PyClient(a.url, names[0]).connect(), await PyClient(b.url, names[1]).connect()

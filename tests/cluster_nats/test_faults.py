@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.cluster_nats.nodes import start_node
+from tests.cluster_nats.nodes import start_node, two_nodes_two_clients
 from tests.interop.conftest import PyClient
 
 T = 10.0
@@ -33,9 +33,8 @@ async def all_readyz(rp, want: int, timeout: float = T) -> str:
 
 
 async def test_nats_stopped_and_restarted(nats_server, router_process):
-    a = start_node(router_process, nats_server.url, "a", 2, "--metrics-enabled")
-    b = start_node(router_process, nats_server.url, "b")
-    pa, pb = await PyClient(a.url, "pa").connect(), await PyClient(b.url, "pb").connect()
+    a, b, pa, pb = await two_nodes_two_clients(router_process, nats_server.url, ("pa", "pb"),
+                                               a=("--metrics-enabled",))
     try:
         await all_readyz(a, 200)
         assert "clasp_cluster_nats_up 1.0" in (await http_get(a, "/metrics"))[1]

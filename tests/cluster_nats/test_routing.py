@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.cluster_nats.nodes import start_node
+from tests.cluster_nats.nodes import start_node, two_nodes_two_clients
 from tests.interop.conftest import PyClient
 
 T = 5.0
 
 
 async def test_publish_and_set_cross_nodes_in_order(nats_server, router_process):
-    a = start_node(router_process, nats_server.url, "a")
-    b = start_node(router_process, nats_server.url, "b")
-    pub, sub = await PyClient(a.url, "pub").connect(), await PyClient(b.url, "sub").connect()
+    a, b, pub, sub = await two_nodes_two_clients(router_process, nats_server.url, ("pub", "sub"))
     try:
         sub.subscribe("all", "/x/**")
         await sub.barrier()
@@ -83,46 +81,49 @@ async def test_a_restarted_node_catches_up_from_the_bucket(nats_server, router_p
         await writer.close()
 
 
+async def write_until_accepted(client: PyClient, address: str, value, attempts: int = 100) -> int:
+    """SETs ``address`` until the router stops answering 423 (a lock freed elsewhere reaches
+    this node a moment later); returns the number of refusals."""
+    refused = 0
+    for _ in range(attempts):
+        n = len(client.errors(address))
+        await client.c.set(address, value)
+        await client.barrier()
+        if len(client.errors(address)) == n:
+            return refused
+        refused += 1
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{address} still refused after {attempts} SETs: {client.errors(address)[-1:]}")
+
+
 async def test_a_lock_crosses_nodes_and_is_freed_when_its_holder_leaves(nats_server, router_process):
-    """A lock taken on node a holds on node b (423) once it got there, and when the holder
-    disconnects, node b frees it too (R_HOLDER crosses like a SET)."""
+    """A lock taken on node a holds on node b (423), and when the holder disconnects, node b
+    frees it too (R_HOLDER crosses like a SET), and so does the bucket (a node started
+    afterwards can write)."""
     from clasp_fast.protocol import Set, encode_frame
-    a = start_node(router_process, nats_server.url, "a")
-    b = start_node(router_process, nats_server.url, "b")
-    holder, other = await PyClient(a.url, "holder").connect(), await PyClient(b.url, "other").connect()
+    a, b, holder, other = await two_nodes_two_clients(router_process, nats_server.url, ("holder", "other"))
     try:
+        other.subscribe("x", "/lk/x")
+        await other.barrier()
         await holder.send_raw(encode_frame(Set("/lk/x", 1, lock=True)))
-        await holder.barrier()
-        for attempt in range(50):
-            await other.c.set("/lk/x", 100 + attempt)
-            await other.barrier()
-            if other.errors("/lk/x"):
-                break
+        await other.wait_for(lambda: other.calls("x"), T, "the locking SET on the other node")
+        await other.c.set("/lk/x", 2)
+        await other.barrier()
         assert [e["code"] for e in other.errors("/lk/x")] == [423]
         await holder.close()
         # a node that starts now learns of the release from the bucket
         c = start_node(router_process, nats_server.url, "c")
         late = await PyClient(c.url, "late").connect()
         try:
-            for _ in range(100):
-                n = len(late.errors("/lk/x"))
-                await late.c.set("/lk/x", 5)
-                await late.barrier()
-                if len(late.errors("/lk/x")) == n:
-                    break
-                await asyncio.sleep(0.05)
+            await write_until_accepted(late, "/lk/x", 5)
             got = await late.wire_get("/lk/x")
             assert (got["value"], got["writer"]) == (5, late.session), got
         finally:
             await late.close()
-        # and node b, which had the lock live, frees it too
-        for _ in range(100):
-            n = len(other.errors("/lk/x"))
-            await other.c.set("/lk/x", 7)
-            await other.barrier()
-            if len(other.errors("/lk/x")) == n:
-                break
-            await asyncio.sleep(0.05)
+        # and node b, which had the lock live, has freed it too (once late's SET is there:
+        # two nodes writing one address at once is not decided across nodes yet)
+        await other.wait_for(lambda: ("/lk/x", 5) in other.calls("x"), T, "the late node's SET")
+        assert await write_until_accepted(other, "/lk/x", 7) == 0
         got = await other.wire_get("/lk/x")
         assert (got["value"], got["writer"]) == (7, other.session), got
     finally:
