@@ -6,6 +6,9 @@ ROUTER_SETTINGS: list
 class RouterConfig:
     max_frame_size: int
     buffer_size: int
+    slow_consumer_timeout: float
+    max_pending_output: int
+    output_budget: int
     name: str
     max_subscriptions_per_session: int
     max_messages_per_second: int
@@ -18,6 +21,9 @@ class RouterConfig:
         *,
         max_frame_size: int = ...,
         buffer_size: int = ...,
+        slow_consumer_timeout: float = ...,
+        max_pending_output: int = ...,
+        output_budget: int = ...,
         name: str = ...,
         max_subscriptions_per_session: int = ...,
         max_messages_per_second: int = ...,
@@ -44,6 +50,8 @@ class Config:
     compression: bool
     buffer_size: int
     slow_consumer_timeout: float
+    max_pending_output: int
+    output_budget: int
     allowed_origins: list[str]
     trusted_proxies: list[str]
     proxy_protocol: bool
@@ -78,6 +86,8 @@ class Config:
         compression: bool = ...,
         buffer_size: int = ...,
         slow_consumer_timeout: float = ...,
+        max_pending_output: int = ...,
+        output_budget: int = ...,
         allowed_origins: list[str] = ...,
         trusted_proxies: list[str] = ...,
         proxy_protocol: bool = ...,

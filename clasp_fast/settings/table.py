@@ -58,7 +58,17 @@ SETTINGS: list[Setting] = [
             "accepted; beyond it routed messages are dropped (503)", layer="router"),
     Setting("slow_consumer_timeout", "server.websocket.slow_consumer_timeout",
             Number(0, unit="seconds", zero="never"), 30.0,
-            "seconds a connection may stay over buffer_size before it is closed"),
+            "seconds a connection may stay unable to drain (SETs conflated, events dropped) "
+            "before it is closed 1008 \"slow consumer\"", layer="router"),
+    Setting("max_pending_output", "server.websocket.max_pending_output", Integer(65536, unit="bytes"),
+            4194304,
+            "bytes of direct replies and conflated SETs one connection may have waiting to be "
+            "written; beyond it the connection is closed 1008 \"slow consumer\"", layer="router"),
+    Setting("output_budget", "server.output_budget", Integer(0, unit="bytes", zero="unlimited"),
+            268435456,
+            "bytes of queued output for all connections of one process; beyond it the "
+            "connection adding to it, if over buffer_size, is closed 1008 \"slow consumer\"",
+            layer="router"),
     Setting("allowed_origins", "server.websocket.allowed_origins", ListOf(Text("an origin", "ORIGIN"), "origins (scheme://host[:port])"), [],
             "Origin header values allowed to open a WebSocket; empty = any (others get 403; "
             "native clients, which send no Origin, always pass)"),

@@ -90,6 +90,7 @@ cdef class Router(Hub):
                      Param* prm) except -1
     cdef uint8_t* reserve_scratch(self, Py_ssize_t n) except NULL
     cdef int send_ack(self, Session s, const char* addr, Py_ssize_t n, uint64_t revision) except -1
+    cdef int send_publish_ack(self, Session s, const char* addr, Py_ssize_t n) except -1
     cdef int error(self, Session s, int code, str message, str address=*) except -1
     cdef int reject_frame(self, Session s, str message) except -1
     cdef int send_snapshot(self, Session s, object pattern, bint always) except -1

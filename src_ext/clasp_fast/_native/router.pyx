@@ -83,6 +83,20 @@ _TYPE_NAMES = {0: "null", 1: "bool", 2: "i8", 3: "i16", 4: "i32", 5: "i64", 6: "
                8: "string", 9: "bytes", 10: "array", 11: "map"}
 
 
+# ERROR text echoes client input (addresses, values): clipped so the frame always fits,
+# here and in a bus record (characters; UTF-8 takes at most 4 bytes each)
+cdef enum:
+    ECHO_MESSAGE = 2048
+    ECHO_ADDRESS = 1024
+
+
+def _clip(str text, Py_ssize_t limit):
+    """``text`` cut to ``limit`` characters, marked with "..." when cut."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[:limit - 3] + "..."
+
+
 cdef struct CacheEntry:
     char* key
     Py_ssize_t len
@@ -135,6 +149,9 @@ cdef class Router(Hub):
         self.holder_origin = {}
         self.limit_buffer = self.config.buffer_size
         self.overflow_interval = self.config.overflow_notice_interval
+        self.max_pending = self.config.max_pending_output
+        self.output_budget = self.config.output_budget
+        self.slow_timeout = self.config.slow_consumer_timeout
         self.max_payload = min(self.config.max_frame_size, MAX_PAYLOAD)
         self.max_rate_in = self.config.max_messages_per_second
         self.max_subs = self.config.max_subscriptions_per_session
@@ -429,6 +446,7 @@ cdef class Router(Hub):
 
     def _write_error(self, Session local, int origin, uint64_t seq, int code, str message, str address):
         """A SET (or BUNDLE) was refused: tell its writer, here or on its worker."""
+        message, address = _clip(message, ECHO_MESSAGE), _clip(address, ECHO_ADDRESS)
         if local is not None:
             return self.error(local, code, message, address)
         if origin < MAX_WORKERS and seq > self.applied[origin]:
@@ -728,6 +746,8 @@ cdef class Router(Hub):
             nseg = split_address(<const char*>p + v.addr_pos, v.addr_len, segs)
             if nseg >= 0:
                 self.route_publish(<Session>f.session, False, p, &v, segs, nseg)
+            if f.qos:
+                self.send_publish_ack(<Session>f.session, <const char*>p + v.addr_pos, v.addr_len)
         return self.complete(f)
 
     def resolve_reject(self, bytes body):
@@ -867,8 +887,12 @@ cdef class Router(Hub):
             # nothing of this session in flight: deliver here now (everything it sent before is
             # delivered here already); the owner gets a copy for the other workers
             self.route_publish(s, False, p, &v, segs, nseg)
-            return self.forward_publish_copy(s, p, v.end)
-        return self.route_publish(s, True, p, &v, segs, nseg)
+            self.forward_publish_copy(s, p, v.end)
+        else:
+            self.route_publish(s, True, p, &v, segs, nseg)
+        if qos:
+            self.send_publish_ack(s, <const char*>p + v.addr_pos, v.addr_len)
+        return 0
 
     def forward_publish(self, Session s, bytes payload):
         """Routes a PUBLISH payload that already passed the gesture throttle."""
@@ -996,13 +1020,26 @@ cdef class Router(Hub):
         store_u64(o + 4 + n, revision)
         return s.push_direct(frame, hl + 4 + size)
 
+    cdef int send_publish_ack(self, Session s, const char* addr, Py_ssize_t n) except -1:
+        """ACK{address}: a PUBLISH with QoS >= 1 was routed (no revision: events have none)."""
+        cdef Py_ssize_t size = 1 + 1 + 2 + n
+        cdef uint8_t* frame = self.reserve_scratch(MAX_WS_HEADER + 4 + size)
+        cdef Py_ssize_t hl = ws_binary_header(frame, 4 + size)
+        cdef uint8_t* o = frame + hl + 4
+        clasp_header(frame + hl, 0, size)
+        o[0] = T_ACK
+        o[1] = 0x01                 # address
+        store_u16(o + 2, <uint16_t>n)
+        memcpy(o + 4, addr, n)
+        return s.push_direct(frame, hl + 4 + size)
+
     def send(self, Session s, msg, int qos=0):
         """Queues one message (a protocol dataclass) for ``s``."""
         cdef bytes frame = ws_frame(encode_frame(msg, qos))
         s.push_direct(<const uint8_t*>PyBytes_AS_STRING(frame), len(frame))
 
     cdef int error(self, Session s, int code, str message, str address=None) except -1:
-        self.send(s, M.Error(code, message, address))
+        self.send(s, M.Error(code, _clip(message, ECHO_MESSAGE), _clip(address, ECHO_ADDRESS)))
         return 0
 
     def reject(self, Session s, str message):
