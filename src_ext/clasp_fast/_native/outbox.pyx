@@ -153,9 +153,10 @@ cdef class Endpoint:
 
     cdef int over_budget(self, Py_ssize_t n) except -1:
         """Closes this connection if queuing ``n`` more bytes would pass output_budget and it
-        is one of those holding the memory (more than buffer_size waiting)."""
+        is one of those holding the memory: stalled, with more than buffer_size waiting.
+        (A connection that drains, e.g. a new one taking its snapshot, is not closed.)"""
         if self.hub.output_budget and self.hub.queued + n > self.hub.output_budget \
-                and self.out_size + self.waiting_bytes > self.hub.limit_buffer:
+                and self.stalled_since and self.out_size + self.waiting_bytes > self.hub.limit_buffer:
             self.request_close(1008, f"slow consumer: the router's output_budget "
                                      f"({self.hub.output_budget} bytes for all connections) is "
                                      f"spent and this connection holds "
