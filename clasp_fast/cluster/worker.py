@@ -60,6 +60,10 @@ async def _serve(config: Config, index: int, nworkers: int, group: str, listener
 
     router = Router(config.router_config())
     node = ClusterNode(router, index, nworkers, group, listener, restarted=restarted)
+    if os.environ.get("CLASP_FAST_DEBUG_HOOKS") == "1":
+        import asyncio
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR2})
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, node.drop_links)
     server = ClaspServer(config, router=router, limits=limits, reuse_port=True)
     try:
         return await run_server(server, node=node, worker=index,
