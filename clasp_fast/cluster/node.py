@@ -174,7 +174,11 @@ class ClusterNode:
             log.warning("bus: worker %d lost its link to worker %d", self.index, link.index)
             self.syncing.discard(link.index)
             if self.index > link.index and not self.stopping:
-                asyncio.get_running_loop().call_later(LINK_GRACE, self._check_link, link.index)
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:        # driven without an event loop (unit tests)
+                    return
+                loop.call_later(LINK_GRACE, self._check_link, link.index)
 
     def _check_link(self, peer: int) -> None:
         """LINK_GRACE after losing the link to ``peer``: still down, so restart to relink."""

@@ -12,6 +12,10 @@ class RouterConfig:
     name: str
     max_subscriptions_per_session: int
     max_messages_per_second: int
+    owner_queue_messages: int
+    owner_queue_bytes: int
+    owner_queue_session_messages: int
+    owner_queue_session_bytes: int
     overflow_notice_interval: float
     param_ttl: float
     expiry_sweep_interval: float
@@ -27,6 +31,10 @@ class RouterConfig:
         name: str = ...,
         max_subscriptions_per_session: int = ...,
         max_messages_per_second: int = ...,
+        owner_queue_messages: int = ...,
+        owner_queue_bytes: int = ...,
+        owner_queue_session_messages: int = ...,
+        owner_queue_session_bytes: int = ...,
         overflow_notice_interval: float = ...,
         param_ttl: float = ...,
         expiry_sweep_interval: float = ...,
@@ -61,6 +69,10 @@ class Config:
     hello_timeout: float
     max_subscriptions_per_session: int
     max_messages_per_second: int
+    owner_queue_messages: int
+    owner_queue_bytes: int
+    owner_queue_session_messages: int
+    owner_queue_session_bytes: int
     overflow_notice_interval: float
     param_ttl: float
     expiry_sweep_interval: float
@@ -97,6 +109,10 @@ class Config:
         hello_timeout: float = ...,
         max_subscriptions_per_session: int = ...,
         max_messages_per_second: int = ...,
+        owner_queue_messages: int = ...,
+        owner_queue_bytes: int = ...,
+        owner_queue_session_messages: int = ...,
+        owner_queue_session_bytes: int = ...,
         overflow_notice_interval: float = ...,
         param_ttl: float = ...,
         expiry_sweep_interval: float = ...,

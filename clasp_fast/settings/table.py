@@ -92,6 +92,18 @@ SETTINGS: list[Setting] = [
     Setting("max_messages_per_second", "limits.max_messages_per_second", Integer(0, zero="unlimited"),
             0, "frames per second per session; beyond it ERROR 429 and the frame is dropped",
             layer="router"),
+    Setting("owner_queue_messages", "limits.owner_queue.messages", Integer(1), 100000,
+            "writes (SET, PUBLISH, BUNDLE) a worker holds for the state owner while it restarts; "
+            "beyond it ERROR 503", layer="router"),
+    Setting("owner_queue_bytes", "limits.owner_queue.bytes", Integer(65536, unit="bytes"), 67108864,
+            "bytes of writes a worker holds for the state owner while it restarts; beyond it "
+            "ERROR 503", layer="router"),
+    Setting("owner_queue_session_messages", "limits.owner_queue.session_messages", Integer(1), 10000,
+            "writes one session may have held for the restarting state owner; beyond it ERROR 503",
+            layer="router"),
+    Setting("owner_queue_session_bytes", "limits.owner_queue.session_bytes", Integer(65536, unit="bytes"),
+            8388608, "bytes of writes one session may have held for the restarting state owner; "
+            "beyond it ERROR 503", layer="router"),
     Setting("overflow_notice_interval", "limits.overflow_notice_interval",
             Number(above=0, unit="seconds"), 10.0,
             "seconds between two ERROR 503 (messages dropped) notices to one session", layer="router"),

@@ -73,6 +73,7 @@ cdef class Session(Endpoint):
     cdef dict subs                      # id -> Subscription
     cdef public bint may_hold_locks     # sent a SET with lock: tell the owner on close
     cdef public uint32_t inflight       # requests sent to the owner, not yet decided
+    cdef public uint64_t inflight_bytes # their payload bytes
     cdef public list held               # frames waiting for `inflight` to drain (in order)
     cdef public object on_released      # called once the owner confirmed its locks are free
     cdef double rate_window

@@ -48,6 +48,7 @@ cdef class Router(Hub):
     cdef public bint clock_fresh
     cdef readonly uint64_t routed       # deliveries queued
     cdef readonly uint64_t frames_in
+    cdef readonly uint64_t dropped_writes   # writes refused (503) while the owner was down
 
     # cluster
     cdef readonly int worker_index
@@ -72,6 +73,7 @@ cdef class Router(Hub):
     cdef uint64_t now_us(self) noexcept
     cdef int forward_request(self, Session s, uint8_t kind, uint8_t record, const uint8_t* p,
                              Py_ssize_t n, uint8_t qos) except -1
+    cdef bint owner_queue_full(self, Session s, Py_ssize_t n) except -1
     cdef int forward_publish_copy(self, Session s, const uint8_t* p, Py_ssize_t n) except -1
     cdef int gated(self, Session s, const uint8_t* data, Py_ssize_t n, FrameHeader* h) except -1
     cdef int complete(self, Pending* f) except -1
@@ -98,6 +100,7 @@ cdef class Router(Hub):
     cdef _deliver_gated(self, Endpoint target, list gated, uint8_t bit, bytes frame, bytes address,
                         Param* prm)
     cdef void _clear_pub_cache(self) noexcept
+    cdef _deliver_synced(self, Param* prm)
     cdef Param* _store_replica(self, const char* addr, Py_ssize_t alen, uint8_t vtype, const uint8_t* data,
                                Py_ssize_t dlen, uint64_t revision, const uint8_t* st,
                                bint only_if_newer) except? NULL

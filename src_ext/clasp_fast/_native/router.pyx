@@ -78,6 +78,7 @@ cdef enum:
     E_LOCKED = 423
     E_LIMIT = 429
     E_UNSUPPORTED = 501
+    E_UNAVAILABLE = 503
 
 _TYPE_NAMES = {0: "null", 1: "bool", 2: "i8", 3: "i16", 4: "i32", 5: "i64", 6: "f32", 7: "f64",
                8: "string", 9: "bytes", 10: "array", 11: "map"}
@@ -365,14 +366,38 @@ cdef class Router(Hub):
         (R_REPLICATE / R_DONE / R_REJECT) and is matched with the pending queue."""
         cdef uint8_t head[REQUEST_HEAD_MAX]
         cdef uint64_t seq
+        if self.owner_link is None and self.owner_queue_full(s, n):
+            return 0
         self.next_seq += 1
         seq = self.next_seq
         self.pending.push(seq, s, qos, kind, p, n)
         s.inflight += 1
+        s.inflight_bytes += n
         if self.owner_link is not None:
             self.owner_link.push_record(record, head, write_request_head(head, seq, qos, s.idc, s.idlen),
                                         p, n)
         return 0
+
+    cdef bint owner_queue_full(self, Session s, Py_ssize_t n) except -1:
+        """The owner is down (restarting): a write waits in the pending queue, within the
+        owner_queue_* limits; beyond them it is refused with ERROR 503 (True)."""
+        cdef object why = None
+        cdef object cfg = self.config
+        if len(self.pending) >= cfg.owner_queue_messages:
+            why = f"this worker already holds {len(self.pending)} writes (owner_queue_messages)"
+        elif self.pending.log_size - self.pending.log_head + n > cfg.owner_queue_bytes:
+            why = f"this worker's writes held pass {cfg.owner_queue_bytes} bytes (owner_queue_bytes)"
+        elif s.inflight >= cfg.owner_queue_session_messages:
+            why = f"this session already has {s.inflight} writes held (owner_queue_session_messages)"
+        elif s.inflight_bytes + n > cfg.owner_queue_session_bytes:
+            why = (f"this session's writes held pass {cfg.owner_queue_session_bytes} bytes "
+                   f"(owner_queue_session_bytes)")
+        if why is None:
+            return False
+        self.dropped_writes += 1
+        self.error(s, E_UNAVAILABLE, f"state owner (worker 0) restarting and {why}: the write was "
+                                     f"not applied; retry in a moment")
+        return True
 
     cdef int apply_set(self, const char* wid, uint8_t wlen, Session local, int origin, uint64_t seq,
                        const uint8_t* p, SetView* v, Seg* segs, int nseg, uint8_t qos) except -1:
@@ -694,6 +719,7 @@ cdef class Router(Hub):
             callback()
         if s is not None and counted and s.inflight:
             s.inflight -= 1
+            s.inflight_bytes -= min(<uint64_t>f.len, s.inflight_bytes)
             if s.inflight == 0 and s.held is not None and not s.closed:
                 self._drain(s)
         return 0
@@ -814,11 +840,14 @@ cdef class Router(Hub):
 
     def _forward_request(self, int kind, int record, Session s, int qos, bytes payload):
         """Not the owner: queue a BUNDLE or lock-release request and send it if the owner is up."""
+        if kind == PK_BUNDLE and self.owner_link is None and self.owner_queue_full(s, len(payload)):
+            return
         self.next_seq += 1
         seq = self.next_seq
         self.pending.push(seq, s, qos, kind, <const uint8_t*>PyBytes_AS_STRING(payload), len(payload))
         if kind != PK_RELEASE:
             s.inflight += 1
+            s.inflight_bytes += len(payload)
         if self.owner_link is not None:
             self.owner_link.send_record(record, bus.request_head(seq, qos, s.id if s is not None else "")
                                         + payload)
@@ -1515,7 +1544,22 @@ cdef class Router(Hub):
         cdef Py_ssize_t alen = load_u16(a)
         cdef const uint8_t* value = a + 2 + alen
         cdef Py_ssize_t vlen = len(body) - 8 - sh - 2 - alen
-        self._store_replica(<const char*>a + 2, alen, value[0], value + 1, vlen - 1, load_u64(b), st, True)
+        cdef Param* prm = self._store_replica(<const char*>a + 2, alen, value[0], value + 1, vlen - 1,
+                                              load_u64(b), st, True)
+        if prm != NULL and self.sessions:
+            self._deliver_synced(prm)
+
+    cdef _deliver_synced(self, Param* prm):
+        """A revision this replica missed (decided by an owner that died before replicating it
+        here) came with the restarted owner's state: our subscribers get it as a SET."""
+        cdef Seg segs[MAX_SEGMENTS]
+        address = (<const char*>prm.address)[:prm.addr_len].decode()
+        pv = params_where(self.params, address, True, self.clock.wall_us())
+        if not pv:
+            return
+        cdef bytes frame = ws_frame(encode_frame(M.Set(address, pv[0].value, revision=prm.revision)))
+        self.deliver(self.param_receivers(prm, segs, -1), 0x01, None, False,
+                     <const uint8_t*>PyBytes_AS_STRING(frame), len(frame), prm.address, prm.addr_len, prm)
 
     def applied_vector(self):
         return {i: self.applied[i] for i in range(MAX_WORKERS) if self.applied[i]}
