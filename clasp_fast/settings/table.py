@@ -55,7 +55,8 @@ SETTINGS: list[Setting] = [
             "permessage-deflate (RFC 7692) for clients that offer it"),
     Setting("buffer_size", "server.websocket.buffer_size", Integer(1, unit="bytes"), 16384,
             "bytes of routed output a connection may have queued beyond what its socket "
-            "accepted; beyond it routed messages are dropped (503)", layer="router"),
+            "accepted; beyond it SETs wait (the latest per address) and events are dropped (503)",
+            layer="router"),
     Setting("slow_consumer_timeout", "server.websocket.slow_consumer_timeout",
             Number(0, unit="seconds", zero="never"), 30.0,
             "seconds a connection may stay unable to drain (SETs conflated, events dropped) "
