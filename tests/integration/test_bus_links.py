@@ -80,3 +80,23 @@ async def test_a_worker_that_loses_its_bus_link_is_replaced_and_serves_again(rou
     new = await wait_worker_pids(rp, 2, exclude=[pids[1]])
     assert new[0] == pids[0]
     await both_workers_serve(rp, log, "relinked")
+
+
+async def test_a_publish_with_qos_confirm_is_acked_on_every_worker_and_crosses_them(router_process):
+    from clasp_fast.protocol import SignalType
+    rp = start_cluster(router_process, 2)
+    log = ConnLog(rp)
+    c = await clients_on_workers(rp, log, [0, 1], prefix="pub")
+    try:
+        for w in (0, 1):
+            c[w].send(Subscribe(1, "/emit/**"))
+            await c[w].barrier()
+        for src, dst in ((1, 0), (0, 1)):
+            addr = f"/emit/from{src}"
+            ack = await c[src].request(Publish(addr, signal=SignalType.EVENT, value=src),
+                                       lambda m: type(m) is Ack, qos=1, what=f"ACK of PUBLISH {addr}")
+            assert ack.address == addr and ack.revision is None
+            await c[dst].wait_for(lambda: any(type(m) is Publish and m.address == addr
+                                              for m in c[dst].msgs), 5.0, f"PUBLISH {addr}")
+    finally:
+        await close_all(c.values())

@@ -169,6 +169,8 @@ cdef class Endpoint:
         bytes.  Called by the I/O edge."""
         cdef bytes f
         cdef Py_ssize_t n
+        if self.waiting is None and not self.cursors and not self.stalled_since:
+            return 0                    # the usual case: nothing waits
         if self.closed or self.shut or self.paused:
             return 0
         if self.waiting is not None:
