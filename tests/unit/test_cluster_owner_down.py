@@ -83,3 +83,17 @@ def test_a_revision_replicated_to_some_workers_only_reaches_every_subscriber():
         assert got == [("/g/a", 2, 2)], (k, got)   # worker 2 gets the gap as a SET
     for r in bus.routers:
         assert r.param_state("/g/a")[0] == 2
+
+
+def test_a_bus_record_that_fails_is_skipped_and_the_link_keeps_working(caplog):
+    import struct
+    bus = Bus(2)
+    w = bus.session(1)
+    R_ANNOUNCE = 11
+    bad = b"\xff\xfe"                                # not an ANNOUNCE payload
+    record = struct.pack(">I", 1 + len(bad)) + bytes((R_ANNOUNCE,)) + bad
+    bus.routers[1].receive_link(bus.links[(1, 0)], record)     # from worker 0: logged, skipped
+    assert "failed; skipped" in caplog.text
+    bus.send(1, w, Set("/after/bad", 1), qos=1)
+    bus.pump()
+    assert [m.revision for m in bus.out(w) if isinstance(m, Ack)] == [1]

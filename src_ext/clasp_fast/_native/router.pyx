@@ -572,21 +572,26 @@ cdef class Router(Hub):
             if n - pos - 4 < size:
                 break
             kind = buf[pos + 4]
-            if kind == R_PUBLISH:
-                self.on_forwarded_publish(buf + pos + 5, size - 1)
-            elif kind == R_REPLICATE:
-                self.on_replicate(buf + pos + 5, size - 1)
-            elif kind == R_SET_REQ and not self.holding:
-                self.on_set_request(link, buf + pos + 5, size - 1)
-            elif kind == R_PUB_REQ and not self.holding:
-                self.on_publish_request(link, buf + pos + 5, size - 1)
-            elif kind == R_DONE:
-                self.on_done(buf + pos + 5, size - 1)
-            elif kind == R_BARRIER and not self.holding:
-                self.answer_barrier(link, buf + pos + 5)
-            elif self.cluster is not None:
-                self.on_record(link, kind, PyBytes_FromStringAndSize(<const char*>buf + pos + RECORD_HEAD,
-                                                                     size - 1))
+            try:
+                if kind == R_PUBLISH:
+                    self.on_forwarded_publish(buf + pos + 5, size - 1)
+                elif kind == R_REPLICATE:
+                    self.on_replicate(buf + pos + 5, size - 1)
+                elif kind == R_SET_REQ and not self.holding:
+                    self.on_set_request(link, buf + pos + 5, size - 1)
+                elif kind == R_PUB_REQ and not self.holding:
+                    self.on_publish_request(link, buf + pos + 5, size - 1)
+                elif kind == R_DONE:
+                    self.on_done(buf + pos + 5, size - 1)
+                elif kind == R_BARRIER and not self.holding:
+                    self.answer_barrier(link, buf + pos + 5)
+                elif self.cluster is not None:
+                    self.on_record(link, kind, PyBytes_FromStringAndSize(<const char*>buf + pos + RECORD_HEAD,
+                                                                         size - 1))
+            except Exception:
+                # a bug, never the client's doing: the record is skipped, the link stays up
+                self._record_failed(link, kind, PyBytes_FromStringAndSize(<const char*>buf + pos + RECORD_HEAD,
+                                                                          size - 1))
             pos += 4 + size
         rest = n - pos
         self.clock_fresh = False
@@ -597,6 +602,17 @@ cdef class Router(Hub):
         elif rest:
             link.buffer_input(data + pos, rest)
         return 0
+
+    def _record_failed(self, PeerLink link, int kind, bytes body):
+        """A bus record could not be applied (a bug).  It is logged and skipped; a request
+        from another worker is answered ERROR 500 for its one session, so that session is
+        not left waiting and the link keeps serving everybody else."""
+        log.exception("bus: record kind %d (%d bytes) from worker %d failed; skipped", kind,
+                      len(body), link.index)
+        if kind in (R_SET_REQ, R_PUB_REQ, R_BUNDLE_REQ) and len(body) >= 8:
+            link.send_record(R_REJECT, bus.reject(load_u64(<const uint8_t*>PyBytes_AS_STRING(body)), 500,
+                                                  "internal error applying this request on the state "
+                                                  "owner (logged there); it was not applied", None))
 
     cdef int on_forwarded_publish(self, const uint8_t* b, Py_ssize_t n) except -1:
         """Another worker's PUBLISH (a ready frame): deliver it to our own subscribers."""
