@@ -11,7 +11,7 @@ import pytest
 from clasp_fast.protocol import Ack, Get, Hello, Set, Subscribe, encode_frame
 
 from tests.integration.conftest import RawWS, connect_hello, recv_until
-from tests.integration.test_slow_consumer import masked, router_rss_mb
+from tests.integration.test_slow_consumer import Reader, masked, router_rss_mb
 
 BIG = "v" * 60_000
 
@@ -60,6 +60,15 @@ async def test_a_get_flood_that_is_never_read_is_closed_at_its_cap(router_proces
             peak = max(peak, router_rss_mb(rp))
         await asyncio.sleep(0.5)
         peak = max(peak, router_rss_mb(rp))
+        # it was closed at the cap: what the kernel holds, then the close frame (or the abort)
+        flood.writer.transport.resume_reading()
+        r = Reader(flood)
+        try:
+            await asyncio.wait_for(r.task, 10.0)
+        except ConnectionError:
+            pass
+        assert r.closed_with is None or (r.closed_with[:2] == b"\x03\xf0"
+                                         and b"max_pending_output" in r.closed_with), r.closed_with
         rtt = await set_ack_works(rp.url)
         print(f"\nGET flood of a 60 KB param, never read: router RSS {rss0:.1f} MB -> peak "
               f"{peak:.1f} MB (max_pending_output 4 MiB); a new client's connect+SET->ACK took {rtt * 1000:.1f} ms")
