@@ -13,7 +13,8 @@ from clasp_fast.protocol import Error, Get, Publish, Set, Snapshot, Subscribe, e
 from clasp_fast.protocol import messages as M
 
 from tests.integration.conftest import RawWS, connect_hello, recv_msg, recv_until
-from tests.ws_framing import close_code_of, split_frames  # noqa: F401
+from tests.support import wait_log_count
+from tests.ws_framing import split_frames
 
 
 def masked(payload: bytes) -> bytes:
@@ -189,7 +190,7 @@ async def test_a_subscriber_that_never_drains_is_closed_after_slow_consumer_time
         t0 = time.monotonic()
         # not reading for slow_consumer_timeout (1 s; the check runs once a second): closed,
         # and as it never reads the close, its socket is aborted CLOSE_GRACE (3 s) later
-        await asyncio.sleep(6.0)
+        await wait_log_count(rp, "did not complete the close within 3 s; aborted", 1, timeout=8.0)
         slow.writer.transport.resume_reading()
         r = Reader(slow)
         try:

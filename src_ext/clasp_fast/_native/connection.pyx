@@ -164,6 +164,8 @@ cdef class Connection(WSListener):
     def _abort(self):
         """The close did not complete within CLOSE_GRACE seconds: drop the socket."""
         if self.transport is not None and not self.transport.is_disconnected:
+            log.info("connection from %s:%d did not complete the close within %g s; aborted",
+                     self.session.peer, self.peer_port, CLOSE_GRACE)
             self.transport.underlying_transport.abort()
 
     @property
