@@ -22,6 +22,9 @@ import logging
 
 log = logging.getLogger("clasp_fast.server")
 
+# seconds a connection being closed has to complete the close before its socket is aborted
+CLOSE_GRACE = 3.0
+
 
 cdef inline bint valid_close_code(int code) noexcept:
     """Codes a close frame may carry (RFC 6455 7.4.1, the IANA registry, 3000-4999 for
@@ -146,6 +149,7 @@ cdef class Connection(WSListener):
 
     cpdef resume_writing(self):
         self.session.paused = False
+        self.session.refill()           # waiting SETs and unfinished snapshots go out now
         if self.session.out_size:
             self.session.mark_dirty()
 
@@ -160,6 +164,15 @@ cdef class Connection(WSListener):
         cdef bytes r = reason.encode()[:120]
         self.transport.send_close(<WSCloseCode>code, r)
         self.transport.disconnect(True)
+        # a peer that does not read never completes the close: free its socket and buffers
+        self.edge.loop.call_later(CLOSE_GRACE, self._abort)
+
+    def _abort(self):
+        """The close did not complete within CLOSE_GRACE seconds: drop the socket."""
+        if self.transport is not None and not self.transport.is_disconnected:
+            log.info("connection from %s:%d did not complete the close within %g s; aborted",
+                     self.session.peer, self.peer_port, CLOSE_GRACE)
+            self.transport.underlying_transport.abort()
 
     @property
     def peer(self):
@@ -240,6 +253,13 @@ cdef class Edge:
     cpdef write(self, Endpoint ep):
         cdef Connection conn
         cdef WSTransport t
+        if ep.shut:
+            # the core asked for it to be closed (slow consumer, output caps)
+            conn = <Connection>ep.io if ep.io is not None else None
+            if conn is not None and (<Session>ep).close_request is not None:
+                code, reason = (<Session>ep).close_request
+                conn.close(code, reason)
+            return
         if ep.out_size == 0 or ep.paused:
             return
         if ep.is_peer:
@@ -258,6 +278,8 @@ cdef class Edge:
             return
         t._fast_write(<char*>ep.out, ep.out_size)
         ep.reset_output()
+        if not ep.paused:
+            ep.refill()                 # drained: waiting SETs, the rest of a snapshot
 
     # --- timers -------------------------------------------------------------------
 
@@ -291,6 +313,8 @@ cdef class Edge:
         for c in list(self.connections):
             if c.closing:
                 continue
+            if c.session.stalled and c.session.stalled_too_long():
+                continue                # closed at the flush its close request scheduled
             if not c.session.welcomed and now - c.opened_at >= self.hello_timeout:
                 c.close(WSCloseCode.POLICY_VIOLATION, f"no HELLO within hello_timeout "
                                                       f"({self.hello_timeout:g} s)")
