@@ -117,7 +117,6 @@ cdef class Router(Hub):
     cdef _deliver_gated(self, Endpoint target, list gated, uint8_t bit, bytes frame, bytes address,
                         Param* prm)
     cdef void _clear_pub_cache(self) noexcept
-    cdef _deliver_synced(self, Param* prm)
     cdef Param* _store_replica(self, const char* addr, Py_ssize_t alen, uint8_t vtype, const uint8_t* data,
                                Py_ssize_t dlen, uint64_t revision, const uint8_t* st,
                                bint only_if_newer) except? NULL
