@@ -19,7 +19,7 @@ from ..router import Router
 from ..config import Config
 from ..limits import LocalLimits
 from ..netaddr import TrustedProxies, is_local
-from . import tls
+from . import permessage_deflate, tls
 from .gate import HandshakeGate, RateLimitedWarning
 
 log = logging.getLogger("clasp_fast.server")
@@ -57,6 +57,7 @@ class ClaspServer:
         self.handshake_timeout = config.handshake_timeout
         self.max_ws_frame = config.max_frame_size + 12
         self.read_buffer_size = config.read_buffer_size
+        self.compression = config.compression
         # A LoggerAdapter, not a Logger: picows then skips creating a child Logger object
         # for every connection (memory per idle connection).
         self.picows_logger = logging.LoggerAdapter(logging.getLogger("picows.server"), {})
@@ -76,10 +77,17 @@ class ClaspServer:
             request.headers["Connection"] = "Upgrade"
         conn = Connection(self.edge, self.router.open_session(client_ip))
         conn.peer_port = peer_port
+        headers = {}
         if _offers_clasp(request):
+            headers["Sec-WebSocket-Protocol"] = "clasp"
+        if self.compression:
+            agreement = permessage_deflate.negotiate(request.headers.getall("Sec-WebSocket-Extensions", ()))
+            if agreement is not None:
+                conn.accept_deflate(agreement.server_bits, agreement.client_no_context_takeover)
+                headers["Sec-WebSocket-Extensions"] = agreement.response
+        if headers:
             return WSUpgradeResponseWithListener(
-                WSUpgradeResponse.create_101_response(extra_headers={"Sec-WebSocket-Protocol": "clasp"}),
-                conn)
+                WSUpgradeResponse.create_101_response(extra_headers=headers), conn)
         return conn
 
     def refused(self, ip: str, reason: str) -> None:

@@ -9,6 +9,7 @@ from libc.string cimport memcpy, memmove
 from clasp_fast._native.wire cimport store_u32
 from clasp_fast._native.bus cimport R_PUBLISH
 from clasp_fast._native.clock cimport Clock
+from clasp_fast._native.deflate cimport deflated_frame, DEFLATE_MIN_FRAME
 
 cdef enum:
     INITIAL_OUT = 512
@@ -89,6 +90,9 @@ cdef class Endpoint:
         it cannot (the transport is paused) the message is dropped and counted."""
         if self.closed:
             return 0
+        if self.deflate_bits and n >= DEFLATE_MIN_FRAME:
+            # compressed once per broadcast: the receivers after the first reuse it
+            n = deflated_frame(self.deflate_bits, frame, n, &frame)
         if self.out_routed and self.out_routed + n > self.hub.limit_buffer:
             if not self.paused and self.hub.on_pressure is not None:
                 self.hub.on_pressure(self)
@@ -104,6 +108,8 @@ cdef class Endpoint:
         """Queues a direct reply (WELCOME, SNAPSHOT, ACK, ERROR, ...): never dropped."""
         if self.closed:
             return 0
+        if self.deflate_bits and n >= DEFLATE_MIN_FRAME:
+            n = deflated_frame(self.deflate_bits, frame, n, &frame)
         return self.append(frame, n)
 
     cdef void reset_output(self) noexcept:
