@@ -42,6 +42,8 @@ def _offers_clasp(request) -> bool:
 
 
 class ClaspServer:
+    connection_class = Connection       # the listener of every upgrade (a test fixture swaps it)
+
     def __init__(self, config: Config, *, limits=None, router: Optional[Router] = None,
                  reuse_port: bool = False, sock: Optional[socket.socket] = None):
         self.config = config
@@ -75,7 +77,7 @@ class ClaspServer:
         tokens = [t.strip().lower() for t in request.headers.get("Connection", "").split(",")]
         if "upgrade" in tokens:
             request.headers["Connection"] = "Upgrade"
-        conn = Connection(self.edge, self.router.open_session(client_ip))
+        conn = self.connection_class(self.edge, self.router.open_session(client_ip))
         conn.peer_port = peer_port
         headers = {}
         if _offers_clasp(request):

@@ -182,6 +182,11 @@ cdef class Connection(WSListener):
         overrides it receives every message here instead (the Autobahn echo fixture)."""
         raise NotImplementedError
 
+    def send_frame(self, bytes frame):
+        """Queues one complete server frame (header and payload) as a direct reply:
+        compressed when permessage-deflate was agreed (the Autobahn echo fixture)."""
+        self.session.push_direct(<const uint8_t*><const char*>frame, len(frame))
+
     def accept_deflate(self, int server_bits, bint client_no_context_takeover):
         """permessage-deflate was agreed in the upgrade: compress output at ``server_bits``
         and accept compressed (RSV1) messages."""
