@@ -43,7 +43,7 @@ def _native_ready() -> None:
 
 _native_ready()
 
-from . import procs, report, scenarios, targets  # noqa: E402  (after the check above)
+from . import edge_variants, procs, report, scenarios, targets  # noqa: E402  (after the check above)
 from .profiles import DESCRIPTIONS, PROFILES, SCENARIOS  # noqa: E402
 
 
@@ -164,6 +164,9 @@ def main(argv=None) -> int:
                         w_targets[w].tails = main_t.tails
                     return w_targets[w]
                 results += scenarios.workers(ctx, make)
+                continue
+            if sc in edge_variants.SCENARIOS:
+                results += edge_variants.SCENARIOS[sc](ctx, shlex.split(args.router_args))
                 continue
             sizes = profile.get("baseline_sizes", {})
             modes = profile["baselines"].get(sc, [])

@@ -4,7 +4,7 @@ from __future__ import annotations
 import copy
 
 SCENARIOS = ["throughput", "fanout", "fanin", "state", "events", "latency", "connect", "memory",
-             "workers"]
+             "workers", "tls_fanout", "deflate_fanout", "tls_memory"]
 
 DESCRIPTIONS = {
     "throughput": "1 publisher → 1 subscriber, SET with 32-byte values",
@@ -16,6 +16,10 @@ DESCRIPTIONS = {
     "connect": "connection storm: TCP connect → WELCOME",
     "memory": "router RSS per idle connection",
     "workers": "fan-out with 1 and 2 workers, CPU per delivered message (all router processes)",
+    "tls_fanout": "fan-out 1 → N over wss:// next to ws:// (target ≥ 0.5×)",
+    "deflate_fanout": "fan-out 1 → N of compressible values, permessage-deflate subscribers next to "
+                      "plain ones (target ≥ 0.5×, one compression per broadcast)",
+    "tls_memory": "router RSS per idle wss:// connection next to ws:// (target ≤ 16 KB at 10,000)",
 }
 
 FULL = {
@@ -32,6 +36,7 @@ FULL = {
     "connect": {"rate": 1000, "seconds": 5.0, "repeats": 3},
     "memory": {"counts": [1000, 10000], "repeats": 2, "per_proc": 2500, "settle": 2.0},
     "workers": {"workers": [1, 2], "subs": 100, "block": 20},
+    "edge": {"fanout_subs": [100], "value_size": 512},
     # which ceiling servers run which scenarios (and with which sizes, if smaller)
     "baselines": {"throughput": ["tick", "send"], "fanout": ["tick", "send"],
                   "fanin": ["tick", "send"], "state": ["tick", "send"], "events": ["tick", "send"],
@@ -64,6 +69,7 @@ SMOKE.update({
     "connect": {"rate": 500, "seconds": 0.2, "repeats": 1},
     "memory": {"counts": [100], "repeats": 1, "per_proc": 2500, "settle": 0.3},
     "workers": {"workers": [1, 2], "subs": 10, "block": 20},
+    "edge": {"fanout_subs": [10], "value_size": 512},
     "baselines": {"throughput": ["tick"]},
     "baseline_sizes": {"latency_search": False},
     "smoke_only": ["throughput", "fanout", "latency"],

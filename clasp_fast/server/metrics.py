@@ -10,6 +10,7 @@ import asyncio
 import logging
 from typing import Optional
 
+from .._native.deflate import stats as deflate_stats
 from .http import BadRequest, read_head, response
 
 log = logging.getLogger("clasp_fast.server")
@@ -31,6 +32,12 @@ _METRICS = [
      lambda s: s.refusals),
     ("clasp_pending_requests", "gauge", "requests waiting for the state owner (workers)",
      lambda s: len(s.router.pending)),
+    ("clasp_deflate_compressions_total", "counter",
+     "outgoing messages compressed (permessage-deflate; once per broadcast, not per receiver)",
+     lambda s: deflate_stats()["compressions"]),
+    ("clasp_deflate_reuses_total", "counter",
+     "deliveries served an already compressed frame (the other receivers of a broadcast)",
+     lambda s: deflate_stats()["reuses"]),
 ]
 
 
