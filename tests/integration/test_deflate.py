@@ -19,7 +19,8 @@ import pytest
 from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import Frame, Opcode
 
-from clasp_fast.protocol import Get, Hello, Set, Snapshot, Subscribe, Welcome, decode_frame, encode_frame
+from clasp_fast.protocol import (Get, Hello, Ping, Pong, Set, Snapshot, Subscribe, Welcome, decode_frame,
+                                 encode_frame)
 
 from tests.integration.conftest import RawWS, connect_hello, recv_until, wait_close_code
 from tests.interop.conftest import node_env, run_node_script  # noqa: F401 (fixture)
@@ -95,6 +96,20 @@ async def raw_hello(raw: RawWS, name: str, wbits: int = 15):
     assert isinstance(snapshot, Snapshot), snapshot
 
 
+async def subscribe(ws, pattern: str) -> None:
+    """SUBSCRIBE, then PING: the PONG proves the subscription is in place."""
+    await ws.send(encode_frame(Subscribe(id=1, pattern=pattern)))
+    await ws.send(encode_frame(Ping()))
+    await recv_until(ws, lambda m: isinstance(m, Pong), T)
+
+
+async def raw_subscribe(raw: RawWS, pattern: str) -> None:
+    raw.send_binary(encode_frame(Subscribe(id=1, pattern=pattern)))
+    raw.send_binary(encode_frame(Ping()))
+    while not isinstance((await recv_clasp(raw))[0], Pong):
+        pass
+
+
 def _is_set(address):
     return lambda m: isinstance(m, Set) and m.address == address
 
@@ -134,8 +149,7 @@ async def test_fan_out_to_mixed_subscribers_compresses_once(deflate_router):
         assert "sec-websocket-extensions" not in plain.headers
         for i, raw in enumerate(deflated + [plain]):
             await raw_hello(raw, f"mixed{i}")
-            raw.send_binary(encode_frame(Subscribe(id=1, pattern="/mixed/**")))
-        await asyncio.sleep(0.2)
+            await raw_subscribe(raw, "/mixed/**")
         await writer.send(encode_frame(Set("/mixed/v", BIG)))
         await writer.send(encode_frame(Set("/mixed/s", 1)))
         wires = []
