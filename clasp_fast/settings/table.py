@@ -52,7 +52,8 @@ SETTINGS: list[Setting] = [
     Setting("pong_timeout", "server.websocket.pong_timeout", Number(above=0, unit="seconds"), 10.0,
             "seconds a client has to answer a ping"),
     Setting("compression", "server.websocket.compression", Boolean(), False,
-            "permessage-deflate (RFC 7692) for clients that offer it"),
+            "permessage-deflate (RFC 7692) for clients that offer it: messages of 128 bytes or "
+            "more are compressed, once per broadcast (docs/deploy.md, Compression)"),
     Setting("buffer_size", "server.websocket.buffer_size", Integer(1, unit="bytes"), 16384,
             "bytes of routed output a connection may have queued beyond what its socket "
             "accepted; beyond it SETs wait (the latest per address) and events are dropped (503)",

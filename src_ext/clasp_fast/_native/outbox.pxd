@@ -40,6 +40,7 @@ cdef class Endpoint:
     cdef readonly bint is_peer
     cdef public bint paused             # the transport asked us to stop writing
     cdef public bint closed
+    cdef public uint8_t deflate_bits    # permessage-deflate window agreed (9-15), 0 = plain
     cdef Hub hub
     cdef public object io               # the I/O edge's handle (opaque to the core)
     cdef readonly uint64_t sent         # messages queued, all kinds

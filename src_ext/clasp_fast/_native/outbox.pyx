@@ -9,6 +9,7 @@ from libc.string cimport memcpy, memmove
 from clasp_fast._native.wire cimport store_u32, Reader, SetView, parse_set, T_SET
 from clasp_fast._native.bus cimport R_PUBLISH
 from clasp_fast._native.clock cimport Clock
+from clasp_fast._native.deflate cimport deflated_frame, DEFLATE_MIN_FRAME
 
 cdef enum:
     INITIAL_OUT = 512
@@ -96,8 +97,17 @@ cdef class Endpoint:
                 self.hub.on_dirty()
 
     cdef int append(self, const uint8_t* data, Py_ssize_t n) except -1:
+        """Copies one complete frame into the buffer.  Every queued client frame passes
+        here, so this is where it is counted by type and, for a connection that agreed
+        permessage-deflate, compressed (once per broadcast: the receivers after the first
+        reuse the compressed frame).  What waits before it (conflated SETs, byte caps) sees
+        the plain frame."""
         cdef Py_ssize_t cap
         cdef uint8_t* nb
+        if not self.is_peer:
+            self.hub.out_by_type[clasp_type(data, n)] += 1
+            if self.deflate_bits and n >= DEFLATE_MIN_FRAME:
+                n = deflated_frame(self.deflate_bits, data, n, &data)
         if self.out_size + n > self.out_cap:
             cap = self.out_cap if self.out_cap else INITIAL_OUT
             while cap < self.out_size + n:
@@ -110,8 +120,6 @@ cdef class Endpoint:
         memcpy(self.out + self.out_size, data, n)
         self.out_size += n
         self.hub.queued += n
-        if not self.is_peer:
-            self.hub.out_by_type[clasp_type(data, n)] += 1     # one frame per append (metrics)
         self.sent += 1
         self.mark_dirty()
         return 0
@@ -129,7 +137,6 @@ cdef class Endpoint:
             if self.waiting is not None or (self.out_routed and self.out_routed + n > self.hub.limit_buffer):
                 return self.full(frame, n)
         self.out_routed += n
-        self.hub.out_by_type[clasp_type(frame, n)] += 1
         return self.append(frame, n)
 
     cdef int full(self, const uint8_t* frame, Py_ssize_t n) except -1:
