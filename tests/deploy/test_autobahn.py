@@ -6,8 +6,8 @@ endpoint (``tests/deploy/echo_server.py``: the product's server, gate, picows se
 Every case must end OK, NON-STRICT or INFORMATIONAL (kosoku's ``CaseResult.passed``).
 
 Sections 1–7 (framing, pings, reserved bits, opcodes, fragmentation, UTF-8, closing) run in
-the default test run (about 250 cases, a few seconds).  Sections 12–13 (permessage-deflate)
-run with ``--compression``: the echo endpoint's replies go out through the product's
+the default test run (about 250 cases, a few seconds).  Sections 12–13 (permessage-deflate,
+12.1 and 13.1 in the default run, all of them with ``-m slow``) run with ``--compression``: the echo endpoint's replies go out through the product's
 compressor, so Autobahn's client checks our deflate output as well as our inflation.
 
 ``EDGE_PENDING`` lists the cases the edge fails on main today, each with what it does wrong;
@@ -103,14 +103,27 @@ def test_autobahn_pending_edge_fix(sections_1_7, case):
     assert r.passed, describe(r)
 
 
+def judge_compressed(results: dict, patterns: list[str], at_least: int) -> None:
+    assert len(results) >= at_least, f"kosoku ran only {len(results)} cases of {patterns}"
+    uncompressed_text = {c: "kosoku: uncompressed text reaches the case as str" for c, r in results.items()
+                         if not r.passed and r.result == KOSOKU_UNCOMPRESSED_TEXT}
+    check(results, patterns, uncompressed_text)
+    assert len(uncompressed_text) < len(results) // 4, "most cases hit kosoku's str error"
+
+
+def test_autobahn_compressed_first_subsections():
+    """permessage-deflate in the default run: 12.1 and 13.1 (every offer kind of section 13's
+    first group, small to 64 KiB messages; about 20 s). The whole of 12-13 is marked slow."""
+    patterns = ["12.1.*", "13.1.*"]
+    results = run_cases(patterns, "--compression", "--max-message", "262144")
+    judge_compressed(results, patterns, 36)
+
+
+@pytest.mark.slow
 def test_autobahn_sections_12_13_compressed():
     """permessage-deflate: every case of sections 12 and 13 passes with compression on
     (offers with and without window bits and context takeover; messages inflated by the
-    edge, echoed compressed)."""
+    edge, echoed compressed). About 6 minutes: ``pytest -m slow``."""
     results = run_cases(SECTIONS_12_13, "--compression", "--max-message", "262144",
                         timeout=RUN_TIMEOUT_12_13)
-    assert len(results) >= 200, f"kosoku ran only {len(results)} cases of sections 12-13"
-    uncompressed_text = {c: "kosoku: uncompressed text reaches the case as str" for c, r in results.items()
-                         if not r.passed and r.result == KOSOKU_UNCOMPRESSED_TEXT}
-    check(results, SECTIONS_12_13, uncompressed_text)
-    assert len(uncompressed_text) < len(results) // 4, "most cases hit kosoku's str error"
+    judge_compressed(results, SECTIONS_12_13, 200)

@@ -123,7 +123,7 @@ async def test_websockets_client_negotiates_deflate_and_data_round_trips(deflate
             "the websockets client's default permessage-deflate offer was not accepted"
         assert plain.protocol.extensions == []
         for c in (ws, plain):
-            await c.send(encode_frame(Subscribe(id=1, pattern="/rt/**")))
+            await subscribe(c, "/rt/**")
         await ws.send(encode_frame(Set("/rt/big", BIG)))        # compressed by the client
         for c in (ws, plain):
             got, _ = await recv_until(c, _is_set("/rt/big"), T)
