@@ -127,8 +127,9 @@ def figures(server, worker: int) -> dict:
         "params": router.param_count,
         "frames_in": router.received_by_type(),
         "messages_out": router.sent_by_type(),
-        "deliveries": router.routed - router.dropped,     # routed copies that were queued
+        "deliveries": router.routed - router.dropped - router.conflated,     # copies queued (not replaced)
         "dropped": router.dropped,
+        "conflated": router.conflated,
         "deflate_compressions": deflate["compressions"],
         "deflate_reuses": deflate["reuses"],
         "errors": dict(router.errors_sent),

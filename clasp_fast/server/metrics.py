@@ -123,6 +123,11 @@ class RouterCollector:
             "clasp_dropped", "routed messages dropped: a slow consumer's buffer was full",
             labels=["worker"]), "dropped")
         yield self._per_worker(CounterMetricFamily(
+            "clasp_conflated",
+            "routed SETs replaced by a newer SET to the same address while a slow consumer's "
+            "buffer was full (it gets the latest value when it drains)",
+            labels=["worker"]), "conflated")
+        yield self._per_worker(CounterMetricFamily(
             "clasp_deflate_compressions",
             "outgoing messages compressed (permessage-deflate; once per broadcast, not per receiver)",
             labels=["worker"]), "deflate_compressions")

@@ -635,8 +635,9 @@ cdef class Router(Hub):
 
     def _record_failed(self, PeerLink link, int kind, bytes body):
         """A bus record could not be applied (a bug).  It is logged and skipped; a request
-        from another worker is answered ERROR 500 for its one session, so that session is
-        not left waiting and the link keeps serving everybody else."""
+        from another worker is answered ERROR 500 for its one session, which its worker then
+        closes (1011), so that session is not left waiting and the link keeps serving
+        everybody else."""
         log.exception("bus: record kind %d (%d bytes) from worker %d failed; skipped", kind,
                       len(body), link.index)
         if kind in (R_SET_REQ, R_PUB_REQ, R_BUNDLE_REQ) and len(body) >= 8:
@@ -839,6 +840,10 @@ cdef class Router(Hub):
             return
         if f.session != NULL and not (<Session>f.session).closed:
             self.error(<Session>f.session, code, message, address)
+            if code == 500:
+                # the owner failed on it (a bug, logged there): this one session is closed,
+                # the bus link and every other session carry on
+                (<Session>f.session).request_close(1011, "internal error on the state owner")
         self.complete(f)
 
     def resolve_done(self, bytes body):
