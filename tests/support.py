@@ -38,7 +38,7 @@ class RouterProcess:
             workers = int(os.environ.get("CLASP_FAST_TEST_WORKERS", "1"))
         self.host = host
         self.port = port or free_port(host)
-        persistence = ["--state-file", state_file] if state_file else ["--no-persistence"]
+        persistence = ["--persistence", "--state-file", state_file] if state_file else ["--no-persistence"]
         self.args = ["--host", host, "--port", str(self.port), "--workers", str(workers),
                      "--log-level", "info", *persistence, *args]
         self.env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))

@@ -174,46 +174,65 @@ async def test_status_summary_has_no_secrets(router_process):
 
 
 async def test_drops_of_a_stalled_subscriber_are_counted_exactly(router_process):
-    """Every SET either reaches the stalled subscriber or is dropped: the endpoint's drops,
-    deliveries, the session's row and the ERROR 503 count agree with what it received."""
-    from clasp_fast.protocol import Error, Get, Snapshot
+    """Events to a stalled subscriber either reach it or are dropped, and SETs to it are
+    conflated: the endpoint's drops, conflations and deliveries, the session's row and the
+    ERROR 503 count agree with what it received."""
+    from clasp_fast.protocol import Ping, Pong
 
     from tests.integration.conftest import RawWS
 
-    n, pad = 20_000, "p" * 400          # 8.6 MB: more than the kernel buffers hold
+    n, pad = 20_000, "p" * 400          # 8.6 MB of each kind: more than the kernel buffers hold
     rp = router_process("--buffer-size", "100", "--metrics-enabled", workers=2)
     slow = await RawWS.open("127.0.0.1", rp.port, rcvbuf=4096)
     await slow.hello("slowpoke")
     slow.send_binary(encode_frame(Subscribe(1, "/flood/**")))
-    slow.send_binary(encode_frame(Get("/flood/none")))
-    assert error_of(await slow.recv_msg()).code == 404
+    slow.send_binary(encode_frame(Ping()))
+    assert isinstance(await slow.recv_msg(), Pong)
     slow.writer.transport.pause_reading()
     pub, _, _ = await connect_hello(rp.url, "publisher")
-    try:
+
+    async def flood(make) -> None:
         for i in range(n):
-            await pub.send(encode_frame(Set("/flood/x", [i, pad])))
-        await pub.send(encode_frame(Get("/flood/x")))
-        snap = await recv_msg(pub, 20.0)
-        assert isinstance(snap, Snapshot) and snap.params[0].revision == n
-        await asyncio.sleep(0.5)            # the replica of the slow one's worker has them all
+            await pub.send(encode_frame(make(i)))
+        await pub.send(encode_frame(Ping()))
+        await recv_until(pub, lambda m: isinstance(m, Pong), 20.0)
+        await asyncio.sleep(0.5)            # the slow one's worker has them all
+
+    async def drain() -> list:
         slow.writer.transport.resume_reading()
-        received = 0
+        got = []
         while True:
             try:
-                msg = await slow.recv_msg(1.0)
+                got.append(await slow.recv_msg(1.0))
             except asyncio.TimeoutError:
-                break
-            received += isinstance(msg, Set)
-            assert isinstance(msg, (Set, Error)), msg
-        assert 0 < received < n
+                return got
+
+    try:
+        await flood(lambda i: Publish("/flood/event", value=[i, pad]))
+        got = await drain()
+        events = [m for m in got if isinstance(m, Publish)]
+        assert all(isinstance(m, Publish) or error_of(m).code == 503 for m in got), got[:3]
+        assert 0 < len(events) < n
         _, _, body = await http_get(rp.port, "/metrics")
         s = samples(body.decode())
-        assert total(s, "clasp_dropped_total") == n - received
-        assert total(s, "clasp_deliveries_total") == received
+        assert total(s, "clasp_dropped_total") == n - len(events)
         assert total(s, "clasp_errors_sent_total", code=503) == 1
         _, _, body = await http_get(rp.port, "/status/sessions")
         rows = {r["name"]: r for r in json.loads(body)["sessions"]}
-        assert rows["slowpoke"]["dropped"] == n - received and rows["publisher"]["dropped"] == 0
+        assert rows["slowpoke"]["dropped"] == n - len(events) and rows["publisher"]["dropped"] == 0
+
+        slow.writer.transport.pause_reading()
+        await flood(lambda i: Set("/flood/x", [i, pad]))
+        got = await drain()
+        sets = [m for m in got if isinstance(m, Set)]
+        assert sets and sets[-1].revision == n, "the slow one did not end on the latest SET"
+        _, _, body = await http_get(rp.port, "/metrics")
+        s = samples(body.decode())
+        assert total(s, "clasp_conflated_total") == n - len(sets)
+        assert total(s, "clasp_dropped_total") == n - len(events)      # SETs are never dropped
+        assert total(s, "clasp_deliveries_total") == len(events) + len(sets)
     finally:
         slow.close()
         await pub.close()
+
+

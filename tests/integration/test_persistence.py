@@ -151,7 +151,7 @@ def run_clasp(*args: str, timeout: float = 20.0):
     import subprocess
     import sys
     return subprocess.run([sys.executable, "-m", "clasp_fast", "--host", "127.0.0.1", "--port", "0",
-                           *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+                           "--persistence", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
 def assert_one_line_error(r, *parts: str) -> None:
