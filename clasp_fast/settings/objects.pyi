@@ -57,6 +57,11 @@ class Config:
     param_ttl: float
     expiry_sweep_interval: float
     gesture_interval_ms: float
+    security_mode: str
+    auth_tokens: Optional[str]
+    max_failed_hellos: int
+    failed_hello_window: float
+    failed_hello_block: float
     metrics_port: int
     log_level: str
     def __init__(
@@ -91,6 +96,11 @@ class Config:
         param_ttl: float = ...,
         expiry_sweep_interval: float = ...,
         gesture_interval_ms: float = ...,
+        security_mode: str = ...,
+        auth_tokens: Optional[str] = ...,
+        max_failed_hellos: int = ...,
+        failed_hello_window: float = ...,
+        failed_hello_block: float = ...,
         metrics_port: int = ...,
         log_level: str = ...,
     ) -> None: ...
