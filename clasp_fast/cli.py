@@ -55,6 +55,10 @@ async def serve(config: Config, *, reuse_port: bool = False, sock=None, limits=N
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["token"]:
+        from .auth.command import main as token_main
+        return token_main(args[1:])
     try:
         loaded = load(argv)
         if loaded.print_config:
