@@ -8,6 +8,8 @@ import signal
 import sys
 from typing import Optional
 
+from .auth.tokens import TokenFileError, load_tokens
+from .auth.guard import security_note
 from .config import Config
 from .settings.bind_address import check_bind_address
 from .settings.errors import ConfigError
@@ -29,6 +31,7 @@ async def serve(config: Config, *, reuse_port: bool = False, sock=None, limits=N
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, server.reload_tokens)
     host, port = await server.start()
     metrics = None
     if config.metrics_port:
@@ -43,8 +46,8 @@ async def serve(config: Config, *, reuse_port: bool = False, sock=None, limits=N
     if on_started is not None:
         on_started(server, host, port)
     else:
-        print(f"clasp-fast listening on ws://{host}:{port} (name {config.name!r}, 1 worker)",
-              flush=True)
+        print(f"clasp-fast listening on ws://{host}:{port} (name {config.name!r}, 1 worker; "
+              f"{security_note(config)})", flush=True)
     await stop.wait()
     logging.getLogger("clasp_fast").info("shutting down: closing %d connection(s) with 1001",
                                          server.connection_count)
@@ -66,7 +69,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             return 0
         config = loaded.config
         check_bind_address(config.host, loaded.sources["host"])
-    except ConfigError as exc:
+        if config.security_mode == "token":
+            load_tokens(config.auth_tokens)
+    except (ConfigError, TokenFileError) as exc:
         print(f"clasp-fast: {exc}", file=sys.stderr)
         return 2
     if loaded.check_config:

@@ -15,25 +15,36 @@ import logging
 from typing import Optional
 
 from .._native.access import Access
-from .._native.shmlimits import FailedHellos
 from .tokens import TokenEntry, Tokens, load_tokens
 
 log = logging.getLogger("clasp_fast.auth")
 
 
-def failed_hellos_table(config) -> FailedHellos:
+def security_note(config) -> str:
+    """What the start-up line says about security."""
+    if config.security_mode != "token":
+        return "security: open mode, any client may read and write every address"
+    note = f"security: token mode, tokens from {config.auth_tokens}"
+    if not config.tls_enabled:
+        note += ("; WARNING: no TLS, tokens travel in clear text unless a TLS proxy is in "
+                 "front (server.tls)")
+    return note
+
+
+def failed_hellos_table(config) -> "FailedHellos":
     """The failed-HELLO table for these settings (made before the workers fork)."""
+    from .._native.shmlimits import FailedHellos     # (shmlimits imports the server package)
     return FailedHellos(config.max_failed_hellos, config.failed_hello_window, config.failed_hello_block)
 
 
 class Guard:
-    def __init__(self, path: str, failed_hellos: FailedHellos, tokens: Optional[Tokens] = None):
+    def __init__(self, path: str, failed_hellos: "FailedHellos", tokens: Optional[Tokens] = None):
         self.path = path
         self.failed_hellos = failed_hellos
         self.tokens = tokens if tokens is not None else load_tokens(path)
 
     @classmethod
-    def from_config(cls, config, failed_hellos: Optional[FailedHellos] = None) -> Optional["Guard"]:
+    def from_config(cls, config, failed_hellos: Optional["FailedHellos"] = None) -> Optional["Guard"]:
         """The guard for token mode, None in open mode (TokenFileError if the file is bad)."""
         if config.security_mode != "token":
             return None

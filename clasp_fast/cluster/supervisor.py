@@ -19,13 +19,14 @@ import time
 import traceback
 from typing import Optional
 
+from ..auth.guard import failed_hellos_table, security_note
 from ..config import Config
 
 log = logging.getLogger("clasp_fast.supervisor")
 
 STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
-SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
+SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
 def wait_signal(timeout: float) -> Optional[int]:
@@ -43,6 +44,7 @@ class Supervisor:
         self.n = config.workers
         self.group = str(os.getpid())
         self.limits = SharedLimits(config.max_connections, config.max_connections_per_ip, self.n)
+        self.failed_hellos = failed_hellos_table(config)
         self.listeners = [make_bus_listener(self.group, i) for i in range(self.n)]
         self.ready_r, self.ready_w = os.pipe()
         os.set_blocking(self.ready_r, False)
@@ -66,7 +68,7 @@ class Supervisor:
                         sock.close()
                 from .worker import run_worker
                 code = run_worker(self.config, index, self.n, self.group, self.listeners[index],
-                                  self.limits, self.ready_w, restarted)
+                                  self.limits, self.ready_w, restarted, self.failed_hellos)
             except BaseException:
                 traceback.print_exc()
             finally:
@@ -141,9 +143,12 @@ class Supervisor:
             self.read_reports()
             if sig in (signal.SIGTERM, signal.SIGINT):
                 return
+            if sig == signal.SIGHUP:
+                self.signal_all(signal.SIGHUP)      # each worker re-reads the tokens file
             now = time.monotonic()
             for index, pid, status in self.reap():
                 self.limits.reclaim(index)
+                self.failed_hellos.reclaim(index)
                 recent = [t for t in self.crashes.get(index, []) if now - t < 30.0] + [now]
                 self.crashes[index] = recent
                 delay = min(0.1 * 2 ** (len(recent) - 1), 5.0)
@@ -205,7 +210,7 @@ def run_supervisor(config: Config) -> int:
         print(f"clasp-fast: the workers could not start: {problem}", file=sys.stderr)
         return 1
     print(f"clasp-fast listening on ws://{config.host}:{config.port} (name {config.name!r}, "
-          f"{config.workers} workers)", flush=True)
+          f"{config.workers} workers; {security_note(config)})", flush=True)
     sup.watch()
     log.info("shutting down: stopping %d worker(s)", len(sup.pids))
     sup.stop()

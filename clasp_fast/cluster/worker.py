@@ -23,17 +23,21 @@ def report(fd: int, line: str) -> None:
 
 
 def run_worker(config: Config, index: int, nworkers: int, group: str, listener: socket.socket,
-               limits, ready_fd: int, restarted: bool) -> int:
+               limits, ready_fd: int, restarted: bool, failed_hellos=None) -> int:
     import uvloop
 
     _exit_with_parent()
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT})
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT,
+                                                signal.SIGHUP})
     for handler in logging.getLogger().handlers:
         handler.setFormatter(logging.Formatter(
             f"%(asctime)s %(levelname)s w{index} %(name)s: %(message)s"))
     limits.bind(index)
+    if failed_hellos is not None:
+        failed_hellos.bind(index)
     try:
-        return uvloop.run(_serve(config, index, nworkers, group, listener, limits, ready_fd, restarted))
+        return uvloop.run(_serve(config, index, nworkers, group, listener, limits, ready_fd, restarted,
+                                 failed_hellos))
     except Exception as exc:       # anything that escapes is a failed start or a crash
         report(ready_fd, f"error {index} {type(exc).__name__}: {exc}")
         log.exception("worker %d crashed", index)
@@ -52,7 +56,7 @@ def _exit_with_parent() -> None:
 
 
 async def _serve(config: Config, index: int, nworkers: int, group: str, listener: socket.socket,
-                 limits, ready_fd: int, restarted: bool) -> int:
+                 limits, ready_fd: int, restarted: bool, failed_hellos=None) -> int:
     from .._native.router import Router
     from ..server.app import ClaspServer
     from .node import ClusterNode
@@ -63,7 +67,9 @@ async def _serve(config: Config, index: int, nworkers: int, group: str, listener
         loop.add_signal_handler(sig, stop.set)
     router = Router(config.router_config())
     node = ClusterNode(router, index, nworkers, group, listener, restarted=restarted)
-    server = ClaspServer(config, router=router, limits=limits, reuse_port=True)
+    server = ClaspServer(config, router=router, limits=limits, reuse_port=True,
+                         failed_hellos=failed_hellos)
+    loop.add_signal_handler(signal.SIGHUP, server.reload_tokens)
     server.prepare()
     await node.start()
     try:

@@ -219,6 +219,10 @@ cdef class Edge:
             return
         t._fast_write(<char*>ep.out, ep.out_size)
         ep.reset_output()
+        if conn.session.close_request is not None and not conn.closing:
+            # the core asked to close it outside a read (a HELLO answered after a barrier,
+            # a revoked token): close once its last output is out
+            conn.close(*conn.session.close_request)
 
     # --- timers -------------------------------------------------------------------
 

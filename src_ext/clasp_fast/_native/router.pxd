@@ -33,6 +33,7 @@ cdef class Router(Hub):
     cdef Py_ssize_t pub_cache_limit
     cdef public object on_timer         # called with a new earliest deadline
     cdef readonly dict sessions         # id -> Session (welcomed)
+    cdef public object guard            # token mode: clasp_fast.auth.guard.Guard; None: open mode
     cdef readonly object clock
     cdef object gestures
     cdef readonly dict signals          # announced signals: address -> SignalDef
@@ -90,6 +91,7 @@ cdef class Router(Hub):
     cdef uint8_t* reserve_scratch(self, Py_ssize_t n) except NULL
     cdef int send_ack(self, Session s, const char* addr, Py_ssize_t n, uint64_t revision) except -1
     cdef int error(self, Session s, int code, str message, str address=*) except -1
+    cdef int forbidden(self, Session s, str action, const char* addr, Py_ssize_t n) except -1
     cdef int reject_frame(self, Session s, str message) except -1
     cdef int send_snapshot(self, Session s, object pattern, bint always) except -1
     cdef int slow_path(self, Session s, const uint8_t* data, Py_ssize_t n, uint8_t qos, Py_ssize_t hs) except -1

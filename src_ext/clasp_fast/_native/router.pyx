@@ -45,6 +45,7 @@ from clasp_fast._native.wire cimport (
 from clasp_fast._native.outbox cimport (Hub, Endpoint, Session, PeerLink, R_PUBLISH, R_SET_REQ,
                                        R_REPLICATE, R_REJECT, R_BUNDLE_REQ, R_DONE, R_RELEASE,
                                        R_HOLDER, R_SYNC_PARAM, R_DUP, R_PUB_REQ, R_BARRIER)
+from clasp_fast._native.access cimport Access
 from clasp_fast._native.pending cimport (PendingQueue, Pending, PK_SET, PK_BUNDLE, PK_RELEASE,
                                         PK_PUBLISH, PK_READ)
 
@@ -72,6 +73,8 @@ cdef enum:
     E_BAD_FRAME = 400
     E_ADDRESS = 202
     E_NOT_FOUND = 404
+    E_UNAUTHORIZED = 401
+    E_FORBIDDEN = 403
     E_STALE = 409
     E_LOCKED = 423
     E_LIMIT = 429
@@ -317,6 +320,8 @@ cdef class Router(Hub):
             if nseg < 0:
                 address = (<const char*>p + v.addr_pos)[:v.addr_len].decode()
                 return self.error(s, E_ADDRESS, address_error(nseg, "address", address), address)
+        if s.access is not None and not (<Access>s.access).may_write(<const char*>p + v.addr_pos, v.addr_len):
+            return self.forbidden(s, "SET", <const char*>p + v.addr_pos, v.addr_len)
         if v.codes_seen & NARROW_CODES:
             # i8/i16/i32/f32 go out as i64/f64: re-encode (rare: no real client sends them)
             return self._reencode(s, PyBytes_FromStringAndSize(<const char*>p, n), qos, False)
@@ -947,6 +952,8 @@ cdef class Router(Hub):
         if nseg < 0:
             address = (<const char*>p + v.addr_pos)[:v.addr_len].decode()
             return self.error(s, E_ADDRESS, address_error(nseg, "address", address), address)
+        if s.access is not None and not (<Access>s.access).may_write(<const char*>p + v.addr_pos, v.addr_len):
+            return self.forbidden(s, "PUBLISH", <const char*>p + v.addr_pos, v.addr_len)
         if v.codes_seen & NARROW_CODES or v.indicator == 2:
             return self._reencode(s, PyBytes_FromStringAndSize(<const char*>p, n), qos, throttled)
         if v.signal == SIG_GESTURE and not throttled and self.gestures.enabled:
@@ -1100,6 +1107,12 @@ cdef class Router(Hub):
         self.send(s, M.Error(code, message, address))
         return 0
 
+    cdef int forbidden(self, Session s, str action, const char* addr, Py_ssize_t n) except -1:
+        """ERROR 403 naming the address a write was refused for."""
+        address = addr[:n].decode("utf-8", "replace")
+        return self.error(s, E_FORBIDDEN, f"{action} {address} refused: token {s.access.name!r} has "
+                                          f"no write scope covering it", address)
+
     def reject(self, Session s, str message):
         """ERROR 400 for something that is not a valid frame (see reject_frame)."""
         self.reject_frame(s, message)
@@ -1125,6 +1138,7 @@ cdef class Router(Hub):
         cdef Param* prm
         cdef uint64_t now = wall_us()
         cdef Param** found = <Param**>malloc(max(len(self.params), 1) * sizeof(Param*))
+        readable = s.access.may_read if s.access is not None and not s.access.read_all else None
         if found == NULL:
             raise MemoryError()
         try:
@@ -1138,6 +1152,8 @@ cdef class Router(Hub):
                     na = split_address(prm.address, prm.addr_len, asegs)
                     if na < 0 or not pattern_match(pb, psegs, np, prm.address, asegs, na):
                         continue
+                if readable is not None and not readable(prm.address[:prm.addr_len].decode()):
+                    continue            # token mode: only what the session may read
                 found[count] = prm
                 count += 1
             if count > 1:
@@ -1186,6 +1202,14 @@ cdef class Router(Hub):
         if s.welcomed:
             return self.error(s, E_BAD_FRAME, f"duplicate HELLO: this connection already has session "
                                               f"{s.id}; the first session stays")
+        if self.guard is not None:
+            access, why = self.guard.admit(msg.token, s.peer, wall_us() / 1e6, mono_s())
+            if access is None:
+                self.error(s, E_UNAUTHORIZED, f"{why}: this router admits only clients with a valid "
+                                              f"token in HELLO (security.mode token)")
+                s.close_request = (1008, "authentication failed")
+                return
+            s.access = access
         s.welcomed = True
         s.name = msg.name
         s.features = msg.features
@@ -1193,6 +1217,26 @@ cdef class Router(Hub):
         self.send(s, M.Welcome(session=s.id, name=self.config.name, time=wall_us(), version=1,
                                features=0xF8))
         self.send_snapshot(s, None, True)
+
+    def recheck_access(self, bint reloaded=True):
+        """Token mode: ERROR 401 and close 1008 for every session whose token is no longer
+        valid: gone from the tokens file or with other scopes (``reloaded``), or expired.
+        Returns how many sessions it asked to close."""
+        cdef Session s
+        cdef int n = 0
+        if self.guard is None:
+            return 0
+        now = wall_us() / 1e6
+        for s in list(self.sessions.values()):
+            if s.access is None or s.close_request is not None:
+                continue
+            entry = s.access.entry
+            if entry.expired(now) or (reloaded and not self.guard.still_valid(entry, now)):
+                self.error(s, E_UNAUTHORIZED, f"token {entry.name!r} was revoked or has expired; "
+                                              f"the session is closed")
+                s.close_request = (1008, "token revoked or expired")
+                n += 1
+        return n
 
     def _set(self, Session s, msg, int qos):
         try:
@@ -1212,6 +1256,10 @@ cdef class Router(Hub):
         problem = check_pattern(msg.pattern)
         if problem is not None:
             return self.error(s, E_ADDRESS, problem, msg.pattern)
+        if s.access is not None and not s.access.covers_read(msg.pattern):
+            return self.error(s, E_FORBIDDEN, f"SUBSCRIBE {msg.pattern} refused: token {s.access.name!r} "
+                                              f"has no read scope covering every address it matches "
+                                              f"(a pattern wider than the scopes is refused)", msg.pattern)
         if msg.id not in s.subs and len(s.subs) >= self.max_subs:
             now = mono_s()
             if now - s.last_limit_notice >= 1.0:
@@ -1251,6 +1299,9 @@ cdef class Router(Hub):
         problem = check_address(msg.address)
         if problem is not None:
             return self.error(s, E_ADDRESS, problem, msg.address)
+        if s.access is not None and not s.access.may_read(msg.address):
+            return self.error(s, E_FORBIDDEN, f"GET {msg.address} refused: token {s.access.name!r} has no "
+                                              f"read scope covering it", msg.address)
         b = msg.address.encode()
         prm = param_get(self.params, b, len(b), bm_hash(b, len(b)))
         if prm == NULL or param_expired(prm, wall_us()):
@@ -1288,6 +1339,8 @@ cdef class Router(Hub):
             if p.address not in announced:
                 found.append(M.SignalDef(address=p.address, signal=M.SignalType.PARAM,
                                          datatype=_TYPE_NAMES.get(_value_code(p.value)), access="rw"))
+        if s.access is not None and not s.access.read_all:
+            found = [d for d in found if s.access.may_read(d.address)]
         # one RESULT (the Python client pairs each RESULT with one pending query): keep what fits
         size = 3
         kept = []
@@ -1313,6 +1366,11 @@ cdef class Router(Hub):
             problem = check_address(m.address)
             if problem is not None:
                 return self.error(s, E_ADDRESS, f"BUNDLE rejected, nothing applied: {problem}", m.address)
+            if s.access is not None and not s.access.may_write_address(m.address):
+                return self.error(s, E_FORBIDDEN, f"BUNDLE rejected, nothing applied: "
+                                                  f"{type(m).__name__.upper()} {m.address} refused: token "
+                                                  f"{s.access.name!r} has no write scope covering it",
+                                  m.address)
         now = wall_us()
         if msg.timestamp is not None and msg.timestamp > now:
             self.call_later((msg.timestamp - now) / 1e6, self._run_bundle, s, msg, qos)
