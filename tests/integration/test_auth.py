@@ -75,7 +75,8 @@ async def test_a_missing_unknown_or_expired_token_gets_401_then_close_1008(token
 
 
 async def test_the_real_client_connects_with_its_token_argument(token_router):
-    from clasp import Clasp, ClaspError
+    from clasp import Clasp
+    from clasp.client import ClaspError
     rp = token_router()
     client = Clasp(rp.url, name="py", token=TOKENS["lights"])
     await asyncio.wait_for(client.connect(), 5)
