@@ -1,5 +1,9 @@
 """clasp-fast's benchmark suite: ``python -m bench`` (or ``clasp-fast-bench``).
 
+In the repository it is the folder ``bench/``; ``pip install`` installs it as the package
+``clasp_fast_bench`` (setup.py).  Modules refer to each other relatively and start their
+helper processes as ``python -m <this package>.gen``, so both names work.
+
 Layout:
 
 * ``__main__.py``  command line, the run plan, progress, the report files.
@@ -12,7 +16,7 @@ Layout:
 * ``ceiling.py``   the ceiling server (``python -m bench.ceiling``).
 * ``procs.py``     process groups, CPU pinning, /proc readers, clean-up.
 * ``report.py``    Markdown, JSON, the PNG plot and the targets table.
-
-The hot paths (receiving, counting, latency histograms, pre-masked frame blocks, the
-publisher's send loop, the ceiling server) are native: ``clasp_fast._native.loadgen``.
+* ``_loadgen.pyx``  the native hot paths (receiving, counting, latency histograms,
+                   pre-masked frame blocks, the publisher's send loop, the ceiling server),
+                   compiled as ``clasp_fast_bench._loadgen``.
 """

@@ -5,25 +5,51 @@
     python -m bench --smoke         # the test suite's: a few tiny scenarios (< 30 s)
     python -m bench --only latency,connect --peer 'other-router --port {port}'
 
-See docs/benchmarks.md.
+Reports go to ./bench-results/ in the current directory (or --out DIR).  See
+docs/benchmarks.md.
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import os
 import shlex
 import sys
 import time
 from pathlib import Path
 
-from . import procs, report, scenarios, targets
-from .profiles import DESCRIPTIONS, PROFILES, SCENARIOS
+
+def _native_ready() -> None:
+    """The native modules (clasp-fast's and the load generator's) import, or: when this is the
+    repository's ``bench`` over a checkout that was installed with ``pip install .`` (not -e),
+    run the installed ``clasp_fast_bench`` instead (``-P``: not this checkout's clasp_fast);
+    otherwise one line saying what to do, exit 2."""
+    try:
+        import clasp_fast._native.router  # noqa: F401
+        from . import _loadgen  # noqa: F401
+        return
+    except ImportError:
+        pass
+    here = Path(__file__).resolve().parent
+    spec = importlib.util.find_spec("clasp_fast_bench") if __package__ == "bench" else None
+    installed = spec is not None and spec.origin and Path(spec.origin).resolve().parent != here
+    if installed and not sys.flags.safe_path and sys.version_info >= (3, 11):
+        os.execv(sys.executable, [sys.executable, "-P", "-m", "clasp_fast_bench", *sys.argv[1:]])
+    print(f"the native extensions are not built in {here.parent}: run `pip install -e .` there "
+          f"(or `pip install .`, then `clasp-fast-bench` from any other directory)", file=sys.stderr)
+    sys.exit(2)
+
+
+_native_ready()
+
+from . import procs, report, scenarios, targets  # noqa: E402  (after the check above)
+from .profiles import DESCRIPTIONS, PROFILES, SCENARIOS  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="python -m bench",
+        prog="clasp-fast-bench" if procs.PACKAGE != "bench" else "python -m bench",
         description="clasp-fast benchmark suite: throughput, fan-out, fan-in, state, events, "
                     "latency, connection storm, memory and workers, against clasp-fast, a "
                     "ceiling server and optionally another CLASP router.",
@@ -54,8 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--router-cpu", default="1", help="CPU(s) the server is pinned to (taskset list)")
     ap.add_argument("--gen-cpu", default="0", help="CPU(s) the load generator is pinned to")
     ap.add_argument("--no-pin", action="store_true", help="do not pin anything")
-    ap.add_argument("--out", default=str(procs.REPO / "bench" / "results"),
-                    help="directory for the report (Markdown, JSON, PNG) and logs")
+    ap.add_argument("--out", default="bench-results",
+                    help="directory for the report (Markdown, JSON, PNG) and logs "
+                         "(default: ./bench-results in the current directory)")
     ap.add_argument("--no-plot", action="store_true", help="do not draw the PNG")
     return ap
 
@@ -69,14 +96,6 @@ def _cpus(text: str) -> list[int]:
         elif part.strip():
             out.append(int(part))
     return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
 
 
 def main(argv=None) -> int:
@@ -112,7 +131,7 @@ def main(argv=None) -> int:
         pinning = f"router on CPU {args.router_cpu}, load generator and controller on CPU {args.gen_cpu}"
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out_dir = Path(args.out)
+    out_dir = Path(args.out).resolve()     # the servers run in another directory
     log_dir = out_dir / f"logs-{stamp}"
     log_dir.mkdir(parents=True, exist_ok=True)
     procs.install_handlers()
@@ -127,7 +146,7 @@ def main(argv=None) -> int:
         ([peer] if peer else [])
 
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "profile": profile_name,
-            "command": " ".join(["python -m bench"] + [shlex.quote(a) for a in (argv or sys.argv[1:])]),
+            "command": " ".join([build_parser().prog] + [shlex.quote(a) for a in (argv or sys.argv[1:])]),
             "machine": report.machine_facts(), "pinning": pinning, "loadavg_start": procs.loadavg()}
     progress.line(f"clasp-fast bench, profile {profile_name}: {', '.join(to_run)}; {pinning}; "
                   f"logs in {log_dir}")
@@ -178,7 +197,7 @@ def main(argv=None) -> int:
     meta["loadavg_end"] = procs.loadavg()
     meta["interrupted"] = interrupted
     meta["spawned_pids"] = list(procs.spawned)
-    meta["left_running"] = [p for p in procs.spawned if _alive(p)]
+    meta["left_running"] = [p for p in procs.spawned if procs.pid_alive(p)]
     data = {"meta": meta, "profile": profile, "scenarios_run": to_run,
             "scenarios": {s: {"description": DESCRIPTIONS[s], "run": s in to_run} for s in SCENARIOS},
             "targets_run": [{"name": t.name, "description": t.description} for t in targets_run],

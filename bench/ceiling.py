@@ -1,8 +1,8 @@
 """The ceiling server: what picows + uvloop can do on this box with no CLASP work at all.
 
-``python -m bench.ceiling --port P --mode tick|send``
+``python -m bench.ceiling --port P --mode tick|send`` (``clasp_fast_bench.ceiling`` when installed)
 
-A bare picows server (native listener: ``clasp_fast._native.loadgen.CeilingConn``):
+A bare picows server (native listener: ``_loadgen.CeilingConn``):
 
 * HELLO gets a canned WELCOME and an empty SNAPSHOT (so the bench's clients, which
   wait for WELCOME, work unchanged); CLASP PING gets PONG;
@@ -28,7 +28,7 @@ import sys
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.ceiling")
+    ap = argparse.ArgumentParser(prog=f"python -m {__package__}.ceiling")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--mode", choices=("tick", "send"), default="tick")
@@ -37,7 +37,7 @@ def main(argv=None) -> int:
 
     import uvloop
     from picows import ws_create_server, WSUpgradeResponse, WSUpgradeResponseWithListener
-    from clasp_fast._native.loadgen import CeilingConn, CeilingHub
+    from ._loadgen import CeilingConn, CeilingHub
     from clasp_fast.protocol import Pong, Snapshot, Welcome, encode_frame
 
     logging.getLogger("picows").setLevel(logging.WARNING)

@@ -1,4 +1,5 @@
-"""A load-generator process: ``python -m bench.gen '<JSON spec>'``.
+"""A load-generator process: ``python -m bench.gen '<JSON spec>'``
+(``clasp_fast_bench.gen`` when installed).
 
 Started (pinned, in its own process group) by the bench controller.  It connects
 its clients, prints ``{"event": "ready", ...}`` on stdout, then obeys one JSON
@@ -40,7 +41,7 @@ import traceback
 import uvloop
 from picows import WSMsgType, ws_connect
 
-from clasp_fast._native.loadgen import Board, Pump, Receiver, board_size, monotonic_ns
+from ._loadgen import Board, Pump, Receiver, board_size, masked_frames, monotonic_ns
 from clasp_fast.protocol import (Hello, Ping, Publish, Set, SignalType, Subscribe, decode_frame,
                                  encode_frame)
 
@@ -481,13 +482,6 @@ class StormConn(asyncio.Protocol):
         self._finish(exc or ConnectionError("closed before WELCOME"))
 
 
-def _mask_frame(payload: bytes) -> bytes:
-    key = b"\x37\xfa\x21\x3d"
-    masked = bytes(b ^ key[i & 3] for i, b in enumerate(payload))
-    assert len(payload) < 126
-    return bytes([0x82, 0x80 | len(payload)]) + key + masked
-
-
 class Storm(Base):
     async def setup(self) -> dict:
         self.open = []
@@ -502,7 +496,7 @@ class Storm(Base):
                    f"Connection: Upgrade\r\nSec-WebSocket-Key: "
                    f"{base64.b64encode(os.urandom(16)).decode()}\r\nSec-WebSocket-Version: 13\r\n"
                    f"Sec-WebSocket-Protocol: clasp\r\n\r\n").encode()
-        hello = _mask_frame(HELLO)
+        hello = masked_frames([HELLO])
         lat, sched_lat, failures = [], [], []
         phases = {"tcp_connect": [], "upgrade": [], "hello_to_welcome": []}
         start = loop.time() + 0.01

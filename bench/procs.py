@@ -9,6 +9,10 @@ Every process the bench starts goes through ``spawn``:
 
 ``cleanup()`` (also run at exit and on SIGINT/SIGTERM) sends SIGTERM to every group
 still alive, waits a little, then SIGKILLs what is left.
+
+The small OS helpers at the end (``free_port``, ``wait_port``, ``pid_alive``,
+``child_pids``, ``tree_pids``) are also the test suite's (tests/support.py re-exports them):
+one implementation each.
 """
 from __future__ import annotations
 
@@ -23,7 +27,8 @@ import time
 from pathlib import Path
 from typing import Iterable, Optional
 
-REPO = Path(__file__).resolve().parent.parent
+PACKAGE = __package__ or "bench"                  # "bench" in the repo, "clasp_fast_bench" installed
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent   # the directory that holds that package
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -34,11 +39,16 @@ spawned: list[int] = []          # every pid ever started (the report lists them
 
 
 def env() -> dict:
-    """The environment for child processes: the repository on PYTHONPATH, unbuffered."""
+    """The environment for child processes: this package's root on PYTHONPATH, unbuffered."""
     e = dict(os.environ)
-    e["PYTHONPATH"] = str(REPO) + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
+    e["PYTHONPATH"] = str(PACKAGE_ROOT) + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
     e["PYTHONUNBUFFERED"] = "1"
     return e
+
+
+def module(name: str) -> str:
+    """The importable name of one of this package's modules (for ``python -m``)."""
+    return f"{PACKAGE}.{name}"
 
 
 def cpu_count() -> int:
@@ -112,7 +122,7 @@ def spawn(argv: list[str], *, name: str, cpus: Optional[Iterable[int]] = None,
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
     try:
         popen = subprocess.Popen(
-            argv, cwd=REPO, env=env(), shell=shell,
+            argv, cwd=PACKAGE_ROOT, env=env(), shell=shell,
             stdin=subprocess.PIPE if pipes else subprocess.DEVNULL,
             stdout=subprocess.PIPE if pipes else out,
             stderr=out, start_new_session=True, preexec_fn=pre, pass_fds=pass_fds)
@@ -159,19 +169,34 @@ def install_handlers() -> None:
 
 # --- /proc readers ------------------------------------------------------------------------
 
+def pid_alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of ``pid`` (``pgrep -P``)."""
+    try:
+        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True,
+                             timeout=5).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [int(x) for x in out.split()]
+
+
 def tree_pids(pid: int) -> list[int]:
+    """``pid`` and all its descendants that still exist."""
     pids, todo = [], [pid]
     while todo:
         p = todo.pop()
         if not os.path.exists(f"/proc/{p}"):
             continue
         pids.append(p)
-        try:
-            out = subprocess.run(["pgrep", "-P", str(p)], capture_output=True, text=True,
-                                 timeout=5).stdout
-        except (OSError, subprocess.TimeoutExpired):
-            out = ""
-        todo.extend(int(x) for x in out.split())
+        todo.extend(child_pids(p))
     return pids
 
 

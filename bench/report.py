@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Optional
 
-from . import procs
+from . import _loadgen, procs
 from .profiles import DESCRIPTIONS, SCENARIOS
 
 FLOW_SCENARIOS = ["throughput", "fanout", "fanin", "state", "events"]
@@ -55,15 +55,17 @@ def machine_facts() -> dict:
     except OSError:
         pass
     commit = ""
-    try:
-        commit = subprocess.run(["git", "-C", str(procs.REPO), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(procs.REPO), "status", "--porcelain"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        if dirty:
-            commit += " (with uncommitted changes)"
-    except (OSError, subprocess.TimeoutExpired):
-        pass
+    if procs.PACKAGE == "bench":            # run from a checkout: name the commit too
+        try:
+            root = str(procs.PACKAGE_ROOT)
+            commit = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
+                                    capture_output=True, text=True, timeout=5).stdout.strip()
+            dirty = subprocess.run(["git", "-C", root, "status", "--porcelain"],
+                                   capture_output=True, text=True, timeout=5).stdout.strip()
+            if commit and dirty:
+                commit += " (with uncommitted changes)"
+        except (OSError, subprocess.TimeoutExpired):
+            pass
     return {
         "cores": os.cpu_count(),
         "cpu_model": model,
@@ -72,7 +74,8 @@ def machine_facts() -> dict:
         "python": platform.python_version(),
         "picows": version("picows"),
         "uvloop": version("uvloop"),
-        "cython": version("Cython"),
+        "cython": _loadgen.cython_version(),     # the Cython that compiled the bench
+        "clasp_fast": version("clasp-fast"),
         "matplotlib": version("matplotlib"),
         "clasp_fast_commit": commit,
         "fd_limit": _fd_limit(),
@@ -87,7 +90,8 @@ def _fd_limit():
 
 # --- helpers ----------------------------------------------------------------------------
 
-def _rate(v) -> str:
+def rate_text(v) -> str:
+    """A rate for people: 1.91M, 324k, 950 (– for none)."""
     if v is None:
         return "–"
     if v >= 1e6:
@@ -129,7 +133,7 @@ def _ok(r) -> bool:
     return r is not None and "error" not in r
 
 
-def _mmm(r, fmt=_rate) -> str:
+def _mmm(r, fmt=rate_text) -> str:
     if r is None:
         return "not run"
     if "error" in r:
@@ -266,7 +270,8 @@ def markdown(data: dict) -> str:
     L.append(f"- machine: {m['cores']} cores ({m['cpu_model']}), {m['memory_gib']} GiB, kernel "
              f"{m['kernel']}, fd limit {m['fd_limit']}")
     L.append(f"- software: Python {m['python']}, picows {m['picows']}, uvloop {m['uvloop']}, "
-             f"Cython {m['cython']}, clasp-fast {m['clasp_fast_commit']}")
+             f"Cython {m['cython']}, clasp-fast {m['clasp_fast']}"
+             + (f" (commit {m['clasp_fast_commit']})" if m.get("clasp_fast_commit") else ""))
     L.append(f"- pinning: {meta['pinning']}")
     la = meta.get("loadavg_start"), meta.get("loadavg_end")
     L.append(f"- load average at start / end: {la[0]} / {la[1]} (other work on the machine "
@@ -457,7 +462,7 @@ def markdown(data: dict) -> str:
     L.append("|---|---|---|---|---|---|---|")
     for r in results:
         if _ok(r) and r.get("router_cpu_pct") is not None and r.get("scenario") in FLOW_SCENARIOS + ["workers"]:
-            L.append(f"| {r['scenario']} {r['variant']} | {r['target']} | {_rate(r.get('median'))} | "
+            L.append(f"| {r['scenario']} {r['variant']} | {r['target']} | {rate_text(r.get('median'))} | "
                      f"{_pct(r['router_cpu_pct'])} | {_pct(r['gen_cpu_pct'])} | {_other(r)} | {limit(r)} |")
     L.append("")
 

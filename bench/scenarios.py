@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Optional
 
 from . import procs
+from .report import rate_text
 from .targets import Server, Target
 
 SOURCE_IPS = [f"127.0.0.{i}" for i in range(2, 202)]
@@ -92,12 +93,12 @@ class GenError(RuntimeError):
 
 
 class GenProc:
-    """One ``python -m bench.gen`` process and its JSON-lines conversation."""
+    """One ``python -m <package>.gen`` process and its JSON-lines conversation."""
 
     def __init__(self, ctx: Ctx, name: str, spec: dict, pass_fds: tuple = ()):
         self.name = name
         self.spec = spec
-        self.proc = procs.spawn([procs.python(), "-m", "bench.gen", json.dumps(spec)], name=name,
+        self.proc = procs.spawn([procs.python(), "-m", procs.module("gen"), json.dumps(spec)], name=name,
                                 cpus=ctx.gen_cpus, log_path=ctx.log_dir / f"gen-{name}.log",
                                 pipes=True, pass_fds=pass_fds, deathsig=9)
         self.buf = b""
@@ -217,7 +218,7 @@ def summarize(values: list) -> dict:
 
 
 def percentiles(hist: dict, ps=(50, 90, 99, 99.9)) -> dict:
-    from clasp_fast._native.loadgen import bucket_upper
+    from ._loadgen import bucket_upper
     items = sorted((int(k), v) for k, v in hist.items())
     total = sum(v for _, v in items)
     out = {}
@@ -352,7 +353,7 @@ class FlowRun:
         self.server = server = target.start(ctx.router_cpus, ctx.log_dir)
         tail = calibrate(ctx, target, server)[flow.kind]
         # the shared board
-        from clasp_fast._native.loadgen import Board, board_size
+        from ._loadgen import Board, board_size
         shm_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
         fd, self.board_path = tempfile.mkstemp(prefix="clasp-bench-", dir=shm_dir)
         os.ftruncate(fd, board_size(flow.subs))
@@ -444,8 +445,8 @@ class FlowRun:
             if samples:
                 result["publisher_error_samples"] = samples[:5]
             self.ctx.progress.line(
-                f"{self.label}: {_fmt_rate(result['median'])} deliveries/s "
-                f"(min {_fmt_rate(result['min'])}, max {_fmt_rate(result['max'])}), "
+                f"{self.label}: {rate_text(result['median'])} deliveries/s "
+                f"(min {rate_text(result['min'])}, max {rate_text(result['max'])}), "
                 f"loss {result['loss']}, out of order {result['out_of_order']}, "
                 f"router CPU {result['router_cpu_pct']:.0f}%, generator CPU "
                 f"{result['gen_cpu_pct']:.0f}%{_other_text(result)}")
@@ -517,14 +518,14 @@ def _flow_repeat(ctx, label, rep, board, sub_gens, pub_gens, sampler, server) ->
 
     def status():
         dt = time.monotonic() - t_run
-        return f"{_fmt_rate(board.recv_total() / max(dt, 1e-6))} deliveries/s so far"
+        return f"{rate_text(board.recv_total() / max(dt, 1e-6))} deliveries/s so far"
     sleep_with_progress(ctx, p["warmup"], f"{label} rep {rep + 1}/{n_rep} warm-up", status)
     a = sampler.snap()
     ra, sa = board.recv_total(), board.sent()
 
     def status2():
         dt = time.monotonic() - a[0]
-        return f"{_fmt_rate((board.recv_total() - ra) / max(dt, 1e-6))} deliveries/s"
+        return f"{rate_text((board.recv_total() - ra) / max(dt, 1e-6))} deliveries/s"
     sleep_with_progress(ctx, p["duration"], f"{label} rep {rep + 1}/{n_rep} measuring", status2)
     b = sampler.snap()
     rb, sb = board.recv_total(), board.sent()
@@ -605,16 +606,6 @@ def _other_summary(reps: list[dict]) -> dict:
         vals = [r.get(key) for r in reps if r.get(key) is not None]
         out[key] = max(vals) if vals else None
     return out
-
-
-def _fmt_rate(v) -> str:
-    if v is None:
-        return "-"
-    if v >= 1e6:
-        return f"{v / 1e6:.2f}M"
-    if v >= 1e3:
-        return f"{v / 1e3:.1f}k"
-    return f"{v:.0f}"
 
 
 # --- the scenarios ----------------------------------------------------------------------

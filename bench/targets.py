@@ -73,7 +73,7 @@ class Target:
                      "--max-connections", "0", "--max-connections-per-ip", "0",
                      *self.extra_args], False)
         if self.kind == "ceiling":
-            return [py, "-m", "bench.ceiling", "--host", host, "--port", str(port),
+            return [py, "-m", procs.module("ceiling"), "--host", host, "--port", str(port),
                     "--mode", self.mode], False
         return [self.command.replace("{port}", str(port)).replace("{host}", host)], True
 

@@ -6,7 +6,7 @@ Every asyncio test runs on uvloop, like the router.  ``router_process`` and
 import pytest
 import uvloop
 
-from tests.support import RouterProcess
+from tests.support import router_factory
 
 
 def pytest_asyncio_loop_factories(config, item):
@@ -17,23 +17,12 @@ def pytest_asyncio_loop_factories(config, item):
 def router_process():
     """A factory: ``router_process(*cli_args, workers=1)`` starts a clasp-fast process;
     each is stopped with SIGTERM at teardown and must exit 0."""
-    started = []
-
-    def start(*args, **kw):
-        rp = RouterProcess(*args, **kw).start()
-        started.append(rp)
-        return rp
-
-    yield start
-    for rp in started:
-        code = rp.stop()
-        assert code == 0, f"clasp-fast exited with {code} on SIGTERM:\n{rp.log()}"
+    with router_factory() as start:
+        yield start
 
 
 @pytest.fixture(scope="module")
 def shared_router():
-    """One clasp-fast process shared by a whole test module (interop tests)."""
-    rp = RouterProcess().start()
-    yield rp
-    code = rp.stop()
-    assert code == 0, f"clasp-fast exited with {code} on SIGTERM:\n{rp.log()}"
+    """One clasp-fast process shared by a whole test module."""
+    with router_factory() as start:
+        yield start()

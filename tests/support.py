@@ -1,28 +1,31 @@
-"""Helpers shared by the integration and interop tests: run clasp-fast for real.
+"""Helpers shared by the integration and interop tests: run clasp-fast for real, wait.
 
-``RouterProcess`` starts ``python -m clasp_fast`` as a separate process on a
-free loopback port, waits until it prints that it listens, and stops it with
-SIGTERM (checking it exits 0).  Nothing here mocks the server.
+* ``RouterProcess`` starts ``python -m clasp_fast`` as a separate process on a free loopback
+  port, waits until it prints that it listens, and stops it with SIGTERM.
+  ``router_factory()`` starts any number of them and, at the end, stops them and checks that
+  each exited 0 on SIGTERM: the fixtures ``router_process`` / ``shared_router`` use it.
+* ``free_port``, ``alive(pid)``, ``children(pid)``: the OS helpers of ``bench/procs.py``
+  (one implementation for the bench and the tests).
+* ``wait_changed`` / ``wait_until`` / ``wait_log_count``: bounded waits.
+
+Nothing here mocks the server.
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional, Union
+
+from bench.procs import child_pids as children, free_port, pid_alive as alive  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 class RouterProcess:
@@ -96,12 +99,29 @@ class RouterProcess:
         self.kill() if exc[0] else self.stop()
 
 
+@contextlib.contextmanager
+def router_factory(**defaults):
+    """Yields ``start(*cli_args, **kw)``, which starts a clasp-fast process (``defaults``
+    under ``kw``); at the end all are stopped with SIGTERM, and each must have exited 0."""
+    started: list[RouterProcess] = []
+
+    def start(*args: str, **kw) -> RouterProcess:
+        rp = RouterProcess(*args, **{**defaults, **kw}).start()
+        started.append(rp)
+        return rp
+
+    try:
+        yield start
+    finally:
+        codes = [(rp, rp.stop()) for rp in started]     # stop all of them, then check
+        for rp, code in codes:
+            assert code == 0, f"clasp-fast exited with {code} on SIGTERM:\n{rp.log()}"
+
+
 async def wait_changed(pred, changed, timeout: float, describe, poll: float = 0.25):
     """Returns ``pred()`` once it is true, re-checking whenever the asyncio Event ``changed``
     is set (and at least every ``poll`` s); after ``timeout`` s raises AssertionError with
     ``describe()`` as the message."""
-    import asyncio
-
     deadline = time.monotonic() + timeout
     while True:
         res = pred()
@@ -115,3 +135,18 @@ async def wait_changed(pred, changed, timeout: float, describe, poll: float = 0.
             await asyncio.wait_for(changed.wait(), min(left, poll))
         except asyncio.TimeoutError:
             pass
+
+
+async def wait_until(pred: Callable, timeout: float, what: Union[str, Callable[[], str]],
+                     poll: float = 0.05):
+    """Polls ``pred`` every ``poll`` s until it is true (returns its value); after ``timeout``
+    s fails with "no <what> within <timeout> s" (or ``what()`` when it is a function)."""
+    describe = what if callable(what) else (lambda: f"no {what} within {timeout} s")
+    return await wait_changed(pred, asyncio.Event(), timeout, describe, poll)
+
+
+async def wait_log_count(rp: RouterProcess, text: str, count: int, timeout: float = 10.0) -> None:
+    """Waits until ``text`` occurs at least ``count`` times in the router's output."""
+    await wait_until(lambda: rp.log().count(text) >= count, timeout,
+                     lambda: f"{text!r} seen {rp.log().count(text)} times, wanted {count}, "
+                             f"within {timeout} s:\n{rp.log()[-4000:]}")

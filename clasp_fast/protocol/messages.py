@@ -1,7 +1,7 @@
 """CLASP messages as Python objects.
 
 One dataclass per message type of the binary v3 wire format
-(``../shared/reference/wire-format.md`` §3).  The codec in
+(docs/protocol.md "Frame layout").  The codec in
 ``clasp_fast._native.wire`` turns bytes into these objects and back; the router
 only builds them for rare messages (HELLO, SUBSCRIBE, BUNDLE, QUERY, ...), never
 for SET or PUBLISH on the hot path.

@@ -1,4 +1,4 @@
-"""Per-subscription delivery gates: ``maxRate`` and ``epsilon`` (PROTOCOL.md).
+"""Per-subscription delivery gates: ``maxRate`` and ``epsilon`` (docs/protocol.md).
 
 A subscription with either option gets a ``SubscriptionGate``.  State is kept
 per (subscription, address), so a ``/mixer/*/fader`` subscription with

@@ -1,4 +1,4 @@
-"""Gesture `move` throttling (PROTOCOL.md, PUBLISH row).
+"""Gesture `move` throttling (docs/protocol.md, "gesture coalescing" row).
 
 At most one ``move`` per interval per (session, address, gesture id) goes out;
 a move that arrives sooner is held, replacing any held one, and the held move

@@ -14,9 +14,6 @@ Every wait here has a timeout.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import os
 import socket
 import struct
 import time
@@ -28,9 +25,8 @@ from websockets.asyncio.client import connect
 
 from clasp_fast.protocol import Error, Hello, Snapshot, Welcome, decode_frame, encode_frame
 
-from tests.support import RouterProcess
-
-WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+from tests.ws_framing import (UpgradeRefused, client_frame, close_code_of,  # noqa: F401 (re-exported)
+                              parse_response_head, split_frames, upgrade_request)
 
 
 # --- websockets clients ---------------------------------------------------------------
@@ -111,24 +107,6 @@ def error_of(msg) -> Error:
 
 # --- a raw WebSocket client ---------------------------------------------------------
 
-class UpgradeRefused(Exception):
-    def __init__(self, status: int, head: str, body: bytes):
-        super().__init__(f"HTTP {status}: {body!r}")
-        self.status, self.head, self.body = status, head, body
-
-
-def upgrade_request(host: str, port: int, path: str = "/", *, protocol: Optional[str] = "clasp",
-                    connection: str = "Upgrade", extra: tuple = ()) -> tuple[bytes, str]:
-    key = base64.b64encode(os.urandom(16)).decode()
-    lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Upgrade: websocket",
-             f"Connection: {connection}", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
-    if protocol:
-        lines.append(f"Sec-WebSocket-Protocol: {protocol}")
-    lines.extend(extra)
-    accept = base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
-    return ("\r\n".join(lines) + "\r\n\r\n").encode(), accept
-
-
 async def open_socket(host: str, port: int, *, local_host: Optional[str] = None,
                       rcvbuf: Optional[int] = None, timeout: float = 3.0):
     """An asyncio stream over a socket we configure ourselves (source address, SO_RCVBUF)."""
@@ -151,21 +129,18 @@ async def read_http_response(reader, timeout: float = 3.0) -> tuple[int, str, di
     """(status, head text, lower-cased headers, body-so-far or whole body until EOF)."""
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
     text = head.decode("latin-1")
-    lines = text.split("\r\n")
-    status = int(lines[0].split(" ")[1])
-    headers = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if sep:
-            headers[name.strip().lower()] = value.strip()
+    status, headers = parse_response_head(text)
     return status, text, headers, b""
 
 
 class RawWS:
-    """A hand-rolled client: does the upgrade itself, then frames bytes by hand."""
+    """A hand-rolled client: does the upgrade itself, then frames bytes by hand
+    (tests/ws_framing.py)."""
 
     def __init__(self, reader, writer, headers: dict):
         self.reader, self.writer, self.headers = reader, writer, headers
+        self.buf = bytearray()
+        self.frames: list[tuple[int, bool, bytes]] = []
 
     @classmethod
     async def open(cls, host: str, port: int, path: str = "/", *, protocol: Optional[str] = "clasp",
@@ -192,18 +167,7 @@ class RawWS:
         return cls(reader, writer, headers)
 
     def send_frame(self, opcode: int, payload: bytes, fin: bool = True) -> None:
-        mask = os.urandom(4)
-        n = len(payload)
-        head = bytes([(0x80 if fin else 0) | opcode])
-        if n < 126:
-            head += bytes([0x80 | n])
-        elif n < 65536:
-            head += bytes([0x80 | 126]) + struct.pack(">H", n)
-        else:
-            head += bytes([0x80 | 127]) + struct.pack(">Q", n)
-        masked = bytes(b ^ mask[i & 3] for i, b in enumerate(payload)) if n < 4096 else \
-            _mask_fast(payload, mask)
-        self.writer.write(head + mask + masked)
+        self.writer.write(client_frame(opcode, payload, fin))
 
     def send_binary(self, payload: bytes) -> None:
         self.send_frame(0x2, payload)
@@ -211,17 +175,14 @@ class RawWS:
     async def recv_frame(self, timeout: float = 2.0) -> tuple[int, bytes]:
         """(opcode, payload) of the next frame; (-1, b'') at EOF."""
         async def read():
-            try:
-                b0, b1 = await self.reader.readexactly(2)
-            except asyncio.IncompleteReadError:
-                return -1, b""
-            n = b1 & 0x7F
-            if n == 126:
-                n = struct.unpack(">H", await self.reader.readexactly(2))[0]
-            elif n == 127:
-                n = struct.unpack(">Q", await self.reader.readexactly(8))[0]
-            assert not b1 & 0x80, "server frames must not be masked"
-            return b0 & 0x0F, await self.reader.readexactly(n)
+            while not self.frames:
+                data = await self.reader.read(65536)
+                if not data:
+                    return -1, b""
+                self.buf += data
+                self.frames.extend(split_frames(self.buf))
+            op, _fin, payload = self.frames.pop(0)
+            return op, payload
         return await asyncio.wait_for(read(), timeout)
 
     async def recv_msg(self, timeout: float = 2.0):
@@ -248,20 +209,7 @@ class RawWS:
             self.writer.close()
 
 
-def _mask_fast(payload: bytes, mask: bytes) -> bytes:
-    n = len(payload)
-    key = int.from_bytes((mask * (n // 4 + 1))[:n], "big")
-    return (int.from_bytes(payload, "big") ^ key).to_bytes(n, "big")
-
-
-def close_code_of(payload: bytes) -> Optional[int]:
-    return struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else None
-
-
 @pytest.fixture(scope="module")
-def default_router():
+def default_router(shared_router):
     """One clasp-fast with default settings, shared by the tests of a module that need nothing else."""
-    rp = RouterProcess().start()
-    yield rp
-    code = rp.stop()
-    assert code == 0, f"clasp-fast exited with {code} on SIGTERM:\n{rp.log()}"
+    return shared_router

@@ -1,4 +1,4 @@
-"""PROTOCOL.md "Transport": subprotocol negotiation, any path, Firefox's Connection header,
+"""docs/protocol.md "Transport": subprotocol negotiation, any path, Firefox's Connection header,
 and plain HTTP probes on the WebSocket port."""
 from __future__ import annotations
 

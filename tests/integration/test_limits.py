@@ -1,4 +1,4 @@
-"""PROTOCOL.md "Limits": max_connections, max_connections_per_ip and X-Forwarded-For from trusted
+"""docs/protocol.md "Limits": max_connections, max_connections_per_ip and X-Forwarded-For from trusted
 proxies, enforced before the upgrade with HTTP 503 and a reason (single process)."""
 from __future__ import annotations
 

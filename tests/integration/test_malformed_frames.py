@@ -1,4 +1,4 @@
-"""PROTOCOL.md "Frames in": every kind of malformed frame gets ERROR 400 naming the problem,
+"""docs/protocol.md "Frames in": every kind of malformed frame gets ERROR 400 naming the problem,
 and the connection it came on keeps working; before HELLO the ERROR is followed by close 1008.
 
 One default clasp-fast process serves the whole module; each case uses fresh connections.

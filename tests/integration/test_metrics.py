@@ -1,4 +1,4 @@
-"""Metrics on their own port (PROTOCOL.md, Transport): GET /metrics in Prometheus text."""
+"""Metrics on their own port (docs/protocol.md, Transport): GET /metrics in Prometheus text."""
 import asyncio
 import re
 import socket

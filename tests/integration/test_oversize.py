@@ -1,4 +1,4 @@
-"""PROTOCOL.md "Frames in", max_frame_size: oversize WebSocket messages close with 1009 and are not
+"""docs/protocol.md "Frames in", max_frame_size: oversize WebSocket messages close with 1009 and are not
 applied; oversize CLASP payloads in a legal WebSocket message get ERROR 400; the largest legal
 frame with the defaults passes."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""PROTOCOL.md "Session": HELLO timeout (without stalling anyone else) and a second HELLO."""
+"""docs/protocol.md "Session": HELLO timeout (without stalling anyone else) and a second HELLO."""
 from __future__ import annotations
 
 import asyncio

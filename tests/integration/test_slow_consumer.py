@@ -1,4 +1,4 @@
-"""PROTOCOL.md "Slow consumers": a subscriber that stops reading loses messages (ERROR 503 tells it),
+"""docs/protocol.md "Slow consumers": a subscriber that stops reading loses messages (ERROR 503 tells it),
 keeps per-connection order, and slows nobody else down."""
 from __future__ import annotations
 

@@ -6,7 +6,7 @@
   WebSocket connection.
 * ``ConnLog``: reads those lines, so a test can say which worker a client landed on
   (matched by the client's local address and port).
-* ``Client``: a small asyncio WebSocket client (hand-made framing, so 30 of them can read
+* ``Client``: a small asyncio WebSocket client (tests/ws_framing.py, so 30 of them can read
   hundreds of thousands of routed frames per second in one test process).  It records every
   CLASP message it receives (decoded with clasp-fast's codec), answers pings, and can bind
   a source address.  ``Client.open`` raises ``UpgradeRefused(status, head, body)`` when the
@@ -20,24 +20,20 @@ Every wait here is bounded.
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
-import hashlib
 import os
 import re
 import signal
 import struct
-import subprocess
 import time
 from typing import Any, Callable, Iterable, Optional
 
 from clasp_fast.protocol import (Ack, Error, Get, Hello, Ping, Pong, Snapshot, Welcome,
                                  decode_frame, encode_frame)
 
-from tests.integration.conftest import UpgradeRefused
-from tests.support import wait_changed
-
-WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+from tests.support import alive, children, wait_changed, wait_log_count, wait_until  # noqa: F401
+from tests.ws_framing import (UpgradeRefused, client_frame, close_code_of, parse_response_head,
+                              split_frames, upgrade_request)
 CONN_RE = re.compile(r" w(\d+) clasp_fast\.server: connection from ([0-9.]+):(\d+) ")
 # picows logs each upgraded connection under its own logger name, and "Disconnected" under
 # the same name at the start of connection_lost; in the same call the router then closes the
@@ -84,30 +80,23 @@ class ConnLog:
         "connection from <ip>:<port> closed": its session (subscriptions, locks) is closed by
         then; the connection slot is released later in that same call."""
         key = (sockname[0], int(sockname[1]))
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def closed():
             self._scan()
-            if any(i >= since for i, _ in self.closed.get(key, ())):
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the router did not log the end of the connection from "
-                                     f"{key[0]}:{key[1]} within {timeout} s")
-            await asyncio.sleep(0.02)
+            return any(i >= since for i, _ in self.closed.get(key, ()))
+        await wait_until(closed, timeout, f"log line ending the connection from {key[0]}:{key[1]}",
+                         poll=0.02)
 
     async def worker_of(self, sockname: tuple, since: int = 0, timeout: float = 5.0) -> int:
         """The index of the worker that logged accepting the connection from ``sockname``
         (our local (ip, port)) at or after log position ``since``."""
         key = (sockname[0], int(sockname[1]))
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def found():
             self._scan()
-            found = [w for i, w in self.seen.get(key, ()) if i >= since]
-            if found:
-                return found[-1]
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no 'connection from {key[0]}:{key[1]}' line in the router log "
-                                     f"within {timeout} s")
-            await asyncio.sleep(0.02)
+            return [w for i, w in self.seen.get(key, ()) if i >= since]
+        return (await wait_until(found, timeout, f"'connection from {key[0]}:{key[1]}' line in the "
+                                 f"router log", poll=0.02))[-1]
 
 
 def spread(placed: Iterable[tuple[str, int]]) -> str:
@@ -119,27 +108,6 @@ def spread(placed: Iterable[tuple[str, int]]) -> str:
 
 
 # --- the client -------------------------------------------------------------------------
-
-def _mask(payload: bytes, key: bytes) -> bytes:
-    n = len(payload)
-    if n == 0:
-        return b""
-    k = int.from_bytes((key * (n // 4 + 1))[:n], "big")
-    return (int.from_bytes(payload, "big") ^ k).to_bytes(n, "big")
-
-
-def ws_client_frame(opcode: int, payload: bytes) -> bytes:
-    key = os.urandom(4)
-    n = len(payload)
-    head = bytes([0x80 | opcode])
-    if n < 126:
-        head += bytes([0x80 | n])
-    elif n < 65536:
-        head += bytes([0x80 | 126]) + struct.pack(">H", n)
-    else:
-        head += bytes([0x80 | 127]) + struct.pack(">Q", n)
-    return head + key + _mask(payload, key)
-
 
 class Client(asyncio.Protocol):
     """One WebSocket connection to the router (see the module docstring).
@@ -182,7 +150,7 @@ class Client(asyncio.Protocol):
             if end < 0 or self.head.done():
                 return
             head = bytes(self.buf[:end]).decode("latin-1")
-            status = int(head.split(" ", 2)[1])
+            status, _ = parse_response_head(head)
             del self.buf[:end + 4]
             if status == 101:
                 self.upgraded = True
@@ -192,48 +160,25 @@ class Client(asyncio.Protocol):
         self._frames()
 
     def _frames(self) -> None:
-        buf = self.buf
-        n = len(buf)
-        pos = 0
         got = False
-        while n - pos >= 2:
-            b0, b1 = buf[pos], buf[pos + 1]
-            ln = b1 & 0x7F
-            hl = 2
-            if ln == 126:
-                if n - pos < 4:
-                    break
-                ln = (buf[pos + 2] << 8) | buf[pos + 3]
-                hl = 4
-            elif ln == 127:
-                if n - pos < 10:
-                    break
-                ln = int.from_bytes(buf[pos + 2:pos + 10], "big")
-                hl = 10
-            if n - pos < hl + ln:
-                break
-            payload = bytes(buf[pos + hl:pos + hl + ln])
-            pos += hl + ln
-            op = b0 & 0x0F
+        for op, fin, payload in split_frames(self.buf):
             if op == 0x2:
-                assert b0 & 0x80, "the router fragmented a message"
+                assert fin, "the router fragmented a message"
                 msg = decode_frame(payload).message
                 self.msgs.append(msg)
                 if type(msg) is Ack:
                     self.ack_times.append(time.monotonic())
                 got = True
             elif op == 0x8:
-                self.close_code = struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else None
+                self.close_code = close_code_of(payload)
                 if not self.close_sent:
                     self.close_sent = True
-                    self.transport.write(ws_client_frame(0x8, payload[:2]))
+                    self.transport.write(client_frame(0x8, payload[:2]))
                 got = True
             elif op == 0x9:
-                self.transport.write(ws_client_frame(0xA, payload))
+                self.transport.write(client_frame(0xA, payload))
             elif op == 0x1:
                 raise AssertionError(f"the router sent a text message: {payload!r}")
-        if pos:
-            del buf[:pos]
         if got:
             self.changed.set()
 
@@ -261,12 +206,8 @@ class Client(asyncio.Protocol):
         self.conn_log, self.log_mark = conn_log, since
         await asyncio.wait_for(loop.create_connection(
             lambda: self, host, port, local_addr=(local_host, 0) if local_host else None), timeout)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.accept = base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
-        self.transport.write((
-            f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-            f"Sec-WebSocket-Protocol: clasp\r\n\r\n").encode())
+        request, self.accept = upgrade_request(host, port)
+        self.transport.write(request)
         try:
             status, head = await asyncio.wait_for(asyncio.shield(self.head), timeout)
         except BaseException:
@@ -278,8 +219,7 @@ class Client(asyncio.Protocol):
             finally:
                 self.transport.abort()
             raise UpgradeRefused(status, head, bytes(self.buf))
-        headers = {k.strip().lower(): v.strip() for k, _, v in
-                   (line.partition(":") for line in head.split("\r\n")[1:])}
+        _, headers = parse_response_head(head)
         assert headers.get("sec-websocket-accept") == self.accept, head
         if conn_log is not None:
             self.worker = await conn_log.worker_of(self.sockname, since)
@@ -310,7 +250,7 @@ class Client(asyncio.Protocol):
     def send_raw(self, clasp_frame: bytes) -> None:
         if self.transport is None or self.transport.is_closing():
             raise ConnectionError(f"{self.name} is closed")
-        self.transport.write(ws_client_frame(0x2, clasp_frame))
+        self.transport.write(client_frame(0x2, clasp_frame))
 
     # waiting
     async def wait_for(self, pred: Callable[[], Any], timeout: float = 5.0, what: str = "condition"):
@@ -366,7 +306,7 @@ class Client(asyncio.Protocol):
             return
         if not self.close_sent:
             self.close_sent = True
-            self.transport.write(ws_client_frame(0x8, struct.pack(">H", 1000)))
+            self.transport.write(client_frame(0x8, struct.pack(">H", 1000)))
         try:
             await asyncio.wait_for(asyncio.shield(self.eof), timeout)
         except asyncio.TimeoutError:
@@ -426,11 +366,6 @@ async def close_all(clients: Iterable[Client]) -> None:
 
 # --- worker processes -------------------------------------------------------------------
 
-def children(pid: int) -> list[int]:
-    r = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, timeout=5)
-    return [int(x) for x in r.stdout.split()]
-
-
 def _bus_inodes(supervisor: int) -> dict[str, int]:
     prefix = f"@clasp-fast.{supervisor}."
     out = {}
@@ -471,47 +406,15 @@ def worker_pids(rp) -> dict[int, int]:
 async def wait_worker_pids(rp, n: int, timeout: float = 10.0, exclude: Iterable[int] = ()) -> dict[int, int]:
     """Waits until all ``n`` workers are identifiable (and none of them has a pid in ``exclude``)."""
     exclude = set(exclude)
-    deadline = time.monotonic() + timeout
-    while True:
-        pids = worker_pids(rp)
-        if len(pids) == n and not exclude & set(pids.values()):
-            return pids
-        if time.monotonic() > deadline:
-            raise AssertionError(f"workers not all identifiable within {timeout} s: {pids}")
-        await asyncio.sleep(0.05)
+    last: dict[int, int] = {}
 
-
-def alive(pid: int) -> bool:
-    """The process exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    def identified():
+        last.clear()
+        last.update(worker_pids(rp))
+        return dict(last) if len(last) == n and not exclude & set(last.values()) else None
+    return await wait_until(identified, timeout,
+                            lambda: f"workers not all identifiable within {timeout} s: {last}")
 
 
 def sigkill(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
-
-
-async def wait_until(pred: Callable[[], Any], timeout: float, what: str):
-    """Polls ``pred`` until it is true (returns its value) or fails after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        res = pred()
-        if res:
-            return res
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {what} within {timeout} s")
-        await asyncio.sleep(0.05)
-
-
-async def wait_log_count(rp, text: str, count: int, timeout: float = 10.0) -> None:
-    """Waits until ``text`` occurs at least ``count`` times in the router's output."""
-    deadline = time.monotonic() + timeout
-    while rp.log().count(text) < count:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{text!r} seen {rp.log().count(text)} times, wanted {count}, "
-                                 f"within {timeout} s:\n{rp.log()[-4000:]}")
-        await asyncio.sleep(0.05)

@@ -26,7 +26,7 @@ from typing import Any, Callable, Optional
 import pytest
 from clasp import Clasp
 
-from tests.support import RouterProcess, wait_changed
+from tests.support import router_factory, wait_changed
 
 JS_DIR = Path(__file__).resolve().parent / "js"
 DRIVER = JS_DIR / "driver.js"
@@ -44,26 +44,14 @@ def workers(request) -> int:
 
 @pytest.fixture(scope="module")
 def shared_router(workers):
-    rp = RouterProcess(workers=workers).start()
-    yield rp
-    code = rp.stop()
-    assert code == 0, f"clasp-fast exited with {code} on SIGTERM:\n{rp.log()}"
+    with router_factory(workers=workers) as start:
+        yield start()
 
 
 @pytest.fixture
 def router_process(workers):
-    started = []
-
-    def start(*args, **kw):
-        kw.setdefault("workers", workers)
-        rp = RouterProcess(*args, **kw).start()
-        started.append(rp)
-        return rp
-
-    yield start
-    for rp in started:
-        code = rp.stop()
-        assert code == 0, f"clasp-fast exited with {code} on SIGTERM:\n{rp.log()}"
+    with router_factory(workers=workers) as start:
+        yield start
 
 
 # --------------------------------------------------------------------------- node

@@ -1,5 +1,5 @@
 """Addresses, patterns, the single-pattern matcher and the subscription trie
-(PROTOCOL.md "Addresses and patterns").
+(docs/protocol.md "Addresses and patterns").
 
 * ``matches(pattern, address)`` against a small independent reference matcher;
 * ``Trie.lookup`` (live routing) against brute-force ``matches`` over random

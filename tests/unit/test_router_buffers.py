@@ -1,4 +1,4 @@
-"""Router core: slow consumers (PROTOCOL.md "Slow consumers", ERROR 503).
+"""Router core: slow consumers (docs/protocol.md "Slow consumers", ERROR 503).
 
 With ``buffer_size`` N and nobody draining a session, routed messages beyond N
 are dropped and counted, the kept ones keep their order, direct replies are

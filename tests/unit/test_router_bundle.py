@@ -1,4 +1,4 @@
-"""Router core: BUNDLE (PROTOCOL.md BUNDLE row).
+"""Router core: BUNDLE (docs/protocol.md BUNDLE row).
 
 All-or-nothing, one ERROR naming the failed address, future timestamps run
 then (timestamp = wall-clock µs; the delay runs on the router's clock),
@@ -207,7 +207,7 @@ def test_bundle_publish_not_echoed_to_sender():
     assert [type(m) for m in msgs(r)] == [M.Publish]
 
 
-# --- the real clients' bundles (shared/reference/vectors.json) ----------------------
+# --- the real clients' bundles (tests/data/vectors.json) ----------------------
 
 
 @pytest.mark.parametrize("name,acked", [("py_bundle_msgpack_no_ts", False),

@@ -1,4 +1,4 @@
-"""Router core: PUBLISH (PROTOCOL.md PUBLISH row, "Frames out").
+"""Router core: PUBLISH (docs/protocol.md "Behaviour by message", "Frames out").
 
 Delivery by signal type and subscription type mask, never back to the sender,
 samples sent as an array, narrow codes widened, and the gesture `move`

@@ -1,5 +1,5 @@
 """Router core: GET, SYNC, PING, ANNOUNCE + QUERY, server-only types
-(PROTOCOL.md "Behaviour by message").
+(docs/protocol.md "Behaviour by message").
 """
 from __future__ import annotations
 

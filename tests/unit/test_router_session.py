@@ -1,4 +1,4 @@
-"""Router core: the session lifecycle (PROTOCOL.md "Session", "Frames in").
+"""Router core: the session lifecycle (docs/protocol.md "Session", "Frames in").
 
 HELLO -> WELCOME + exactly one (possibly split) SNAPSHOT; anything before
 HELLO -> ERROR 400 + close 1008; a second HELLO -> ERROR 400 and the session

@@ -1,4 +1,4 @@
-"""Router core: SET (PROTOCOL.md "Behaviour by message", SET row; "Frames out"; "Limits").
+"""Router core: SET (docs/protocol.md "Behaviour by message"; "Frames out"; "Limits").
 
 Revisions, broadcast incl. the writer, ACK only for QoS >= 1 and after the echo,
 stale revision 409, locks 423, int/float kept and narrow codes widened, TTL,
@@ -143,8 +143,8 @@ def test_stale_expected_revision_is_409_with_address_value_unchanged():
 
 
 def test_expected_revision_on_missing_param_is_ignored_on_creation():
-    # PROTOCOL.md is silent; router-semantics §14.7: "the check applies only to
-    # existing params" (§4.2: revision=5 on a missing address -> revision 1).
+    # docs/protocol.md, "stale expected revision" row: the check applies only to existing
+    # params (revision=5 on a missing address -> revision 1).
     net, w, r = setup_pair()
     net.set(w, "/fresh", 1, revision=5, qos=1)
     got = msgs(w)

@@ -1,4 +1,4 @@
-"""Router core: SUBSCRIBE / UNSUBSCRIBE (PROTOCOL.md "Addresses and patterns",
+"""Router core: SUBSCRIBE / UNSUBSCRIBE (docs/protocol.md "Addresses and patterns",
 SUBSCRIBE and UNSUBSCRIBE rows, subscription options).
 """
 from __future__ import annotations

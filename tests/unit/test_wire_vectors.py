@@ -1,7 +1,7 @@
-"""The codec against the 106 reference frames of shared/reference/vectors.json.
+"""The codec against the 106 reference frames of tests/data/vectors.json.
 
 Every frame is decoded and converted into the vectors' own notation (see
-wire-format.md §8) by a small adapter, then compared as a whole dict with
+tests/data/README.md) by a small adapter, then compared as a whole dict with
 int / float / bool kept apart.  Client-to-server frames must also re-encode
 byte for byte; peek() and splice_revision() are checked on the same frames.
 """
@@ -204,7 +204,7 @@ def widen(obj):
 
 
 def legacy_notation(m: dict) -> dict:
-    """A legacy MessagePack map (as unpacked) normalised by the rules of wire-format.md §4:
+    """A legacy MessagePack map (as unpacked) normalised as docs/protocol.md "Frame layout" says:
     ``payload`` -> value, missing phase -> start, missing signal -> event, absent
     optional fields -> null."""
     t = m["type"]
@@ -255,7 +255,7 @@ S2C_NAMES = [v["name"] for v in VECTORS if v["direction"] == "s2c"]
 
 
 def test_vector_inventory():
-    """The file holds what wire-format.md §8 says: 76 c2s and 30 s2c frames; every
+    """The file holds what tests/data/README.md says: 76 c2s and 30 s2c frames; every
     error expectation is accounted for."""
     assert len(C2S_NAMES) == 76 and len(S2C_NAMES) == 30
     error_names = {v["name"] for v in VECTORS if "error" in expected_of(v)}

@@ -1,6 +1,7 @@
 """Shared helpers for the wire-layer unit tests (not a test module itself).
 
-* ``VECTORS`` / ``vector(name)``: the reference frames of ``shared/reference/vectors.json``.
+* ``VECTORS`` / ``vector(name)``: the reference frames of ``tests/data/vectors.json``
+  (described in tests/data/README.md).
 * ``strict(x)``: a comparison key that keeps apart what ``==`` mixes up
   (``1 == 1.0 == True``), keeps map key order, and makes NaN equal to NaN.
 * hypothesis strategies for CLASP values and for every message dataclass.
@@ -10,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-import os
 from pathlib import Path
 
 from hypothesis import strategies as st
@@ -23,18 +23,7 @@ from clasp_fast.protocol import messages as M
 # ---------------------------------------------------------------------------
 
 
-def _find_vectors() -> Path:
-    here = Path(__file__).resolve()
-    candidates = [Path(os.environ["CLASP_VECTORS"])] if os.environ.get("CLASP_VECTORS") else []
-    candidates += [parent / "shared" / "reference" / "vectors.json" for parent in here.parents]
-    candidates.append(Path("/work/shared/reference/vectors.json"))
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise FileNotFoundError("shared/reference/vectors.json not found (set CLASP_VECTORS)")
-
-
-VECTORS_PATH = _find_vectors()
+VECTORS_PATH = Path(__file__).resolve().parent.parent / "data" / "vectors.json"
 VECTORS: list[dict] = json.loads(VECTORS_PATH.read_text())
 BY_NAME: dict[str, dict] = {v["name"]: v for v in VECTORS}
 assert len(BY_NAME) == len(VECTORS) == 106, "vectors.json changed: expected 106 uniquely named frames"

@@ -1,6 +1,6 @@
 """Param state in C structs, keyed by address bytes.
 
-Expiry (PROTOCOL.md "Limits": param TTL 3600 s after the last write, 0 = never,
+Expiry (docs/protocol.md "Limits": param TTL 3600 s after the last write, 0 = never,
 a SET's TTL overrides):
 
 * no TTL ever given: the store default after every write;

@@ -68,7 +68,7 @@ cdef enum:
     PUB_CACHE_LIMIT = 65536
     STATE_HEAD_MAX = 8 + 8 + 1 + 4 + 1 + ID_MAX + 1 + ID_MAX + 1
 
-# ERROR codes (PROTOCOL.md "Errors")
+# ERROR codes (docs/protocol.md "Errors")
 cdef enum:
     E_BAD_FRAME = 400
     E_ADDRESS = 202

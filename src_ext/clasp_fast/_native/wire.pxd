@@ -5,7 +5,7 @@
 # Python-level codec (decode_frame / encode_frame) on top of these same
 # functions, so there is one parser per message layout, not two.
 #
-# Layouts: ../shared/reference/wire-format.md §1-§3.  All integers big-endian.
+# Layouts: docs/protocol.md "Frame layout".  All integers big-endian.
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy
@@ -56,7 +56,7 @@ cdef enum:
     V_MAP = 0x0B
 
 # bit set of value codes that are accepted on input but never sent:
-# i8/i16/i32 widen to i64, f32 widens to f64 (PROTOCOL.md "Frames out").
+# i8/i16/i32 widen to i64, f32 widens to f64 (docs/protocol.md "Frames out").
 cdef enum:
     NARROW_CODES = (1 << V_I8) | (1 << V_I16) | (1 << V_I32) | (1 << V_F32)
 

@@ -1,4 +1,5 @@
-"""Native pieces of the load generator (bench/), so the generator is never the bottleneck.
+"""Native pieces of the load generator (``clasp_fast_bench._loadgen``, built from
+``bench/_loadgen.pyx`` by setup.py), so the generator is never the bottleneck.
 
 * ``Receiver``: a picows listener that counts binary frames without building
   Python objects, optionally reading a send timestamp embedded in each frame to
@@ -49,6 +50,15 @@ cdef extern from *:
     void lg_store(uint64_t* p, uint64_t v) noexcept nogil
     uint64_t lg_xchg(uint64_t* p, uint64_t v) noexcept nogil
     void lg_fence() noexcept nogil
+
+
+cdef extern from *:
+    const char* BUILT_WITH_CYTHON "CLASP_FAST_BENCH_CYTHON"   # a macro setup.py defines
+
+
+def cython_version() -> str:
+    """The version of the Cython that compiled this module (for the report header)."""
+    return BUILT_WITH_CYTHON.decode()
 
 
 cdef inline uint64_t now_ns() noexcept nogil:
