@@ -1138,7 +1138,10 @@ cdef class Router(Hub):
         cdef Param* prm
         cdef uint64_t now = wall_us()
         cdef Param** found = <Param**>malloc(max(len(self.params), 1) * sizeof(Param*))
-        readable = s.access.may_read if s.access is not None and not s.access.read_all else None
+        # token mode: the WELCOME snapshot holds only what the session may read (a SUBSCRIBE
+        # pattern was checked whole, so its snapshot needs no filter)
+        readable = s.access.may_read if pattern is None and s.access is not None \
+            and not s.access.read_all else None
         if found == NULL:
             raise MemoryError()
         try:
@@ -1153,7 +1156,7 @@ cdef class Router(Hub):
                     if na < 0 or not pattern_match(pb, psegs, np, prm.address, asegs, na):
                         continue
                 if readable is not None and not readable(prm.address[:prm.addr_len].decode()):
-                    continue            # token mode: only what the session may read
+                    continue
                 found[count] = prm
                 count += 1
             if count > 1:
