@@ -47,6 +47,20 @@ cdef extern from *:
 cdef enum:
     MAXW = 64
 
+
+cdef void* _map_shared(size_t size, str what) except NULL:
+    """``size`` zeroed bytes shared with the processes forked after this call."""
+    cdef void* mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)
+    if mem == MAP_FAILED:
+        raise MemoryError(f"cannot map the shared {what} table")
+    memset(mem, 0, size)
+    return mem
+
+
+cdef void _unmap(void* mem, size_t size) noexcept:
+    if mem != NULL and mem != MAP_FAILED:
+        munmap(mem, size)
+
 cdef struct Header:
     uint32_t lock           # 0 = free, else (worker index + 1) of the holder
     uint32_t nworkers
@@ -80,10 +94,7 @@ cdef class SharedLimits:
         if not 1 <= nworkers <= MAXW:
             raise ValueError(f"workers = {nworkers}: at most {MAXW} workers share one limits table")
         self.size = sizeof(Header) + nslots * sizeof(Slot)
-        self.mem = mmap(NULL, self.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)
-        if self.mem == MAP_FAILED:
-            raise MemoryError("cannot map the shared connection-limits table")
-        memset(self.mem, 0, self.size)
+        self.mem = _map_shared(self.size, "connection-limits")
         self.h = <Header*>self.mem
         self.slots = <Slot*>(<char*>self.mem + sizeof(Header))
         self.h.nworkers = nworkers
@@ -93,8 +104,7 @@ cdef class SharedLimits:
         self.worker = 0
 
     def __dealloc__(self):
-        if self.mem != NULL and self.mem != MAP_FAILED:
-            munmap(self.mem, self.size)
+        _unmap(self.mem, self.size)
 
     def bind(self, int worker):
         """In a worker process after the fork: count this process's connections as ``worker``."""
@@ -278,10 +288,7 @@ cdef class FailedHellos:
 
     def __cinit__(self, uint32_t max_failures, double window, double block, int nslots=4096):
         self.size = sizeof(HelloHeader) + nslots * sizeof(HelloSlot)
-        self.mem = mmap(NULL, self.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)
-        if self.mem == MAP_FAILED:
-            raise MemoryError("cannot map the shared failed-HELLO table")
-        memset(self.mem, 0, self.size)
+        self.mem = _map_shared(self.size, "failed-HELLO")
         self.h = <HelloHeader*>self.mem
         self.slots = <HelloSlot*>(<char*>self.mem + sizeof(HelloHeader))
         self.h.nslots = nslots
@@ -290,8 +297,7 @@ cdef class FailedHellos:
         self.h.block = block
 
     def __dealloc__(self):
-        if self.mem != NULL and self.mem != MAP_FAILED:
-            munmap(self.mem, self.size)
+        _unmap(self.mem, self.size)
 
     def bind(self, int worker):
         """In a worker process after the fork (so a dead holder's lock can be broken)."""
