@@ -5,8 +5,9 @@
   Python objects, optionally reading a send timestamp embedded in each frame to
   record publish→delivery latency into a histogram, and checking per-publisher
   sequence order.
-* ``masked_frames``: pre-builds a block of masked client WebSocket frames so a
-  publisher writes thousands of messages with one ``transport.write``.
+* ``masked_frames`` (from ``clasp_fast._native.wsclient``, shared with the client):
+  pre-builds a block of masked client WebSocket frames so a publisher writes
+  thousands of messages with one ``transport.write``.
 * ``stamp_frames``: a copy of such a block with fresh stamps / sequences.
 * ``Board``: counters in shared memory (an mmap) that the generator processes and
   the bench controller share: messages sent per publisher process, deliveries per
@@ -31,6 +32,8 @@ from posix.unistd cimport write as c_write
 from picows.picows cimport WSListener, WSTransport, WSFrame, WSMsgType
 
 from clasp_fast._native.wire cimport load_u64, store_u64
+from clasp_fast._native.wsclient cimport split_mask_key as _key
+from clasp_fast._native.wsclient import masked_frames   # re-exported for bench/gen.py
 
 
 cdef extern from *:
@@ -581,51 +584,6 @@ cdef class RawReader:
 
 
 # --- pre-built frames -------------------------------------------------------------------
-
-cdef inline void _key(uint8_t* key, uint32_t mask_key) noexcept:
-    key[0] = mask_key >> 24
-    key[1] = (mask_key >> 16) & 0xFF
-    key[2] = (mask_key >> 8) & 0xFF
-    key[3] = mask_key & 0xFF
-
-
-def masked_frames(list frames, uint32_t mask_key=0x5A3C9E17):
-    """One bytes object holding every CLASP frame of ``frames`` as a masked client
-    WebSocket binary frame (RFC 6455 §5.3), ready for one ``transport.write``."""
-    cdef Py_ssize_t total = 0, n, i, pos = 0, hl
-    cdef bytes f, out
-    cdef uint8_t* o
-    cdef const uint8_t* src
-    cdef uint8_t key[4]
-    _key(key, mask_key)
-    for f in frames:
-        n = len(f)
-        total += n + (6 if n < 126 else (8 if n < 65536 else 14))
-    out = PyBytes_FromStringAndSize(NULL, total)
-    o = <uint8_t*>PyBytes_AS_STRING(out)
-    for f in frames:
-        n = len(f)
-        src = <const uint8_t*>PyBytes_AS_STRING(f)
-        o[pos] = 0x82
-        if n < 126:
-            o[pos + 1] = 0x80 | n
-            hl = 2
-        elif n < 65536:
-            o[pos + 1] = 0x80 | 126
-            o[pos + 2] = n >> 8
-            o[pos + 3] = n & 0xFF
-            hl = 4
-        else:
-            o[pos + 1] = 0x80 | 127
-            store_u64(o + pos + 2, n)
-            hl = 10
-        memcpy(o + pos + hl, key, 4)
-        hl += 4
-        for i in range(n):
-            o[pos + hl + i] = src[i] ^ key[i & 3]
-        pos += hl + n
-    return out
-
 
 cdef inline void _put_masked(uint8_t* frame, Py_ssize_t hdr, Py_ssize_t off, uint64_t v,
                              const uint8_t* key) noexcept nogil:

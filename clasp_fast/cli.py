@@ -58,8 +58,11 @@ async def serve(config: Config, *, reuse_port: bool = False, sock=None, limits=N
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    from .client import commands        # `clasp-fast sub|set|get|pub|snapshot`: the client
     args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["token"]:
+    if args and args[0] in commands.COMMANDS:
+        return commands.main(args)
+    if args[:1] == ["token"]:            # `clasp-fast token new`: tokens for security.mode token
         from .auth.command import main as token_main
         return token_main(args[1:])
     try:

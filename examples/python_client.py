@@ -1,22 +1,21 @@
-"""The README example: two real clasp-to clients through clasp-fast.
+"""The README example: two clasp-fast clients through clasp-fast.
 
-    pip install clasp-to && clasp-fast &      # then:
+    pip install clasp-fast && clasp-fast &      # then:
     python examples/python_client.py
+
+The same code runs with ``clasp-to`` (``from clasp import Clasp``) up to ``confirm=True``,
+which is ours: it returns the revision the router gave the write.
 """
 import asyncio
-from clasp import Clasp                      # pip install clasp-to
+from clasp_fast import Clasp                  # pip install clasp-fast
 
 URL = "ws://localhost:7330"
 
 async def main():
-    mixer, desk = Clasp(URL), Clasp(URL)
-    await mixer.connect(); await desk.connect()
-    desk.subscribe("/mixer/*/fader", lambda value, address: print(address, value))
-    await asyncio.sleep(0.1)                  # let the SUBSCRIBE reach the router
-    await mixer.set("/mixer/3/fader", 0.75)   # desk prints: /mixer/3/fader 0.75
-    await asyncio.sleep(0.1)
-    print(await mixer.get("/mixer/3/fader"))  # 0.75, read back from the router
-    await mixer.close(); await desk.close()
+    async with await Clasp.connect(URL) as mixer, await Clasp.connect(URL) as desk:
+        await desk.subscribe("/mixer/*/fader", lambda value, address: print(address, value))
+        await mixer.set("/mixer/3/fader", 0.75, confirm=True)  # the router applied it: revision 1
+        print(await desk.get("/mixer/3/fader"))  # desk printed /mixer/3/fader 0.75, now 0.75
 
 if __name__ == "__main__":
     asyncio.run(main())

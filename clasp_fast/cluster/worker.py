@@ -57,7 +57,7 @@ def _exit_with_parent() -> None:
 
 async def _serve(config: Config, index: int, nworkers: int, group: str, listener: socket.socket,
                  limits, ready_fd: int, restarted: bool, failed_hellos=None) -> int:
-    from .._native.router import Router
+    from ..router import Router
     from ..server.app import ClaspServer
     from .node import ClusterNode
 

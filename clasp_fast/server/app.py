@@ -16,7 +16,7 @@ from typing import Optional
 from picows import WSUpgradeResponse, WSUpgradeResponseWithListener
 
 from .._native.connection import Connection, Edge
-from .._native.router import Router
+from ..router import Router
 from ..config import Config
 from .gate import HandshakeGate, TrustedProxies
 from .limits import LocalLimits

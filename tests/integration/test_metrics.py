@@ -26,10 +26,11 @@ def _value(text: str, name: str) -> float:
 async def test_metrics_count_connections_params_and_deliveries(router_process):
     mport = free_port()
     router = router_process("--metrics-port", str(mport))
-    async with await ClaspClient.connect(router.url) as a, await ClaspClient.connect(router.url) as b:
+    async with await ClaspClient.connect(router.url) as a, \
+            await ClaspClient.connect(router.url, record=True) as b:
         await b.subscribe("/m/**")
         for i in range(3):
-            a.set(f"/m/{i}", i)
+            await a.set(f"/m/{i}", i)
         for _ in range(3):
             await b.next(Set)
         status, text = await _scrape(mport)

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from clasp_fast._native.router import Router
 from clasp_fast.cluster.node import ClusterNode
 from clasp_fast.protocol import (Ack, Bundle, Error, Get, Hello, Ping, Pong, Publish, Set,
                                  SignalType, Snapshot, Subscribe, Welcome, decode_frame,
                                  encode_frame)
-from clasp_fast.router.config import RouterConfig
+from clasp_fast.router import Router, RouterConfig
 
 
 class Wire:
@@ -37,7 +36,8 @@ class Wire:
 class Bus:
     def __init__(self, n: int, config: RouterConfig | None = None):
         self.n = n
-        self.config = config or RouterConfig(gesture_interval_ms=0)
+        # nothing drains a session here until the test reads it: room for every message
+        self.config = config or RouterConfig(gesture_interval_ms=0, buffer_size=1 << 20)
         self.queue: list[tuple[int, int, bytes]] = []
         self.routers: list[Router | None] = [None] * n
         self.nodes: list[ClusterNode | None] = [None] * n

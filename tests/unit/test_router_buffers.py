@@ -1,12 +1,13 @@
 """Router core: slow consumers (docs/protocol.md "Slow consumers", ERROR 503).
 
-With ``buffer_size`` N and nobody draining a session, routed messages beyond N
-are dropped and counted, the kept ones keep their order, direct replies are
-never dropped, and one ERROR 503 goes out per notice interval.
+``buffer_size`` counts bytes of routed output queued for a session beyond what
+its transport accepted.  With nobody draining a session, routed messages that
+would pass it are dropped and counted, the kept ones keep their order, direct
+replies are never dropped, and one ERROR 503 goes out per notice interval.
+(In these tests nothing drains, as if the transport were paused.)
 """
 from __future__ import annotations
 
-import time
 
 from clasp_fast.protocol import messages as M
 
@@ -15,8 +16,21 @@ from .test_router_support import Net, errors, msgs
 S = M.SignalType
 
 
-def slow_setup(n=5, **cfg):
-    net = Net(buffer_size=n, **cfg)
+def routed_size(msg) -> int:
+    """Bytes one routed copy of ``msg`` takes in a receiver's buffer."""
+    net = Net()
+    pub, sub = net.connect("p"), net.connect("s")
+    net.subscribe(sub, "/**")
+    net.send(pub, msg)
+    return len(sub.take_output_raw())
+
+
+SET_SIZE = routed_size(M.Set("/a", 0))      # "/a", "/d", "/v": one size
+
+
+def slow_setup(n=5, size=SET_SIZE, **cfg):
+    """A publisher, a slow and a fast subscriber; room for ``n`` routed messages of ``size``."""
+    net = Net(buffer_size=n * size, **cfg)
     pub = net.connect("publisher")
     slow = net.connect("slow")
     fast = net.connect("fast")
@@ -47,7 +61,7 @@ def test_overflow_drops_newest_keeps_order_and_counts():
 
 
 def test_publish_overflow_counts_too():
-    net, pub, slow, fast = slow_setup(3)
+    net, pub, slow, fast = slow_setup(3, routed_size(M.Publish("/s", signal=S.STREAM, value=0.0)))
     fast_seen = 0
     for i in range(10):
         net.send(pub, M.Publish("/s", signal=S.STREAM, value=float(i)))
@@ -106,7 +120,7 @@ def test_503_again_after_the_notice_interval():
     for i in range(5):
         net.set(pub, "/a", i)
     assert [e.code for e in errors(msgs(slow))] == [503]
-    time.sleep(0.25)
+    net.advance(0.25)
     for i in range(5):
         net.set(pub, "/a", i)
     assert [e.code for e in errors(msgs(slow))] == [503]
@@ -144,3 +158,23 @@ def test_welcome_snapshot_not_limited_by_buffer_size():
     assert [type(m) for m in got] == [M.Welcome, M.Snapshot]
     assert len(got[1].params) == 20
     assert late.dropped == 0
+
+
+def test_buffer_size_counts_bytes_not_messages():
+    big = "x" * 200
+    net, pub, slow, fast = slow_setup(1, routed_size(M.Set("/b", big)))
+    net.set(pub, "/s", 1)                   # small: fits beside nothing
+    net.set(pub, "/b", big)                 # would pass buffer_size: dropped
+    got = msgs(slow)
+    assert [m.address for m in got if type(m) is M.Set] == ["/s"]
+    assert [e.code for e in errors(got)] == [503]
+    assert "bytes" in errors(got)[0].message
+    assert slow.dropped == 1
+
+
+def test_an_empty_buffer_takes_one_message_larger_than_buffer_size():
+    net, pub, slow, fast = slow_setup(1, 10)
+    net.set(pub, "/big", "y" * 500)
+    got = msgs(slow)
+    assert [m.value for m in got] == ["y" * 500]
+    assert slow.dropped == 0

@@ -10,7 +10,7 @@ import pytest
 
 from clasp_fast.protocol import messages as M
 
-from .test_router_support import Net, msgs, only, wall_us
+from .test_router_support import Net, msgs, only
 
 S = M.SignalType
 
@@ -148,14 +148,14 @@ def test_bundle_invalid_address_applies_nothing():
 @LEGACY
 def test_bundle_future_timestamp_executes_then(legacy):
     net, w, r = setup()
-    ts = wall_us() + 500_000
+    ts = net.wall_us() + 500_000
     bundle(net, w, [M.Set("/sched", 1), M.Publish("/sched/ev", signal=S.EVENT, value=2)],
            qos=1, timestamp=ts, legacy=legacy)
     assert w.take_output() == []
     assert r.take_output() == []
     assert net.router.get("/sched") is None
     deadline = net.router.next_deadline()
-    assert deadline is not None and abs(deadline - (net.t[0] + 0.5)) < 0.05
+    assert deadline is not None and abs(deadline - (net.now + 0.5)) < 0.05
     net.advance(0.4)
     assert r.take_output() == []
     net.advance(0.15)
@@ -170,7 +170,7 @@ def test_scheduled_bundle_is_checked_when_it_runs():
     w.take_output()
     r.take_output()
     bundle(net, w, [M.Set("/x", 1, revision=1), M.Set("/y", 1)], qos=1,
-           timestamp=wall_us() + 200_000)
+           timestamp=net.wall_us() + 200_000)
     net.set(w, "/x", 5)                   # revision 2 before the bundle runs
     w.take_output()
     r.take_output()
@@ -186,7 +186,7 @@ def test_scheduled_bundle_is_checked_when_it_runs():
 @pytest.mark.parametrize("ts", ["past", "absent", "zero"])
 def test_bundle_past_or_absent_timestamp_runs_now(legacy, ts):
     net, w, r = setup()
-    timestamp = {"past": wall_us() - 5_000_000, "absent": None, "zero": 0}[ts]
+    timestamp = {"past": net.wall_us() - 5_000_000, "absent": None, "zero": 0}[ts]
     bundle(net, w, [M.Set("/now", 1)], qos=1, timestamp=timestamp, legacy=legacy)
     assert [type(m) for m in msgs(w)] == [M.Set, M.Ack]
     assert net.router.get("/now").value == 1
@@ -241,7 +241,7 @@ def test_scheduled_bundle_of_a_closed_session_leaves_no_lock_behind():
     must not leave a lock held by a session that no longer exists."""
     net, w, r = setup()
     other = net.connect("other")
-    bundle(net, w, [M.Set("/l", 1, lock=True)], timestamp=wall_us() + 200_000)
+    bundle(net, w, [M.Set("/l", 1, lock=True)], timestamp=net.wall_us() + 200_000)
     net.router.close_session(w)
     net.advance(0.3)
     assert net.router.param_state("/l")[1] is None

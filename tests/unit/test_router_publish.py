@@ -224,10 +224,10 @@ def test_gesture_steady_stream_is_throttled_not_starved():
     for i in range(1, 41):                     # a move every 4 ms for 160 ms
         gesture(net, a, P.MOVE, i)
         got = seen(b)
-        delivered_times += [net.t[0]] * len(got)
+        delivered_times += [net.now] * len(got)
         net.advance(0.004)
         got = seen(b)
-        delivered_times += [net.t[0]] * len(got)
+        delivered_times += [net.now] * len(got)
     moves = len(delivered_times)
     # at most one move per 16 ms window (+1 for the first), and a throttle keeps emitting
     assert 9 <= moves <= 12, moves

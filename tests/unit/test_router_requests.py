@@ -7,7 +7,7 @@ import pytest
 
 from clasp_fast.protocol import messages as M
 
-from .test_router_support import Net, frame, msgs, only, wall_us
+from .test_router_support import Net, frame, msgs, only
 
 S = M.SignalType
 
@@ -28,7 +28,7 @@ def test_get_returns_one_param_snapshot():
     p = snap.params[0]
     assert (p.address, p.value, p.revision, p.writer) == ("/g/a", 2.5, 2, w.id)
     assert type(p.value) is float
-    assert abs(p.timestamp - wall_us()) < 10_000_000
+    assert abs(p.timestamp - net.wall_us()) < 10_000_000
     net.send(r, M.Get("/g/b"))
     p = only(r, M.Snapshot).params[0]
     assert p.value == 7 and type(p.value) is int
@@ -78,9 +78,9 @@ def test_get_null_value():
 def test_sync_reply():
     net = Net()
     s = net.connect()
-    before = wall_us()
+    before = net.wall_us()
     net.send(s, M.Sync(t1=123456))
-    after = wall_us()
+    after = net.wall_us()
     m = only(s, M.Sync)
     assert m.t1 == 123456
     assert before <= m.t2 <= m.t3 <= after

@@ -12,7 +12,7 @@ import pytest
 from clasp_fast.protocol import decode_frame
 from clasp_fast.protocol import messages as M
 
-from .test_router_support import (Net, frame, frames_of, is_uuid4, msgs, only, wall_us)
+from .test_router_support import (Net, frame, frames_of, is_uuid4, msgs, only)
 
 
 def hello(net, s, name="peer"):
@@ -26,9 +26,9 @@ def hello(net, s, name="peer"):
 def test_welcome_fields_then_one_empty_snapshot():
     net = Net(name="unit-router")
     s = net.open("10.0.0.1")
-    before = wall_us()
+    before = net.wall_us()
     frames = hello(net, s, "my client")
-    after = wall_us()
+    after = net.wall_us()
     assert [type(f.message) for f in frames] == [M.Welcome, M.Snapshot]
     w = frames[0].message
     assert w.version == 1
@@ -90,7 +90,7 @@ def test_welcome_snapshot_has_existing_state():
     assert params["/name"].value == "desk"
     for p in params.values():
         assert p.writer == a.id
-        assert abs(p.timestamp - wall_us()) < 10_000_000
+        assert abs(p.timestamp - net.wall_us()) < 10_000_000
 
 
 def test_large_state_snapshot_is_split_below_64k():

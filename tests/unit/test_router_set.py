@@ -7,15 +7,13 @@ invalid addresses 202.
 from __future__ import annotations
 
 import struct
-import time
 
 import pytest
 
 from clasp_fast.protocol import decode_frame
 from clasp_fast.protocol import messages as M
 
-from .test_router_support import (Net, frame, msgs, narrow_set, only, set_payload,
-                                  wall_us)
+from .test_router_support import (Net, frame, msgs, narrow_set, only, set_payload)
 
 
 def setup_pair(**cfg):
@@ -327,7 +325,7 @@ def test_trailing_slash_is_tolerated():
 # --- TTL ----------------------------------------------------------------------------
 
 
-def test_param_ttl_expiry_modes_with_real_time():
+def test_param_ttl_expiry_modes():
     """param_ttl 0.3 s default; SET TTL: sliding / absolute / never (whole seconds)."""
     net = Net(param_ttl=0.3, expiry_sweep_interval=0.1)
     w = net.connect()
@@ -340,16 +338,16 @@ def test_param_ttl_expiry_modes_with_real_time():
     net.set(w, "/ttl/default", 1)
     net.set(w, "/ttl/default-rewritten", 1)
     assert w.take_output() == []
-    time.sleep(0.2)
+    net.advance(0.2)
     net.set(w, "/ttl/default-rewritten", 2)        # slides the default TTL
-    time.sleep(0.2)
+    net.advance(0.2)
     # t = 0.4: default (0.3 s) expired; the rewritten one not yet
     assert net.router.get("/ttl/default") is None
     assert net.router.param_state("/ttl/default") == (0, None)
     assert net.router.get("/ttl/default-rewritten").value == 2
     net.set(w, "/ttl/sliding", 2)                  # a write without TTL keeps the sliding TTL
     net.set(w, "/ttl/absolute", 2)                 # ...and the absolute deadline
-    time.sleep(0.8)
+    net.advance(0.8)
     # t = 1.2
     assert net.router.get("/ttl/default-rewritten") is None
     assert net.router.get("/ttl/once") is None
@@ -360,7 +358,7 @@ def test_param_ttl_expiry_modes_with_real_time():
     net.send(w, M.Get("/ttl/once"))
     err = only(w, M.Error)
     assert err.code == 404 and err.address == "/ttl/once"
-    time.sleep(0.35)
+    net.advance(0.35)
     # t = 1.55: the sliding TTL (last write at 0.4) has passed
     assert net.router.get("/ttl/sliding") is None
     assert net.router.get("/ttl/never").value == 1
@@ -379,7 +377,7 @@ def test_expired_param_not_in_snapshots():
     w = net.connect()
     net.set(w, "/gone", 1)
     net.raw(w, frame(set_payload("/kept", 0x05, struct.pack(">q", 1), ttl_raw=0)))
-    time.sleep(0.25)
+    net.advance(0.25)
     late = net.open()
     net.send(late, M.Hello(name="late"))
     got = msgs(late)
@@ -399,9 +397,9 @@ def test_param_ttl_zero_means_never():
 def test_set_metadata_writer_and_timestamp():
     net = Net()
     w = net.connect()
-    before = wall_us()
+    before = net.wall_us()
     net.set(w, "/m", 1)
-    after = wall_us()
+    after = net.wall_us()
     p = net.router.get("/m")
     assert p.writer == w.id
     assert before - 1000 <= p.timestamp <= after + 1000

@@ -446,10 +446,10 @@ def test_subscribe_snapshot_is_split_below_64k():
 
 def test_snapshots_list_params_in_the_order_they_were_last_written():
     """A client replays the initial state in write order (its callbacks fire that way)."""
-    from clasp_fast._native.router import Router
     from clasp_fast.protocol import Hello, Set, Snapshot, Subscribe, decode_frame, encode_frame
+    from clasp_fast.router import Router, RouterConfig
 
-    r = Router()
+    r = Router(RouterConfig())
     w = r.open_session()
     r.receive(w, encode_frame(Hello("w")))
     order = [f"/ord/{k}" for k in (7, 3, 9, 1, 5, 3, 8)]     # /ord/3 written twice: last at #6

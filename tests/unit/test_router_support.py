@@ -1,6 +1,7 @@
 """Shared helpers for the router-core unit tests (no tests of its own).
 
-``Net`` wraps one sans-I/O ``Router`` with a fake monotonic clock, opens and
+``Net`` wraps one sans-I/O ``Router`` with a ManualClock (time moves only by
+``advance``), opens and
 welcomes sessions, sends messages (as real CLASP frames, through
 ``Router.receive``) and collects what each session was sent, decoded.
 Hand-built frames (narrow value codes, samples, truncated payloads) come from
@@ -9,24 +10,23 @@ the small byte builders at the bottom.
 from __future__ import annotations
 
 import struct
-import time
 import uuid
 
-from clasp_fast._native.router import Router
+from clasp_fast.router import ManualClock, Router, RouterConfig
 from clasp_fast.protocol import decode_frame, encode_frame
 from clasp_fast.protocol import messages as M
-from clasp_fast.router.config import RouterConfig
 
-T0 = 1000.0
+T0 = 1000.0                 # monotonic seconds at the start
+WALL0 = 1_800_000_000.0     # wall seconds at the start (2027: after the vectors' timestamps)
 
 
 class Net:
-    """One router, a fake clock (seconds, monotonic) and helpers."""
+    """One router, a manual clock and helpers."""
 
     def __init__(self, **cfg):
-        self.t = [T0]
+        self.clock = ManualClock(T0, WALL0)
         self.config = RouterConfig(**cfg)
-        self.router = Router(self.config, clock=lambda: self.t[0])
+        self.router = Router(self.config, clock=self.clock)
 
     # --- sessions -------------------------------------------------------------
     def open(self, peer: str = "127.0.0.1"):
@@ -58,9 +58,19 @@ class Net:
         self.send(s, M.Set(address, value, **kw), qos=qos)
 
     # --- time -----------------------------------------------------------------
+    @property
+    def now(self) -> float:
+        """The clock's monotonic time, seconds."""
+        return self.clock.monotonic()
+
+    def wall_us(self) -> int:
+        """The clock's wall time, µs (what the router writes into params and WELCOME)."""
+        return self.clock.wall_time_us()
+
     def advance(self, seconds: float):
-        self.t[0] += seconds
-        self.router.run_timers(self.t[0])
+        """Moves time forward and runs the timers that came due."""
+        self.clock.advance(seconds)
+        self.router.run_timers()
 
 
 def frames_of(s) -> list:
@@ -92,10 +102,6 @@ def is_uuid4(text: str) -> bool:
     except (ValueError, TypeError):
         return False
     return u.version == 4 and str(u) == text
-
-
-def wall_us() -> int:
-    return time.time_ns() // 1000
 
 
 # --- hand-built frames ----------------------------------------------------------

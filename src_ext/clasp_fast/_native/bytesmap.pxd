@@ -4,6 +4,10 @@
 # bytes/str object per lookup.  This map hashes the address bytes in place.
 # Keys are NOT copied: the value that a key maps to must own the key's bytes
 # and keep them alive (and unchanged) while the entry is in the map.
+#
+# The lookup functions are defined here, inline, not in bytesmap.pyx: Cython
+# inlines across modules only what a .pxd defines, and params, patterns and the
+# router call them once per message.
 
 from libc.stdint cimport uint64_t
 from libc.string cimport memcmp, memcpy

@@ -7,16 +7,18 @@
 
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from clasp_fast._native.params cimport ID_MAX
+from clasp_fast._native.clock cimport Clock
 
 
 cdef class Endpoint
 
 
 cdef class Hub:
+    cdef readonly Clock clock           # the core's time (see clock.pxd)
     cdef list dirty                     # endpoints with queued output
     cdef public object on_dirty         # called when `dirty` becomes non-empty
     cdef public object on_pressure      # called with an endpoint whose buffer is full
-    cdef Py_ssize_t limit_buffer        # routed messages an endpoint may queue
+    cdef Py_ssize_t limit_buffer        # bytes of routed output an endpoint may queue
     cdef double overflow_interval       # seconds between two ERROR 503 to one session
     cdef readonly uint64_t dropped      # routed messages dropped for full buffers, all endpoints
     cdef int overflow(self, Endpoint e) except -1
@@ -26,7 +28,7 @@ cdef class Endpoint:
     cdef uint8_t* out
     cdef Py_ssize_t out_size
     cdef Py_ssize_t out_cap
-    cdef Py_ssize_t out_count           # routed messages queued since the last flush
+    cdef Py_ssize_t out_routed          # bytes of routed output queued since the last flush
     cdef bint dirty                     # listed in Hub.dirty
     cdef readonly bint is_peer
     cdef public bint paused             # the transport asked us to stop writing
@@ -64,27 +66,6 @@ cdef class Session(Endpoint):
     cdef uint32_t rate_count
     cdef double last_limit_notice       # last ERROR 429
     cdef readonly uint64_t received
-
-
-# Bus record kinds (a record: u32 length of the rest, u8 kind, body)
-cdef enum:
-    R_HELLO = 1             # u8 worker, u8 restarted
-    R_INTEREST = 2          # u8 op (1 add, 0 remove), u8 mask, pattern
-    R_PUBLISH = 3           # a ready WebSocket frame of a PUBLISH, for local fan-out
-    R_SET_REQ = 4           # u64 seq, u8 qos, u8 id length, id, SET payload (to the owner)
-    R_REPLICATE = 5         # a decided SET: state fields + the ready broadcast frame
-    R_REJECT = 6            # u64 seq, u16 code, str message, str address (owner -> origin)
-    R_BUNDLE_REQ = 7        # u64 seq, u8 qos, u8 id length, id, BUNDLE payload
-    R_DONE = 8              # u64 seq, u64 revision of the last SET (0: none): BUNDLE or RELEASE applied
-    R_RELEASE = 9           # u8 id length, id: that session is gone, release its locks
-    R_HOLDER = 10           # str address, u8 holder length, holder, u8 holder origin
-    R_ANNOUNCE = 11         # an ANNOUNCE payload
-    R_SYNC_REQ = 12         # send me your state
-    R_SYNC_PARAM = 13       # one param's full state
-    R_SYNC_DONE = 14        # u8 count, count x (u8 origin, u64 applied seq)
-    R_DUP = 15              # u64 seq, u64 revision: that request was applied already
-    R_PUB_REQ = 16          # u64 seq, u8 qos, u8 id length, id, PUBLISH payload (to the owner)
-    R_BARRIER = 17          # u64 seq, ...: answered with R_DONE once all earlier decisions are sent
 
 
 cdef class PeerLink(Endpoint):

@@ -5,28 +5,23 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memmove
-from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from clasp_fast._native.wire cimport store_u32
+from clasp_fast._native.bus cimport R_PUBLISH
+from clasp_fast._native.clock cimport Clock
 
 cdef enum:
     INITIAL_OUT = 512
     KEEP_OUT = 65536            # buffers up to this size are kept between flushes
-    PRESSURE_BYTES = 1 << 20    # ask the edge to flush an endpoint this full
-
-
-cdef inline double mono_s() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return ts.tv_sec + ts.tv_nsec * 1e-9
 
 
 cdef class Hub:
     """Collects endpoints that have output; the I/O edge drains them."""
 
     def __cinit__(self, *args, **kwargs):
+        self.clock = Clock()
         self.dirty = []
-        self.limit_buffer = 1000
+        self.limit_buffer = 16384
         self.overflow_interval = 10.0
 
     def take_dirty(self) -> list:
@@ -40,7 +35,7 @@ cdef class Hub:
 
     cdef int overflow(self, Endpoint e) except -1:
         """A routed message to ``e`` was dropped: tell the client, at most once per interval."""
-        cdef double now = mono_s()
+        cdef double now = self.clock.mono_s()
         cdef bytes frame
         if e.is_peer:
             return 0
@@ -51,7 +46,7 @@ cdef class Hub:
         e.drops_at_notice = e.dropped
         from clasp_fast.protocol import encode_frame, ws_frame, Error
         frame = ws_frame(encode_frame(Error(
-            503, f"send buffer full (buffer_size {self.limit_buffer} messages): {dropped} "
+            503, f"send buffer full (buffer_size {self.limit_buffer} bytes): {dropped} "
                  f"message(s) dropped for this connection; read faster or subscribe to less")))
         return e.push_direct(<const uint8_t*>PyBytes_AS_STRING(frame), len(frame))
 
@@ -88,18 +83,21 @@ cdef class Endpoint:
         return 0
 
     cdef int push_routed(self, const uint8_t* frame, Py_ssize_t n) except -1:
-        """Queues a routed message (SET/PUBLISH fan-out); dropped if the buffer is full."""
+        """Queues a routed message (SET/PUBLISH fan-out).  At most ``limit_buffer`` bytes
+        of routed output wait here (beyond what the transport accepted; an empty buffer
+        takes one message of any size): past that the edge is asked to write now, and if
+        it cannot (the transport is paused) the message is dropped and counted."""
         if self.closed:
             return 0
-        if self.out_count >= self.hub.limit_buffer or self.out_size >= PRESSURE_BYTES:
+        if self.out_routed and self.out_routed + n > self.hub.limit_buffer:
             if not self.paused and self.hub.on_pressure is not None:
                 self.hub.on_pressure(self)
-            if self.out_count >= self.hub.limit_buffer:
+            if self.out_routed and self.out_routed + n > self.hub.limit_buffer:
                 self.dropped += 1
                 self.hub.dropped += 1
                 self.hub.overflow(self)
                 return 0
-        self.out_count += 1
+        self.out_routed += n
         return self.append(frame, n)
 
     cdef int push_direct(self, const uint8_t* frame, Py_ssize_t n) except -1:
@@ -110,7 +108,7 @@ cdef class Endpoint:
 
     cdef void reset_output(self) noexcept:
         self.out_size = 0
-        self.out_count = 0
+        self.out_routed = 0
         # a buffer that never grew goes back to malloc (idle connections hold none);
         # a grown one is kept for the next tick unless it is huge
         if self.out_cap <= INITIAL_OUT or self.out_cap > KEEP_OUT:

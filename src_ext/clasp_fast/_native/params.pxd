@@ -1,5 +1,9 @@
 # The param state: address -> value, revision, writer, time, TTL, lock holder.
 # Plain C structs in a BytesMap: a SET updates one in place with no Python object.
+#
+# `param_get`, `param_store`, `param_expired`, `param_expiry` are defined here,
+# inline, not in params.pyx: Cython inlines across modules only what a .pxd
+# defines, and the router calls them once per SET.
 
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport realloc

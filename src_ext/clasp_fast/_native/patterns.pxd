@@ -1,9 +1,9 @@
 # Addresses, patterns and the subscription trie.
 #
-# One matcher: `seg_match` decides whether one pattern segment matches one
-# address segment; `pattern_match` (one pattern against one address: snapshots,
-# QUERY) and the Trie (every subscription against one address: live routing)
-# are both built on it, so they never disagree.
+# One matcher: the Trie walk (`Trie._walk`, with `seg_match` for one segment).
+# Live routing walks the trie of every subscription; one pattern against many
+# addresses (snapshots, QUERY, `matches`) is a `Pattern`, a trie of that one
+# pattern, so `**` and globs are expanded in one place and never disagree.
 #
 #   literal   exact, case-sensitive
 #   *         exactly one segment
@@ -42,7 +42,6 @@ cdef int split_pattern(const char* p, Py_ssize_t n, Seg* segs) noexcept nogil
 cdef str address_error(int code, str kind, str text)
 
 cdef bint seg_match(const char* pat, Seg* ps, const char* addr, Seg* a) noexcept nogil
-cdef bint pattern_match(const char* pat, Seg* psegs, int np, const char* addr, Seg* asegs, int na) noexcept nogil
 
 
 cdef class Subscription:
@@ -106,4 +105,10 @@ cdef class Trie:
     cdef bint remove(self, Subscription sub) except -1
     cdef MatchList* match(self, const char* addr, Seg* segs, int nseg) except NULL
     cdef int _found(self, Node* n) except -1
-    cdef int _walk(self, Node* n, const char* addr, Seg* segs, int i, int nseg) except -1
+    cdef int _walk(self, Node* n, const char* addr, Seg* segs, int i, int nseg, bint first) except -1
+    cdef bint reaches(self, const char* addr, Seg* segs, int nseg) except -1
+
+
+cdef class Pattern:
+    cdef Trie trie
+    cdef bint matches(self, const char* addr, Seg* segs, int nseg) except -1

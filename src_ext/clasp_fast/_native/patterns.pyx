@@ -121,22 +121,6 @@ cdef bint seg_match(const char* pat, Seg* ps, const char* addr, Seg* a) noexcept
     return _glob(pat + ps.pos, ps.len, addr + a.pos, a.len)
 
 
-cdef bint pattern_match(const char* pat, Seg* psegs, int np, const char* addr, Seg* asegs, int na) noexcept nogil:
-    cdef int j
-    if np == 0:
-        return na == 0
-    if psegs[0].kind == SEG_GLOBSTAR:
-        for j in range(na + 1):
-            if pattern_match(pat, psegs + 1, np - 1, addr, asegs + j, na - j):
-                return True
-        return False
-    if na == 0:
-        return False
-    if not seg_match(pat, psegs, addr, asegs):
-        return False
-    return pattern_match(pat, psegs + 1, np - 1, addr, asegs + 1, na - 1)
-
-
 def matches(str pattern, str address):
     """Whether ``pattern`` matches ``address`` (both must be valid; else ValueError)."""
     cdef bytes pb = pattern.encode(), ab = address.encode()
@@ -148,7 +132,7 @@ def matches(str pattern, str address):
         raise ValueError(address_error(np, "pattern", pattern))
     if na < 0:
         raise ValueError(address_error(na, "address", address))
-    return pattern_match(pb, ps, np, ab, as_, na)
+    return Pattern(pattern).matches(ab, as_, na)
 
 
 # --- subscriptions -------------------------------------------------------------
@@ -369,32 +353,45 @@ cdef class Trie:
         self.nfound += n.nsubs
         return 0
 
-    cdef int _walk(self, Node* n, const char* addr, Seg* segs, int i, int nseg) except -1:
+    cdef int _walk(self, Node* n, const char* addr, Seg* segs, int i, int nseg, bint first) except -1:
+        """The one matcher: collects the subscriptions of every node that segments
+        ``i``.. of the address reach from ``n``.  ``first``: stop (return 1) at the first
+        node with subscriptions instead (``reaches``, ``Pattern.matches``)."""
         cdef Node* c
         cdef int j
         cdef Seg* s
         cdef Seg gp
         if n.globstar != NULL:
+            # `**`: zero or more segments, so the rest of the pattern is tried from every
+            # position i..nseg
             for j in range(i, nseg + 1):
-                self._walk(n.globstar, addr, segs, j, nseg)
+                if self._walk(n.globstar, addr, segs, j, nseg, first):
+                    return 1
         if i == nseg:
             if n.nsubs:
+                if first:
+                    return 1
                 self._found(n)
             return 0
         s = &segs[i]
         if n.children.slots != NULL:
             c = <Node*>bm_get(&n.children, addr + s.pos, s.len, bm_hash(addr + s.pos, s.len))
-            if c != NULL:
-                self._walk(c, addr, segs, i + 1, nseg)
-        if n.star != NULL:
-            self._walk(n.star, addr, segs, i + 1, nseg)
+            if c != NULL and self._walk(c, addr, segs, i + 1, nseg, first):
+                return 1
+        if n.star != NULL and self._walk(n.star, addr, segs, i + 1, nseg, first):
+            return 1
         for j in range(n.nglobs):
             gp.pos = 0
             gp.len = n.globs[j].len
             gp.kind = SEG_GLOB
-            if seg_match(n.globs[j].pat, &gp, addr, s):
-                self._walk(<Node*>n.globs[j].node, addr, segs, i + 1, nseg)
+            if seg_match(n.globs[j].pat, &gp, addr, s) and \
+                    self._walk(<Node*>n.globs[j].node, addr, segs, i + 1, nseg, first):
+                return 1
         return 0
+
+    cdef bint reaches(self, const char* addr, Seg* segs, int nseg) except -1:
+        """Whether any subscription matches ``addr`` (stops at the first)."""
+        return self._walk(self.root, addr, segs, 0, nseg, True)
 
     cdef MatchList* match(self, const char* addr, Seg* segs, int nseg) except NULL:
         """Everyone subscribed to ``addr``: a new MatchList owned by the caller."""
@@ -408,7 +405,7 @@ cdef class Trie:
         ml.gen = self.gen
         self.nfound = 0
         if self.root.total:
-            self._walk(self.root, addr, segs, 0, nseg)
+            self._walk(self.root, addr, segs, 0, nseg, False)
         if self.nfound == 0:
             return ml
         if self.nfound > 1:
@@ -477,4 +474,16 @@ def matches_signal(str pattern, str address):
         return False
     for i in range(na):
         as_[i].kind = SEG_LITERAL
-    return pattern_match(pb, ps, np, ab, as_, na)
+    return Pattern(pattern).matches(ab, as_, na)
+
+
+cdef class Pattern:
+    """One pattern, matched against many addresses (snapshots, QUERY, ``matches``):
+    a trie holding that one pattern, so it matches exactly as live routing does."""
+
+    def __cinit__(self, str pattern):
+        self.trie = Trie()
+        self.trie.add(Subscription(None, 0, pattern))
+
+    cdef bint matches(self, const char* addr, Seg* segs, int nseg) except -1:
+        return self.trie.reaches(addr, segs, nseg)

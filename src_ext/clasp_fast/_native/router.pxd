@@ -19,6 +19,7 @@ from clasp_fast._native.params cimport ParamStore, Param, ID_MAX
 from clasp_fast._native.wire cimport SetView, PublishView, FrameHeader
 from clasp_fast._native.outbox cimport Hub, Endpoint, Session, PeerLink
 from clasp_fast._native.pending cimport PendingQueue, Pending
+from clasp_fast._native.timers cimport TimerQueue
 
 cdef enum:
     MAX_WORKERS = 64
@@ -31,14 +32,11 @@ cdef class Router(Hub):
     cdef readonly Trie trie
     cdef BytesMap pub_cache             # address -> CacheEntry* (PUBLISH receivers)
     cdef Py_ssize_t pub_cache_limit
-    cdef public object on_timer         # called with a new earliest deadline
     cdef readonly dict sessions         # id -> Session (welcomed)
     cdef public object guard            # token mode: clasp_fast.auth.guard.Guard; None: open mode
-    cdef readonly object clock
     cdef object gestures
     cdef readonly dict signals          # announced signals: address -> SignalDef
-    cdef list timers
-    cdef uint64_t timer_seq
+    cdef TimerQueue timers
     cdef uint8_t* scratch               # one outgoing frame under construction
     cdef Py_ssize_t scratch_cap
     cdef Py_ssize_t max_payload
@@ -56,9 +54,12 @@ cdef class Router(Hub):
     cdef readonly int worker_index
     cdef readonly bint is_owner         # decides SETs (worker 0, or the only worker)
     cdef public PeerLink owner_link     # to the owner; None when we are it, or it is down
-    cdef readonly list links            # worker index -> PeerLink (None: not connected)
-    cdef public object cluster          # the Python-level node for rare bus records
-    cdef public bint holding            # owner syncing after a restart: queue requests
+    cdef list links                     # worker index -> PeerLink (None: not connected)
+    cdef readonly object cluster        # the Python-level node (clasp_fast.cluster.node)
+    cdef readonly bint holding          # owner syncing after a restart: queue requests
+    cdef list held_requests             # (link, kind, body) queued while holding
+    cdef dict peer_subs                 # worker -> {(pattern, mask): Subscription} it routes to
+    cdef uint32_t peer_sub_ids
     cdef uint64_t next_seq
     cdef readonly PendingQueue pending
     cdef uint64_t applied[MAX_WORKERS]  # highest request seq decided, per origin worker
@@ -98,27 +99,8 @@ cdef class Router(Hub):
     cdef _deliver_gated(self, Endpoint target, list gated, uint8_t bit, bytes frame, bytes address,
                         Param* prm)
     cdef void _clear_pub_cache(self) noexcept
-    cdef int store_state(self, const char* addr, Py_ssize_t alen, const uint8_t* value, Py_ssize_t vlen,
-                         uint64_t revision, uint64_t ts, uint64_t expires, bint has_ttl, uint32_t ttl,
-                         const char* writer, uint8_t wlen, const char* holder, uint8_t hlen,
-                         uint8_t horigin, bint only_if_newer) except -1
-    cdef Py_ssize_t state_head(self, Param* prm, uint8_t* o) noexcept
     cdef Param* _store_replica(self, const char* addr, Py_ssize_t alen, uint8_t vtype, const uint8_t* data,
-                               Py_ssize_t dlen, uint64_t revision, const uint8_t* st) except NULL
+                               Py_ssize_t dlen, uint64_t revision, const uint8_t* st,
+                               bint only_if_newer) except? NULL
     cdef Pending* _pending_for(self, uint64_t seq)
     cdef int resolve_pending(self, uint64_t seq, uint64_t revision, const char* addr, Py_ssize_t alen) except -1
-
-
-cdef class SnapshotWriter:
-    cdef Router router
-    cdef Session session
-    cdef uint8_t* buf           # payload under construction, after room for the headers
-    cdef Py_ssize_t size
-    cdef uint16_t count
-    cdef bint sent_any
-    cdef void _start(self) noexcept
-    cdef Py_ssize_t entry_size(self, Param* prm) noexcept
-    cdef int add(self, Param* prm) except -1
-    cdef int _emit(self) except -1
-    cdef int finish(self, bint always) except -1
-    cdef object to_value(self, Param* prm)

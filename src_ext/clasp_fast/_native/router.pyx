@@ -17,23 +17,23 @@ Several workers (see router.pxd): the owner decides SETs and replicates them
 (R_REPLICATE, in decision order on every FIFO link, so every worker sees one
 revision sequence per address); other workers forward their sessions' SETs to
 it (R_SET_REQ) and keep them in a pending queue until the decision comes back.
+Record kinds and layouts: bus.pxd; the socket side: clasp_fast.cluster.node.
+
+Elsewhere: SNAPSHOT writing (snapshot.pyx), timers (timers.pyx), time
+(clock.pyx: the core reads no system clock itself), output buffers (outbox.pyx).
 """
-import heapq
 import logging
-import time
 
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from cpython.object cimport PyObject
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
-from libc.stdlib cimport malloc, calloc, realloc, free, qsort
-from libc.string cimport memcpy, memcmp, memmove, memset
-from posix.time cimport clock_gettime, timespec, CLOCK_REALTIME, CLOCK_MONOTONIC
+from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memcpy, memcmp, memmove
 
 from clasp_fast._native.bytesmap cimport (BytesMap, bm_init, bm_free, bm_clear, bm_get, bm_put,
                                          bm_hash)
 from clasp_fast._native.patterns cimport (Trie, Subscription, MatchList, MatchEntry, Seg,
-                                         MAX_SEGMENTS, split_address, split_pattern,
-                                         address_error, pattern_match, matchlist_free)
+                                         MAX_SEGMENTS, split_address, address_error, matchlist_free)
 from clasp_fast._native.params cimport (ParamStore, Param, param_expired, param_get, param_store,
                                        param_expiry, ID_MAX)
 from clasp_fast._native.wire cimport (
@@ -42,31 +42,33 @@ from clasp_fast._native.wire cimport (
     write_set_broadcast, store_u16, store_u32, store_u64, load_u16, load_u32, load_u64,
     MAX_PAYLOAD, MAX_WS_HEADER, NARROW_CODES, T_SET, T_PUBLISH, T_ACK, T_SNAPSHOT,
     SET_HAS_REVISION, SET_LOCK, SET_UNLOCK, SET_HAS_TTL, SIG_GESTURE, V_I64, V_F64)
-from clasp_fast._native.outbox cimport (Hub, Endpoint, Session, PeerLink, R_PUBLISH, R_SET_REQ,
-                                       R_REPLICATE, R_REJECT, R_BUNDLE_REQ, R_DONE, R_RELEASE,
-                                       R_HOLDER, R_SYNC_PARAM, R_DUP, R_PUB_REQ, R_BARRIER)
+from clasp_fast._native.outbox cimport Hub, Endpoint, Session, PeerLink
+from clasp_fast._native.bus cimport (
+    R_INTEREST, R_PUBLISH, R_SET_REQ, R_REPLICATE, R_REJECT, R_BUNDLE_REQ, R_DONE, R_RELEASE, R_HOLDER,
+    R_ANNOUNCE, R_SYNC_REQ, R_SYNC_PARAM, R_SYNC_DONE, R_DUP, R_PUB_REQ, R_BARRIER, RECORD_HEAD, REQUEST_HEAD, REQUEST_HEAD_MAX, DONE_SIZE, REPLICATE_HEAD,
+    STATE_MAX, write_request_head, request_head_size, write_done, write_state, state_size, apply_state)
+from clasp_fast._native.clock cimport Clock
+from clasp_fast._native.snapshot cimport (SnapshotWriter, write_snapshot, params_where, SNAPSHOT_HEAD,
+                                         ENTRY_OVERHEAD)
+from clasp_fast._native.timers cimport TimerQueue
 from clasp_fast._native.access cimport Access
 from clasp_fast._native.pending cimport (PendingQueue, Pending, PK_SET, PK_BUNDLE, PK_RELEASE,
                                         PK_PUBLISH, PK_READ)
 
+from clasp_fast._native import bus
 from clasp_fast._native.wire import (DecodeError, EncodeError, decode_payload, encode_frame,
                                     encode_payload, header_error, ws_frame)
 from clasp_fast._native.patterns import check_address, check_pattern, matches_signal
 from clasp_fast.protocol import messages as M
-from clasp_fast.router.config import RouterConfig
-from clasp_fast.router.gates import SubscriptionGate, admit as gates_admit
-from clasp_fast.router.gestures import GestureThrottle
+from clasp_fast.throttles.gates import SubscriptionGate, admit as gates_admit
+from clasp_fast.throttles.gestures import GestureThrottle
 
 log = logging.getLogger("clasp_fast.router")
 
 cdef enum:
     SCRATCH = 65536 + 64
-    SNAPSHOT_HEAD = 3           # type + u16 count
-    # the largest SNAPSHOT entry for a param, beyond address and value:
-    # address len 2 + revision 8 + flags 1 + writer 2+ID + ts 8 (the type byte is in value_len)
-    ENTRY_OVERHEAD = 2 + 8 + 1 + 2 + ID_MAX + 8
+    OWNER = 0                   # the worker that decides SETs
     PUB_CACHE_LIMIT = 65536
-    STATE_HEAD_MAX = 8 + 8 + 1 + 4 + 1 + ID_MAX + 1 + ID_MAX + 1
 
 # ERROR codes (docs/protocol.md "Errors")
 cdef enum:
@@ -82,18 +84,6 @@ cdef enum:
 
 _TYPE_NAMES = {0: "null", 1: "bool", 2: "i8", 3: "i16", 4: "i32", 5: "i64", 6: "f32", 7: "f64",
                8: "string", 9: "bytes", 10: "array", 11: "map"}
-
-
-cdef inline uint64_t wall_us() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return <uint64_t>ts.tv_sec * 1000000 + <uint64_t>(ts.tv_nsec // 1000)
-
-
-cdef inline double mono_s() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return ts.tv_sec + ts.tv_nsec * 1e-9
 
 
 cdef struct CacheEntry:
@@ -117,17 +107,6 @@ cdef inline Py_ssize_t _ws_header_len(const uint8_t* f, Py_ssize_t n) noexcept n
     return 4 if b == 126 else 10
 
 
-cdef int _by_write_order(const void* a, const void* b) noexcept nogil:
-    cdef Param* x = (<Param**>a)[0]
-    cdef Param* y = (<Param**>b)[0]
-    return -1 if x.order < y.order else (1 if x.order > y.order else 0)
-
-
-cdef bytes _str16(str s):
-    b = s.encode()
-    return bytes(((len(b) >> 8) & 0xFF, len(b) & 0xFF)) + b
-
-
 cdef class Router(Hub):
     """The router core.  See the module docstring."""
 
@@ -138,16 +117,22 @@ cdef class Router(Hub):
         if self.scratch == NULL:
             raise MemoryError()
 
-    def __init__(self, config=None, clock=None):
-        self.config = config if config is not None else RouterConfig()
+    def __init__(self, config, clock=None):
+        """``config``: a clasp_fast.router.RouterConfig; ``clock``: a Clock (default: the
+        system clocks; tests pass a ManualClock)."""
+        self.config = config
         self.params = ParamStore(self.config.param_ttl)
         self.trie = Trie()
         self.pub_cache_limit = PUB_CACHE_LIMIT
         self.sessions = {}
-        self.clock = clock if clock is not None else time.monotonic
+        if clock is not None:
+            if not isinstance(clock, Clock):
+                raise TypeError(f"clock must be a clasp_fast._native.clock.Clock (e.g. ManualClock), "
+                                f"not {type(clock).__name__}")
+            self.clock = clock
         self.gestures = GestureThrottle(self, self.config.gesture_interval_ms / 1000.0)
         self.signals = {}
-        self.timers = []
+        self.timers = TimerQueue()
         self.interest = {}
         self.holders = {}
         self.holder_origin = {}
@@ -217,8 +202,10 @@ cdef class Router(Hub):
             self.interest[key] = n
         else:
             self.interest.pop(key, None)
-        if self.cluster is not None and (n == 1 and delta > 0 or n == 0 and delta < 0):
-            self.cluster.interest_changed(pattern, mask, delta > 0)
+        if (n == 1 and delta > 0 or n == 0 and delta < 0) and not self.is_owner:
+            link = self.links[OWNER]
+            if link is not None:
+                (<PeerLink>link).send_record(R_INTEREST, bus.interest(delta > 0, pattern, mask))
 
     def _provisional_interest(self, msg, int delta):
         """A SUBSCRIBE waiting for its barrier: the owner is told of its interest *before* the
@@ -257,7 +244,7 @@ cdef class Router(Hub):
         if not s.welcomed and not s.inflight:
             return self.slow_path(s, data, n, h.qos, h.header_size)
         if self.max_rate_in:
-            now = mono_s()
+            now = self.clock.mono_s()
             if now - s.rate_window >= 1.0:
                 s.rate_window = now
                 s.rate_count = 0
@@ -356,28 +343,23 @@ cdef class Router(Hub):
     cdef int forward_publish_copy(self, Session s, const uint8_t* p, Py_ssize_t n) except -1:
         """An R_PUB_REQ with sequence 0: the owner routes it to the other workers and answers
         nothing (the origin has delivered it to its own sessions)."""
-        cdef uint8_t head[10 + ID_MAX]
-        memset(head, 0, 10)
-        head[9] = s.idlen
-        memcpy(head + 10, s.idc, s.idlen)
-        return self.owner_link.push_record(R_PUB_REQ, head, 10 + s.idlen, p, n)
+        cdef uint8_t head[REQUEST_HEAD_MAX]
+        return self.owner_link.push_record(R_PUB_REQ, head, write_request_head(head, 0, 0, s.idc, s.idlen),
+                                           p, n)
 
     cdef int forward_request(self, Session s, uint8_t kind, uint8_t record, const uint8_t* p,
                              Py_ssize_t n, uint8_t qos) except -1:
         """Not the owner: send a SET or PUBLISH to it; the result comes back in order
         (R_REPLICATE / R_DONE / R_REJECT) and is matched with the pending queue."""
-        cdef uint8_t head[10 + ID_MAX]
+        cdef uint8_t head[REQUEST_HEAD_MAX]
         cdef uint64_t seq
         self.next_seq += 1
         seq = self.next_seq
         self.pending.push(seq, s, qos, kind, p, n)
         s.inflight += 1
         if self.owner_link is not None:
-            store_u64(head, seq)
-            head[8] = qos
-            head[9] = s.idlen
-            memcpy(head + 10, s.idc, s.idlen)
-            self.owner_link.push_record(record, head, 10 + s.idlen, p, n)
+            self.owner_link.push_record(record, head, write_request_head(head, seq, qos, s.idc, s.idlen),
+                                        p, n)
         return 0
 
     cdef int apply_set(self, const char* wid, uint8_t wlen, Session local, int origin, uint64_t seq,
@@ -391,7 +373,7 @@ cdef class Router(Hub):
         cdef Py_ssize_t size, hl, total, hn, i
         cdef uint8_t* frame
         cdef MatchList* ml
-        cdef uint8_t head[9 + STATE_HEAD_MAX]
+        cdef uint8_t head[REPLICATE_HEAD + STATE_MAX]
         cdef PeerLink link
         if prm != NULL and param_expired(prm, now):
             self.params.remove(prm)
@@ -439,7 +421,7 @@ cdef class Router(Hub):
         if self.cluster is not None:
             head[0] = origin
             store_u64(head + 1, seq)
-            hn = 9 + self.state_head(prm, head + 9)
+            hn = REPLICATE_HEAD + write_state(prm, head + REPLICATE_HEAD)
             for i in range(MAX_WORKERS):
                 link = self.links[i]
                 if link is not None:
@@ -458,8 +440,7 @@ cdef class Router(Hub):
             self.applied[origin] = seq
         link = self.links[origin] if origin < MAX_WORKERS else None
         if link is not None:
-            (<PeerLink>link).send_record(R_REJECT, seq.to_bytes(8, "big") + code.to_bytes(2, "big")
-                                         + _str16(message) + _str16(address or ""))
+            (<PeerLink>link).send_record(R_REJECT, bus.reject(seq, code, message, address))
         return 0
 
     def _lock_changed(self, str holder, int origin, str address, bint locked):
@@ -496,65 +477,21 @@ cdef class Router(Hub):
     def _broadcast_holder(self, str address, str holder, int horigin):
         if self.cluster is None:
             return
-        hb = holder.encode()
-        body = _str16(address) + bytes((len(hb),)) + hb + bytes((horigin,))
+        body = bus.holder(address, holder, horigin)
         for link in self.links:
             if link is not None:
                 (<PeerLink>link).send_record(R_HOLDER, body)
 
     def apply_holder(self, bytes body):
         """Replica: the owner changed a lock holder without a write."""
-        cdef bytes b
+        cdef bytes b, holder
         cdef Param* prm
-        alen = int.from_bytes(body[:2], "big")
-        b = body[2:2 + alen]
-        hlen = body[2 + alen]
-        holder = body[3 + alen:3 + alen + hlen]
+        b, holder, origin = bus.parse_holder(body)
         prm = param_get(self.params, b, len(b), bm_hash(b, len(b)))
         if prm != NULL:
-            memcpy(prm.holder, <const char*>holder, hlen)
-            prm.holder_len = hlen
-            prm.holder_origin = body[3 + alen + hlen]
-
-    cdef Py_ssize_t state_head(self, Param* prm, uint8_t* o) noexcept:
-        """Writes what a replica needs beyond the SET frame; returns its size."""
-        cdef Py_ssize_t n = 0
-        store_u64(o, prm.timestamp_us)
-        store_u64(o + 8, prm.expires_us)
-        o[16] = prm.has_ttl
-        store_u32(o + 17, prm.ttl_raw)
-        o[21] = prm.writer_len
-        memcpy(o + 22, prm.writer, prm.writer_len)
-        n = 22 + prm.writer_len
-        o[n] = prm.holder_len
-        memcpy(o + n + 1, prm.holder, prm.holder_len)
-        n += 1 + prm.holder_len
-        o[n] = prm.holder_origin
-        return n + 1
-
-    cdef int store_state(self, const char* addr, Py_ssize_t alen, const uint8_t* value, Py_ssize_t vlen,
-                         uint64_t revision, uint64_t ts, uint64_t expires, bint has_ttl, uint32_t ttl,
-                         const char* writer, uint8_t wlen, const char* holder, uint8_t hlen,
-                         uint8_t horigin, bint only_if_newer) except -1:
-        """Replica: sets a param to the owner's decided state (``value``: type byte + data)."""
-        cdef uint64_t h = bm_hash(addr, alen)
-        cdef Param* prm = param_get(self.params, addr, alen, h)
-        if prm != NULL and only_if_newer and prm.revision >= revision:
-            return 0
-        if prm == NULL:
-            prm = self.params.create(addr, alen, h)
-        param_store(self.params, prm, value[0], value + 1, vlen - 1)
-        prm.revision = revision
-        prm.timestamp_us = ts
-        prm.expires_us = expires
-        prm.has_ttl = has_ttl
-        prm.ttl_raw = ttl
-        memcpy(prm.writer, writer, wlen)
-        prm.writer_len = wlen
-        memcpy(prm.holder, holder, hlen)
-        prm.holder_len = hlen
-        prm.holder_origin = horigin
-        return 0
+            memcpy(prm.holder, <const char*>holder, len(holder))
+            prm.holder_len = len(holder)
+            prm.holder_origin = origin
 
     cdef MatchList* param_receivers(self, Param* prm, Seg* segs, int nseg) except NULL:
         """The cached receivers of a param; ``nseg`` < 0: the address is not split yet."""
@@ -570,7 +507,7 @@ cdef class Router(Hub):
         """Server time for writes: read once per batch of input (the edge marks a batch's
         end), not once per SET; within a batch of frames it is the same microsecond range."""
         if not self.clock_fresh:
-            self.clock_us = wall_us()
+            self.clock_us = self.clock.wall_us()
             self.clock_fresh = True
         return self.clock_us
 
@@ -610,7 +547,8 @@ cdef class Router(Hub):
             elif kind == R_BARRIER and not self.holding:
                 self.answer_barrier(link, buf + pos + 5)
             elif self.cluster is not None:
-                self.cluster.on_record(link, kind, PyBytes_FromStringAndSize(<const char*>buf + pos + 5, size - 1))
+                self.on_record(link, kind, PyBytes_FromStringAndSize(<const char*>buf + pos + RECORD_HEAD,
+                                                                     size - 1))
             pos += 4 + size
         rest = n - pos
         self.clock_fresh = False
@@ -651,9 +589,9 @@ cdef class Router(Hub):
         cdef uint64_t seq = load_u64(b)
         cdef uint8_t qos = b[8]
         cdef uint8_t idlen = b[9]
-        cdef const char* wid = <const char*>b + 10
-        cdef const uint8_t* p = b + 10 + idlen
-        cdef Py_ssize_t pn = n - 10 - idlen
+        cdef const char* wid = <const char*>b + REQUEST_HEAD
+        cdef const uint8_t* p = b + request_head_size(b)
+        cdef Py_ssize_t pn = n - request_head_size(b)
         cdef int origin = link.index
         if parse_set(p, pn, &v, &r):
             return self._write_error(None, origin, seq, E_BAD_FRAME, reader_error(&r, "SET"), None)
@@ -667,14 +605,10 @@ cdef class Router(Hub):
                                      address)
         return self.apply_set(wid, idlen, None, origin, seq, p, &v, segs, nseg, qos)
 
-    def replay_set_request(self, PeerLink link, bytes body):
-        """Owner: decides a SET request that was held while the owner synced."""
-        self.on_set_request(link, <const uint8_t*>PyBytes_AS_STRING(body), len(body))
-
     def _duplicate(self, PeerLink link, uint64_t seq, bytes address):
         cdef Param* prm = param_get(self.params, address, len(address), bm_hash(address, len(address)))
         rev = prm.revision if prm != NULL else 0
-        link.send_record(R_DUP, seq.to_bytes(8, "big") + rev.to_bytes(8, "big"))
+        link.send_record(R_DUP, bus.done(seq, rev))
         return 0
 
     cdef int on_replicate(self, const uint8_t* b, Py_ssize_t n) except -1:
@@ -685,12 +619,10 @@ cdef class Router(Hub):
         cdef int nseg
         cdef uint8_t origin = b[0]
         cdef uint64_t seq = load_u64(b + 1)
-        cdef const uint8_t* st = b + 9
-        cdef uint8_t wlen = st[21]
-        cdef uint8_t hlen = st[22 + wlen]
-        cdef Py_ssize_t sh = 22 + wlen + 1 + hlen + 1
+        cdef const uint8_t* st = b + REPLICATE_HEAD
+        cdef Py_ssize_t sh = state_size(st)
         cdef const uint8_t* frame = st + sh
-        cdef Py_ssize_t fn = n - 9 - sh
+        cdef Py_ssize_t fn = n - REPLICATE_HEAD - sh
         cdef Py_ssize_t hl = _ws_header_len(frame, fn)
         cdef const uint8_t* p
         cdef const char* addr
@@ -703,7 +635,9 @@ cdef class Router(Hub):
             return 0
         addr = <const char*>p + v.addr_pos
         prm = self._store_replica(addr, v.addr_len, v.vtype, p + v.value_pos, v.value_end - v.value_pos,
-                                  v.revision, st)
+                                  v.revision, st, False)
+        if prm == NULL:
+            return 0
         self.deliver(self.param_receivers(prm, segs, -1), 0x01, None, False, frame, fn,
                      addr, v.addr_len, prm)
         if seq > self.applied[origin]:
@@ -713,24 +647,19 @@ cdef class Router(Hub):
         return 0
 
     cdef Param* _store_replica(self, const char* addr, Py_ssize_t alen, uint8_t vtype, const uint8_t* data,
-                               Py_ssize_t dlen, uint64_t revision, const uint8_t* st) except NULL:
+                               Py_ssize_t dlen, uint64_t revision, const uint8_t* st,
+                               bint only_if_newer) except? NULL:
+        """Replica: sets a param to the owner's decided state (``st``: a bus state block).
+        With ``only_if_newer``, a param at ``revision`` or later is kept (returns NULL)."""
         cdef uint64_t h = bm_hash(addr, alen)
         cdef Param* prm = param_get(self.params, addr, alen, h)
-        cdef uint8_t wlen = st[21]
-        cdef uint8_t hlen = st[22 + wlen]
+        if prm != NULL and only_if_newer and prm.revision >= revision:
+            return NULL
         if prm == NULL:
             prm = self.params.create(addr, alen, h)
         param_store(self.params, prm, vtype, data, dlen)
         prm.revision = revision
-        prm.timestamp_us = load_u64(st)
-        prm.expires_us = load_u64(st + 8)
-        prm.has_ttl = st[16]
-        prm.ttl_raw = load_u32(st + 17)
-        memcpy(prm.writer, st + 22, wlen)
-        prm.writer_len = wlen
-        memcpy(prm.holder, st + 23 + wlen, hlen)
-        prm.holder_len = hlen
-        prm.holder_origin = st[23 + wlen + hlen]
+        apply_state(prm, st)
         return prm
 
     cdef int resolve_pending(self, uint64_t seq, uint64_t revision, const char* addr, Py_ssize_t alen) except -1:
@@ -756,10 +685,6 @@ cdef class Router(Hub):
                 self._drain(s)
         return 0
 
-    def replay_publish_request(self, PeerLink link, bytes body):
-        """Owner: decides a PUBLISH request that was held while the owner synced."""
-        self.on_publish_request(link, <const uint8_t*>PyBytes_AS_STRING(body), len(body))
-
     cdef int on_publish_request(self, PeerLink link, const uint8_t* b, Py_ssize_t n) except -1:
         """Owner: a PUBLISH from a session on worker ``link.index``: route it to our sessions
         and to the other interested workers; the origin delivers to its own after R_DONE."""
@@ -768,10 +693,9 @@ cdef class Router(Hub):
         cdef Seg segs[MAX_SEGMENTS]
         cdef int nseg
         cdef uint64_t seq = load_u64(b)
-        cdef uint8_t idlen = b[9]
-        cdef const uint8_t* p = b + 10 + idlen
-        cdef Py_ssize_t pn = n - 10 - idlen
-        cdef uint8_t done[16]
+        cdef const uint8_t* p = b + request_head_size(b)
+        cdef Py_ssize_t pn = n - request_head_size(b)
+        cdef uint8_t done[DONE_SIZE]
         if seq == 0 or seq > self.applied[link.index]:
             if seq:
                 self.applied[link.index] = seq
@@ -781,19 +705,14 @@ cdef class Router(Hub):
                     self.route_publish(link, True, p, &v, segs, nseg)
         if seq == 0:
             return 0                # a copy: the origin expects no answer
-        store_u64(done, seq)
-        store_u64(done + 8, 0)
-        return link.push_record(R_DONE, done, 16, NULL, 0)
+        write_done(done, seq, 0)
+        return link.push_record(R_DONE, done, DONE_SIZE, NULL, 0)
 
     cdef int answer_barrier(self, PeerLink link, const uint8_t* b) except -1:
         """Owner: R_DONE after every decision sent so far (the link is FIFO)."""
-        cdef uint8_t done[16]
-        memcpy(done, b, 8)
-        store_u64(done + 8, 0)
-        return link.push_record(R_DONE, done, 16, NULL, 0)
-
-    def replay_barrier(self, PeerLink link, bytes body):
-        self.answer_barrier(link, <const uint8_t*>PyBytes_AS_STRING(body))
+        cdef uint8_t done[DONE_SIZE]
+        write_done(done, load_u64(b), 0)
+        return link.push_record(R_DONE, done, DONE_SIZE, NULL, 0)
 
     cdef int on_done(self, const uint8_t* b, Py_ssize_t n) except -1:
         """Origin: the owner has routed our PUBLISH (or applied a BUNDLE / lock release)."""
@@ -819,12 +738,7 @@ cdef class Router(Hub):
     def resolve_reject(self, bytes body):
         """Our request was refused by the owner: ERROR to the session."""
         cdef Pending* f
-        seq = int.from_bytes(body[:8], "big")
-        code = int.from_bytes(body[8:10], "big")
-        mlen = int.from_bytes(body[10:12], "big")
-        message = body[12:12 + mlen].decode()
-        alen = int.from_bytes(body[12 + mlen:14 + mlen], "big")
-        address = body[14 + mlen:14 + mlen + alen].decode() or None
+        seq, code, message, address = bus.parse_reject(body)
         f = self._pending_for(seq)
         if f == NULL:
             return
@@ -836,8 +750,7 @@ cdef class Router(Hub):
         """Our BUNDLE (or lock release) was applied by the owner."""
         cdef Pending* f
         cdef Session s
-        seq = int.from_bytes(body[:8], "big")
-        revision = int.from_bytes(body[8:16], "big")
+        seq, revision = bus.parse_done(body)
         f = self._pending_for(seq)
         if f == NULL:
             return
@@ -867,8 +780,7 @@ cdef class Router(Hub):
     def resolve_dup(self, bytes body):
         """Our request had been applied before the owner restarted."""
         cdef Pending* f
-        seq = int.from_bytes(body[:8], "big")
-        revision = int.from_bytes(body[8:16], "big")
+        seq, revision = bus.parse_done(body)
         f = self._pending_for(seq)
         if f == NULL:
             return
@@ -893,11 +805,8 @@ cdef class Router(Hub):
         if kind != PK_RELEASE:
             s.inflight += 1
         if self.owner_link is not None:
-            self.owner_link.send_record(record, self._request_head(seq, s, qos) + payload)
-
-    def _request_head(self, uint64_t seq, Session s, int qos):
-        sid = s.id.encode() if s is not None else b""
-        return seq.to_bytes(8, "big") + bytes((qos, len(sid))) + sid
+            self.owner_link.send_record(record, bus.request_head(seq, qos, s.id if s is not None else "")
+                                        + payload)
 
     def resend_pending(self):
         """The owner restarted: send it every request it has not decided, in order."""
@@ -910,34 +819,30 @@ cdef class Router(Hub):
             payload = PyBytes_FromStringAndSize(<const char*>self.pending.payload(f), f.len)
             record = {PK_SET: R_SET_REQ, PK_BUNDLE: R_BUNDLE_REQ, PK_RELEASE: R_RELEASE,
                       PK_PUBLISH: R_PUB_REQ, PK_READ: R_BARRIER}[f.kind]
-            self.owner_link.send_record(record, self._request_head(f.seq, s, f.qos) + payload)
+            self.owner_link.send_record(record, bus.request_head(f.seq, f.qos, s.id if s is not None else "")
+                                        + payload)
 
     def owner_release(self, PeerLink link, bytes body):
         """Owner: a session of worker ``link.index`` closed; free its locks."""
-        seq = int.from_bytes(body[:8], "big")
-        idlen = body[9]
-        holder = body[10:10 + idlen].decode()
+        seq, _, holder, _ = bus.parse_request(body)
         self.release_locks(holder)
         if seq > self.applied[link.index]:
             self.applied[link.index] = seq
-        link.send_record(R_DONE, seq.to_bytes(8, "big") + bytes(8))
+        link.send_record(R_DONE, bus.done(seq))
 
     def owner_bundle(self, PeerLink link, bytes body):
         """Owner: a BUNDLE from a session of worker ``link.index``."""
-        seq = int.from_bytes(body[:8], "big")
-        qos = body[8]
-        idlen = body[9]
-        holder = body[10:10 + idlen].decode()
+        seq, qos, holder, payload = bus.parse_request(body)
         if seq <= self.applied[link.index]:
-            link.send_record(R_DONE, seq.to_bytes(8, "big") + bytes(8))
+            link.send_record(R_DONE, bus.done(seq))
             return
-        msg = decode_payload(body[10 + idlen:])
+        msg = decode_payload(payload)
         ok, last = self._apply_bundle_sets(holder, None, link.index, seq, msg)
         if ok:
             if seq > self.applied[link.index]:
                 self.applied[link.index] = seq
             self._publish_bundle_part(link, msg, True)
-            link.send_record(R_DONE, seq.to_bytes(8, "big") + (last or 0).to_bytes(8, "big"))
+            link.send_record(R_DONE, bus.done(seq, last or 0))
 
     # --- PUBLISH ----------------------------------------------------------------
 
@@ -1127,46 +1032,8 @@ cdef class Router(Hub):
     # --- snapshots --------------------------------------------------------------
 
     cdef int send_snapshot(self, Session s, object pattern, bint always) except -1:
-        """SNAPSHOT(s) of the params matching ``pattern`` (None: all), oldest write first (a
-        client replays the state in the order it was written), split to fit 65535 bytes."""
-        cdef SnapshotWriter w = SnapshotWriter(self, s)
-        cdef Seg psegs[MAX_SEGMENTS]
-        cdef Seg asegs[MAX_SEGMENTS]
-        cdef int np = 0, na
-        cdef bytes pb = pattern.encode() if pattern is not None else b""
-        cdef Py_ssize_t i, count = 0
-        cdef Param* prm
-        cdef uint64_t now = wall_us()
-        cdef Param** found = <Param**>malloc(max(len(self.params), 1) * sizeof(Param*))
-        # token mode: the WELCOME snapshot holds only what the session may read (a SUBSCRIBE
-        # pattern was checked whole, so its snapshot needs no filter)
-        readable = s.access.may_read if pattern is None and s.access is not None \
-            and not s.access.read_all else None
-        if found == NULL:
-            raise MemoryError()
-        try:
-            if pattern is not None:
-                np = split_pattern(pb, len(pb), psegs)
-            for i in range(self.params.capacity()):
-                prm = self.params.slot(i)
-                if prm == NULL or param_expired(prm, now):
-                    continue
-                if pattern is not None:
-                    na = split_address(prm.address, prm.addr_len, asegs)
-                    if na < 0 or not pattern_match(pb, psegs, np, prm.address, asegs, na):
-                        continue
-                if readable is not None and not readable(prm.address[:prm.addr_len].decode()):
-                    continue
-                found[count] = prm
-                count += 1
-            if count > 1:
-                qsort(found, count, sizeof(Param*), _by_write_order)
-            for i in range(count):
-                w.add(found[i])
-            w.finish(always)
-        finally:
-            free(found)
-        return 0
+        """SNAPSHOT(s) of the params matching ``pattern`` (None: all); see snapshot.pyx."""
+        return write_snapshot(self.params, s, pattern, always, self.clock.wall_us())
 
     # --- the slow path: everything but SET and PUBLISH --------------------------
 
@@ -1206,7 +1073,7 @@ cdef class Router(Hub):
             return self.error(s, E_BAD_FRAME, f"duplicate HELLO: this connection already has session "
                                               f"{s.id}; the first session stays")
         if self.guard is not None:
-            access, why = self.guard.admit(msg.token, s.peer, wall_us() / 1e6, mono_s())
+            access, why = self.guard.admit(msg.token, s.peer, self.clock.wall_us() / 1e6, self.clock.mono_s())
             if access is None:
                 self.error(s, E_UNAUTHORIZED, f"{why}: this router admits only clients with a valid "
                                               f"token in HELLO (security.mode token)")
@@ -1217,7 +1084,7 @@ cdef class Router(Hub):
         s.name = msg.name
         s.features = msg.features
         self.sessions[s.id] = s
-        self.send(s, M.Welcome(session=s.id, name=self.config.name, time=wall_us(), version=1,
+        self.send(s, M.Welcome(session=s.id, name=self.config.name, time=self.clock.wall_us(), version=1,
                                features=0xF8))
         self.send_snapshot(s, None, True)
 
@@ -1229,7 +1096,7 @@ cdef class Router(Hub):
         cdef int n = 0
         if self.guard is None:
             return 0
-        now = wall_us() / 1e6
+        now = self.clock.wall_us() / 1e6
         for s in list(self.sessions.values()):
             if s.access is None or s.close_request is not None:
                 continue
@@ -1264,7 +1131,7 @@ cdef class Router(Hub):
                                               f"has no read scope covering every address it matches "
                                               f"(a pattern wider than the scopes is refused)", msg.pattern)
         if msg.id not in s.subs and len(s.subs) >= self.max_subs:
-            now = mono_s()
+            now = self.clock.mono_s()
             if now - s.last_limit_notice >= 1.0:
                 s.last_limit_notice = now
                 self.error(s, E_LIMIT, f"subscription limit reached: this session already has "
@@ -1307,15 +1174,15 @@ cdef class Router(Hub):
                                               f"read scope covering it", msg.address)
         b = msg.address.encode()
         prm = param_get(self.params, b, len(b), bm_hash(b, len(b)))
-        if prm == NULL or param_expired(prm, wall_us()):
+        if prm == NULL or param_expired(prm, self.clock.wall_us()):
             return self.error(s, E_NOT_FOUND, f"no param at {msg.address}", msg.address)
-        w = SnapshotWriter(self, s)
+        w = SnapshotWriter(s)
         w.add(prm)
         w.finish(True)
 
     def _sync(self, Session s, msg, int qos):
-        t2 = wall_us()
-        self.send(s, M.Sync(t1=msg.t1, t2=t2, t3=wall_us()))
+        t2 = self.clock.wall_us()
+        self.send(s, M.Sync(t1=msg.t1, t2=t2, t3=self.clock.wall_us()))
 
     def _ping(self, Session s, msg, int qos):
         self.send(s, M.Pong())
@@ -1323,7 +1190,10 @@ cdef class Router(Hub):
     def _announce(self, Session s, msg, int qos):
         self.add_signals(msg)
         if self.cluster is not None:
-            self.cluster.broadcast_announce(encode_payload(msg))
+            body = encode_payload(msg)
+            for link in self.links:
+                if link is not None:
+                    (<PeerLink>link).send_record(R_ANNOUNCE, body)
         if qos >= 1:
             self.send(s, M.Ack(address=msg.namespace))
 
@@ -1374,7 +1244,7 @@ cdef class Router(Hub):
                                                   f"{type(m).__name__.upper()} {m.address} refused: token "
                                                   f"{s.access.name!r} has no write scope covering it",
                                   m.address)
-        now = wall_us()
+        now = self.clock.wall_us()
         if msg.timestamp is not None and msg.timestamp > now:
             self.call_later((msg.timestamp - now) / 1e6, self._run_bundle, s, msg, qos)
         else:
@@ -1464,7 +1334,7 @@ cdef class Router(Hub):
         """(revision, lock holder or None) of ``address``; (0, None) if it has no param."""
         cdef bytes b = address.encode()
         cdef Param* prm = param_get(self.params, b, len(b), bm_hash(b, len(b)))
-        if prm == NULL or param_expired(prm, wall_us()):
+        if prm == NULL or param_expired(prm, self.clock.wall_us()):
             return (0, None)
         holder = prm.holder[:prm.holder_len].decode() if prm.holder_len else None
         return (prm.revision, holder)
@@ -1479,79 +1349,177 @@ cdef class Router(Hub):
         return self._params_where(pattern, exact=False)
 
     def _params_where(self, str text, bint exact):
-        cdef SnapshotWriter w = SnapshotWriter(self, None)
-        cdef bytes b = text.encode()
-        cdef Param* prm
-        cdef Seg psegs[MAX_SEGMENTS]
-        cdef Seg asegs[MAX_SEGMENTS]
-        cdef int np, na
-        cdef Py_ssize_t i
-        cdef uint64_t now = wall_us()
-        out = []
-        if exact:
-            prm = param_get(self.params, b, len(b), bm_hash(b, len(b)))
-            if prm != NULL and not param_expired(prm, now):
-                out.append(w.to_value(prm))
-            return out
-        np = split_pattern(b, len(b), psegs)
-        if np < 0:
-            raise ValueError(address_error(np, "pattern", text))
-        for i in range(self.params.capacity()):
-            prm = self.params.slot(i)
-            if prm == NULL or param_expired(prm, now):
-                continue
-            na = split_address(prm.address, prm.addr_len, asegs)
-            if na >= 0 and pattern_match(b, psegs, np, prm.address, asegs, na):
-                out.append(w.to_value(prm))
-        return out
+        return params_where(self.params, text, exact, self.clock.wall_us())
 
     @property
     def param_count(self):
         return len(self.params)
 
-    # --- cluster plumbing (called by clasp_fast.cluster.node) ---------------------
+    # --- cluster plumbing: the API of clasp_fast.cluster.node ---------------------
+    #
+    # node.py does the socket I/O and the restart handshake; every bus record that
+    # changes state is handled here (hot kinds in feed_link, the rest in on_record).
 
-    def attach_cluster(self, node, int worker_index):
-        """Makes this router worker ``worker_index`` of a cluster whose owner is worker 0."""
+    def attach_cluster(self, node, int worker_index, bint holding=False):
+        """Makes this router worker ``worker_index`` of a cluster whose owner is worker 0.
+        ``node`` is told ``peer_synced(index)`` when a peer has sent its whole state.
+        ``holding``: a restarted owner queues requests until ``finish_sync``."""
         if not 0 <= worker_index < MAX_WORKERS:
             raise ValueError(f"worker index {worker_index} out of range (at most {MAX_WORKERS} workers)")
         self.cluster = node
         self.worker_index = worker_index
-        self.is_owner = worker_index == 0
+        self.is_owner = worker_index == OWNER
+        self.holding = holding
+        self.held_requests = []
+        self.peer_subs = {}
 
-    def add_link(self, int index) -> PeerLink:
-        link = PeerLink(self, index)
-        self.links[index] = link
+    def linked(self, int index) -> bool:
+        """Whether the bus link to worker ``index`` is up."""
+        return self.links[index] is not None
+
+    def peer_links(self) -> list:
+        """The bus links that are up."""
+        return [link for link in self.links if link is not None]
+
+    def link_up(self, int peer, bint peer_restarted, io, bint syncing) -> PeerLink:
+        """A bus connection to worker ``peer`` is open (its R_HELLO came); ``io`` is the edge's
+        transport.  ``syncing``: we are a restarted process that asks the peer for its state."""
+        cdef PeerLink link
+        old = self.links[peer]
+        if old is not None:
+            self.link_down(old)
+        link = PeerLink(self, peer)
+        link.io = io
+        self.links[peer] = link
+        if peer_restarted:
+            # a new process: its request numbers start again (every worker must forget the
+            # old ones, or a later owner would take the new requests for duplicates)
+            self.applied[peer] = 0
+        if peer == OWNER:
+            # the owner routes every PUBLISH: it must know what our sessions subscribe to
+            for pattern, mask in self.interest:
+                link.send_record(R_INTEREST, bus.interest(True, pattern, mask))
+            if not self.is_owner and not peer_restarted:
+                self._owner_up(link)
+        # a restarted owner first asks for our state (R_SYNC_REQ); it becomes our owner then
+        if syncing:
+            link.send_record(R_SYNC_REQ)
         return link
 
-    def remove_link(self, PeerLink link):
-        """The bus connection to ``link.index`` is gone (that worker died or restarts)."""
-        if self.links[link.index] is link:
-            self.links[link.index] = None
+    def link_down(self, PeerLink link) -> bool:
+        """The bus connection to ``link.index`` is gone (that worker died or restarts): drop
+        its subscriptions, and as the owner free its sessions' locks.  False if ``link`` was
+        already replaced."""
+        if self.links[link.index] is not link:
+            return False
+        for sub in self.peer_subs.pop(link.index, {}).values():
+            self.trie.remove(sub)
+        self.links[link.index] = None
         if self.owner_link is link:
             self.owner_link = None
         link.closed = True
         link.reset_output()
         if self.is_owner:
             self.release_origin(link.index)
+        return True
 
     def interest_entries(self):
         """The (pattern, mask) pairs our sessions subscribe to."""
         return list(self.interest)
 
+    def _owner_up(self, PeerLink link):
+        """The owner can take requests: send it what it has not decided, in order."""
+        self.owner_link = link
+        if len(self.pending):
+            self.resend_pending()
+
+    def on_record(self, PeerLink link, int kind, bytes body):
+        """A bus record that is not handled on the hot path."""
+        if kind == R_INTEREST:
+            self._peer_interest(link, body)
+        elif kind in bus.REQUESTS and self.holding:
+            self.held_requests.append((link, kind, body))
+        elif kind == R_SET_REQ:
+            self.on_set_request(link, <const uint8_t*>PyBytes_AS_STRING(body), len(body))
+        elif kind == R_PUB_REQ:
+            self.on_publish_request(link, <const uint8_t*>PyBytes_AS_STRING(body), len(body))
+        elif kind == R_BARRIER:
+            self.answer_barrier(link, <const uint8_t*>PyBytes_AS_STRING(body))
+        elif kind == R_BUNDLE_REQ:
+            self.owner_bundle(link, body)
+        elif kind == R_RELEASE:
+            self.owner_release(link, body)
+        elif kind == R_REJECT:
+            self.resolve_reject(body)
+        elif kind == R_DONE:
+            self.resolve_done(body)
+        elif kind == R_DUP:
+            self.resolve_dup(body)
+        elif kind == R_HOLDER:
+            self.apply_holder(body)
+        elif kind == R_ANNOUNCE:
+            self.add_signals(decode_payload(body))
+        elif kind == R_SYNC_REQ:
+            self._send_state(link)
+        elif kind == R_SYNC_PARAM:
+            self.merge_param(body)
+        elif kind == R_SYNC_DONE:
+            self.merge_applied(bus.parse_sync_done(body))
+            self.cluster.peer_synced(link.index)
+        else:
+            log.error("bus: unknown record kind %d from worker %d", kind, link.index)
+
+    def _peer_interest(self, PeerLink link, bytes body):
+        """Worker ``link.index`` gained or lost local subscribers to (pattern, mask)."""
+        add, pattern, mask = bus.parse_interest(body)
+        subs = self.peer_subs.setdefault(link.index, {})
+        key = (pattern, mask)
+        if add and key not in subs:
+            self.peer_sub_ids += 1
+            sub = Subscription(link, self.peer_sub_ids, pattern, mask)
+            subs[key] = sub
+            self.trie.add(sub)
+        elif not add and key in subs:
+            self.trie.remove(subs.pop(key))
+
+    def _send_state(self, PeerLink link):
+        """A restarted peer asks for our state: params, announced signals, decided requests."""
+        self.dump_state(link)
+        signals = list(self.signals.values())
+        for i in range(0, len(signals), 200):
+            link.send_record(R_ANNOUNCE, encode_payload(M.Announce(namespace="", signals=signals[i:i + 200])))
+        link.send_record(R_SYNC_DONE, bus.sync_done(self.applied_vector()))
+        if link.index == OWNER and not self.is_owner:
+            # the owner restarted: it has our state now
+            self._owner_up(link)
+
+    def finish_sync(self, int dead_origin):
+        """A restarted worker has every peer's state.  The owner also re-learns the locks (and
+        frees those of sessions of ``dead_origin``, the previous owner process), sends its
+        merged state to every replica, then decides the requests held meanwhile."""
+        if not self.is_owner:
+            return
+        self.rebuild_holders(dead_origin)
+        self.broadcast_state()
+        self.holding = False
+        held, self.held_requests = self.held_requests, []
+        for link, kind, body in held:
+            if self.links[(<PeerLink>link).index] is link:
+                self.on_record(link, kind, body)
+
     def dump_state(self, PeerLink link):
         """Sends ``link`` every param (R_SYNC_PARAM records) for a restarted worker."""
         cdef Py_ssize_t i, hn
         cdef Param* prm
-        cdef uint64_t now = wall_us()
+        cdef uint64_t now = self.clock.wall_us()
         cdef uint8_t* head
         for i in range(self.params.capacity()):
             prm = self.params.slot(i)
             if prm == NULL or param_expired(prm, now):
                 continue
-            head = self.reserve_scratch(8 + STATE_HEAD_MAX + 2 + prm.addr_len)
+            head = self.reserve_scratch(8 + STATE_MAX + 2 + prm.addr_len)
             store_u64(head, prm.revision)
-            hn = 8 + self.state_head(prm, head + 8)
+            hn = 8 + write_state(prm, head + 8)
             store_u16(head + hn, <uint16_t>prm.addr_len)
             memcpy(head + hn + 2, prm.address, prm.addr_len)
             link.push_record(R_SYNC_PARAM, head, hn + 2 + prm.addr_len, prm.value, prm.value_len)
@@ -1559,22 +1527,13 @@ cdef class Router(Hub):
     def merge_param(self, bytes body):
         """Restarted worker: one R_SYNC_PARAM; kept if newer than what we have."""
         cdef const uint8_t* b = <const uint8_t*>PyBytes_AS_STRING(body)
-        cdef uint64_t revision = load_u64(b)
         cdef const uint8_t* st = b + 8
-        cdef uint8_t wlen = st[21]
-        cdef uint8_t hlen = st[22 + wlen]
-        cdef Py_ssize_t sh = 22 + wlen + 1 + hlen + 1
+        cdef Py_ssize_t sh = state_size(st)
         cdef const uint8_t* a = st + sh
         cdef Py_ssize_t alen = load_u16(a)
         cdef const uint8_t* value = a + 2 + alen
         cdef Py_ssize_t vlen = len(body) - 8 - sh - 2 - alen
-        self.store_state(<const char*>a + 2, alen, value, vlen, revision, load_u64(st), load_u64(st + 8),
-                         st[16], load_u32(st + 17), <const char*>st + 22, wlen,
-                         <const char*>st + 23 + wlen, hlen, st[23 + wlen + hlen], True)
-
-    def forget_origin(self, int origin):
-        """Worker ``origin`` restarted: its requests are numbered from 1 again."""
-        self.applied[origin] = 0
+        self._store_replica(<const char*>a + 2, alen, value[0], value + 1, vlen - 1, load_u64(b), st, True)
 
     def applied_vector(self):
         return {i: self.applied[i] for i in range(MAX_WORKERS) if self.applied[i]}
@@ -1606,39 +1565,35 @@ cdef class Router(Hub):
             if link is not None:
                 self.dump_state(link)
 
-    # --- timers -------------------------------------------------------------------
+    # --- timers (see timers.pyx) ---------------------------------------------------
+
+    @property
+    def on_timer(self):
+        """Called with the new earliest deadline when a timer becomes the earliest."""
+        return self.timers.on_earliest
+
+    @on_timer.setter
+    def on_timer(self, fn):
+        self.timers.on_earliest = fn
 
     def call_later(self, double delay, fn, *args):
         """Runs ``fn(*args)`` after ``delay`` seconds of ``clock``; returns a cancellable handle."""
-        entry = [self.clock() + delay, self.timer_seq, fn, args]
-        self.timer_seq += 1
-        heapq.heappush(self.timers, entry)
-        if self.timers[0] is entry and self.on_timer is not None:
-            self.on_timer(entry[0])
-        return entry
+        return self.timers.add(self.clock.mono_s() + delay, fn, args)
 
     def cancel_timer(self, entry):
-        entry[2] = None
+        TimerQueue.cancel(entry)
 
     def next_deadline(self):
         """The ``clock`` time of the earliest pending timer, or None."""
-        while self.timers and self.timers[0][2] is None:
-            heapq.heappop(self.timers)
-        return self.timers[0][0] if self.timers else None
+        return self.timers.next_deadline()
 
     def run_timers(self, now=None):
-        """Runs every timer due at ``now`` (default: ``clock()``)."""
-        if now is None:
-            now = self.clock()
+        """Runs every timer due at ``now`` (default: the clock's monotonic time)."""
         self.clock_fresh = False
-        while self.timers and self.timers[0][0] <= now:
-            entry = heapq.heappop(self.timers)
-            fn = entry[2]
-            if fn is not None:
-                fn(*entry[3])
+        self.timers.run_due(self.clock.mono_s() if now is None else now)
 
     def _sweep(self):
-        self.params.sweep(wall_us())
+        self.params.sweep(self.clock.wall_us())
         self.call_later(self.config.expiry_sweep_interval, self._sweep)
 
 
@@ -1664,82 +1619,3 @@ _HANDLERS = {
 def _value_code(v):
     from clasp_fast._native.wire import value_code
     return value_code(v)
-
-
-# ---------------------------------------------------------------------------
-
-cdef class SnapshotWriter:
-    """Builds SNAPSHOT frames param by param, starting a new frame before 65535 bytes."""
-
-    def __cinit__(self, Router router, Session session):
-        self.router = router
-        self.session = session
-        self.buf = <uint8_t*>malloc(MAX_WS_HEADER + 4 + MAX_PAYLOAD)
-        if self.buf == NULL:
-            raise MemoryError()
-        self._start()
-
-    def __dealloc__(self):
-        free(self.buf)
-
-    cdef void _start(self) noexcept:
-        self.buf[MAX_WS_HEADER + 4] = T_SNAPSHOT
-        self.size = SNAPSHOT_HEAD
-        self.count = 0
-
-    cdef Py_ssize_t entry_size(self, Param* prm) noexcept:
-        return 2 + prm.addr_len + prm.value_len + 8 + 1 + (2 + prm.writer_len if prm.writer_len else 0) + 8
-
-    cdef int add(self, Param* prm) except -1:
-        cdef Py_ssize_t need = self.entry_size(prm)
-        cdef uint8_t* o
-        if self.size + need > MAX_PAYLOAD or self.count == 65535:
-            self._emit()
-            self._start()
-        o = self.buf + MAX_WS_HEADER + 4 + self.size
-        store_u16(o, <uint16_t>prm.addr_len)
-        memcpy(o + 2, prm.address, prm.addr_len)
-        o += 2 + prm.addr_len
-        memcpy(o, prm.value, prm.value_len)
-        o += prm.value_len
-        store_u64(o, prm.revision)
-        o += 8
-        if prm.writer_len:
-            o[0] = 0x03
-            store_u16(o + 1, prm.writer_len)
-            memcpy(o + 3, prm.writer, prm.writer_len)
-            o += 3 + prm.writer_len
-        else:
-            o[0] = 0x02
-            o += 1
-        store_u64(o, prm.timestamp_us)
-        self.size += need
-        self.count += 1
-        return 0
-
-    cdef int _emit(self) except -1:
-        cdef uint8_t* payload = self.buf + MAX_WS_HEADER + 4
-        cdef uint8_t hdr[MAX_WS_HEADER]
-        cdef Py_ssize_t hl = ws_binary_header(hdr, 4 + self.size)
-        cdef uint8_t* start = payload - 4 - hl
-        store_u16(payload + 1, self.count)
-        memcpy(start, hdr, hl)
-        clasp_header(payload - 4, 0, self.size)
-        self.sent_any = True
-        if self.session is not None:
-            self.session.push_direct(start, hl + 4 + self.size)
-        return 0
-
-    cdef int finish(self, bint always) except -1:
-        """Sends the last frame if it holds params (or, with ``always``, if none was sent)."""
-        if self.count or (always and not self.sent_any):
-            self._emit()
-        return 0
-
-    cdef object to_value(self, Param* prm):
-        """A ParamValue of ``prm`` (through the codec, so it decodes like a client would)."""
-        self._start()
-        self.add(prm)
-        cdef uint8_t* payload = self.buf + MAX_WS_HEADER + 4
-        store_u16(payload + 1, 1)
-        return decode_payload(PyBytes_FromStringAndSize(<const char*>payload, self.size)).params[0]

@@ -6,6 +6,10 @@
 # functions, so there is one parser per message layout, not two.
 #
 # Layouts: docs/protocol.md "Frame layout".  All integers big-endian.
+#
+# The parsers and writers are defined here, inline, not in wire.pyx: Cython
+# inlines across modules only what a .pxd defines, and the router runs them once
+# per SET / PUBLISH.
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy

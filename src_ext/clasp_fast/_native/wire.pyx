@@ -7,7 +7,7 @@ Two levels share one parser per layout:
   ``skip_value`` read a frame in place and build no Python objects.  The router's
   hot path uses them directly.
 * Python level: ``decode_frame`` / ``decode_payload`` turn bytes into the message
-  dataclasses of ``clasp_fast.protocol.messages``; ``encode_frame`` /
+  dataclasses of ``clasp_fast.messages``; ``encode_frame`` /
   ``encode_payload`` turn messages into bytes, always in the binary v3 layout the
   Rust router uses.  SET and PUBLISH decoding reuse the C-level parsers.
 
@@ -25,29 +25,12 @@ import struct as _struct
 _F64 = _struct.Struct(">d")
 _F32 = _struct.Struct(">f")
 
-# The message dataclasses live in clasp_fast.protocol.messages, whose package
-# imports this module: bind them on first use to keep the import acyclic.
-cdef object M = None
-cdef object NO_VALUE = None
+import clasp_fast.messages as _messages
+from clasp_fast.messages import legacy as legacy_codec
+from clasp_fast.messages.errors import DecodeError, EncodeError
 
-
-cdef inline int _bind() except -1:
-    global M, NO_VALUE
-    if M is None:
-        from clasp_fast.protocol import messages
-        M = messages
-        NO_VALUE = messages.NO_VALUE
-    return 0
-
-
-class DecodeError(ValueError):
-    """A frame or payload that does not follow the CLASP wire format.
-
-    The router answers it with ERROR 400 carrying this text."""
-
-
-class EncodeError(ValueError):
-    """A message that cannot be put on the wire (too large, unsupported value, ...)."""
+cdef object M = _messages
+cdef object NO_VALUE = _messages.NO_VALUE
 
 
 TYPE_NAMES = {
@@ -485,20 +468,17 @@ def decode_payload(data):
     is the legacy v2 form the Python client still uses for BUNDLE and QUERY;
     anything else is the binary v3 form.  Returns a message dataclass.
     """
-    _bind()
     cdef const uint8_t[::1] view = _as_view(data)
     cdef Py_ssize_t n = view.shape[0]
     if n == 0:
         raise DecodeError("empty payload: a CLASP frame carries at least the message type byte")
     if is_msgpack_start(view[0]):
-        from clasp_fast.protocol import legacy
-        return legacy.decode_map(bytes(data))
+        return legacy_codec.decode_map(bytes(data))
     return _decode_binary(&view[0], n, 0)
 
 
 def decode_frame(data):
     """Decodes a whole CLASP frame (one WebSocket message) into a ``Frame``."""
-    _bind()
     cdef const uint8_t[::1] view = _as_view(data)
     cdef FrameHeader h
     cdef int err = parse_header(&view[0] if view.shape[0] else NULL, view.shape[0], &h)
@@ -915,7 +895,6 @@ cdef void _encode_into(Writer w, object msg, int depth) except *:
 
 def encode_payload(msg) -> bytes:
     """Encodes a message into its binary v3 payload (no frame header)."""
-    _bind()
     cdef Writer w = Writer()
     try:
         _encode_into(w, msg, 0)
@@ -931,7 +910,6 @@ def encode_frame(msg, int qos=0, timestamp=None, bint legacy=False) -> bytes:
     ``legacy=True`` writes a MessagePack map payload instead, the way the Python
     client sends BUNDLE and QUERY (version bits still 1).
     """
-    _bind()
     cdef Writer w = Writer()
     cdef Py_ssize_t hs = 12 if timestamp is not None else 4
     cdef bytes payload
@@ -939,8 +917,7 @@ def encode_frame(msg, int qos=0, timestamp=None, bint legacy=False) -> bytes:
         raise EncodeError(f"frame timestamp {timestamp} is outside the u64 range")
     w.size = hs
     if legacy:
-        from clasp_fast.protocol import legacy as _legacy
-        payload = _legacy.encode_map(msg)
+        payload = legacy_codec.encode_map(msg)
         w.raw(<const uint8_t*>PyBytes_AS_STRING(payload), len(payload))
     else:
         try:

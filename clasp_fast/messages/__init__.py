@@ -1,4 +1,4 @@
-"""CLASP messages as Python objects.
+"""CLASP messages as Python objects (the bottom layer: imports nothing of ours).
 
 One dataclass per message type of the binary v3 wire format
 (docs/protocol.md "Frame layout").  The codec in

@@ -17,8 +17,9 @@ from typing import Any
 
 import msgpack
 
-from . import messages as M
-from .._native.wire import DecodeError, EncodeError
+import clasp_fast.messages as M
+
+from .errors import DecodeError, EncodeError
 
 _SIGNALS = {s.name.lower(): s for s in M.SignalType}
 _PHASES = {p.name.lower(): p for p in M.Phase}

@@ -1,0 +1,42 @@
+"""Python-level API of clasp_fast._native.outbox: endpoints and their output buffers."""
+from typing import Any, Callable, Optional
+
+from .clock import Clock
+
+class Hub:
+    clock: Clock                        # read-only
+    on_dirty: Optional[Callable[[], Any]]
+    on_pressure: Optional[Callable[["Endpoint"], Any]]
+    dropped: int                        # read-only
+    def take_dirty(self) -> list["Endpoint"]: ...
+
+class Endpoint:
+    is_peer: bool                       # read-only
+    paused: bool
+    closed: bool
+    io: Any
+    sent: int                           # read-only
+    dropped: int                        # read-only
+    def take_output_raw(self) -> bytes: ...
+    def take_output(self) -> list[bytes]: ...
+
+class Session(Endpoint):
+    id: str                             # read-only
+    name: Optional[str]                 # read-only
+    features: int                       # read-only
+    welcomed: bool
+    peer: Optional[str]                 # read-only
+    close_request: Optional[tuple[int, str]]
+    access: Optional[Any]               # token mode: an access.Access; None in open mode
+    may_hold_locks: bool
+    inflight: int
+    held: Optional[list[bytes]]
+    on_released: Optional[Callable[[], Any]]
+    received: int                       # read-only
+    def __init__(self, hub: Hub, peer: Optional[str] = ...) -> None: ...
+    def subscriptions(self) -> list: ...
+
+class PeerLink(Endpoint):
+    index: int                          # read-only
+    def __init__(self, hub: Hub, index: int) -> None: ...
+    def send_record(self, kind: int, body: bytes = ...) -> None: ...

@@ -1,0 +1,6 @@
+"""Python-level API of clasp_fast._native.params."""
+
+class ParamStore:
+    default_ttl_us: int                 # read-only
+    def __init__(self, default_ttl_s: float = ...) -> None: ...
+    def __len__(self) -> int: ...

@@ -1,0 +1,143 @@
+"""Bus records between workers (kinds and layouts: see bus.pxd).
+
+The Python-level encoders and parsers of the rare records, shared by the
+router core's slow paths and by ``clasp_fast.cluster.node`` (the socket I/O).
+The hot records are built and read in C by the router with bus.pxd's inline
+functions.
+"""
+import struct
+
+from clasp_fast._native.bus cimport (
+    R_HELLO, R_INTEREST, R_PUBLISH, R_SET_REQ, R_REPLICATE, R_REJECT, R_BUNDLE_REQ, R_DONE, R_RELEASE,
+    R_HOLDER, R_ANNOUNCE, R_SYNC_REQ, R_SYNC_PARAM, R_SYNC_DONE, R_DUP, R_PUB_REQ, R_BARRIER,
+    RECORD_HEAD, REQUEST_HEAD)
+
+HELLO = R_HELLO
+INTEREST = R_INTEREST
+PUBLISH = R_PUBLISH
+SET_REQ = R_SET_REQ
+REPLICATE = R_REPLICATE
+REJECT = R_REJECT
+BUNDLE_REQ = R_BUNDLE_REQ
+DONE = R_DONE
+RELEASE = R_RELEASE
+HOLDER = R_HOLDER
+ANNOUNCE = R_ANNOUNCE
+SYNC_REQ = R_SYNC_REQ
+SYNC_PARAM = R_SYNC_PARAM
+SYNC_DONE = R_SYNC_DONE
+DUP = R_DUP
+PUB_REQ = R_PUB_REQ
+BARRIER = R_BARRIER
+
+#: requests a worker sends its owner (held while a restarted owner syncs)
+REQUESTS = (R_SET_REQ, R_PUB_REQ, R_BUNDLE_REQ, R_RELEASE, R_BARRIER)
+
+_HEAD = struct.Struct(">IB")
+_U16 = struct.Struct(">H")
+_U64 = struct.Struct(">Q")
+_DONE = struct.Struct(">QQ")
+_REQ = struct.Struct(">QBB")
+
+
+def record(int kind, bytes body=b"") -> bytes:
+    """A whole record: u32 length, u8 kind, body."""
+    return _HEAD.pack(1 + len(body), kind) + body
+
+
+def str16(str s) -> bytes:
+    b = s.encode()
+    return _U16.pack(len(b)) + b
+
+
+cdef tuple _read_str16(bytes body, Py_ssize_t pos):
+    n = _U16.unpack_from(body, pos)[0]
+    return body[pos + 2:pos + 2 + n].decode(), pos + 2 + n
+
+
+# --- R_HELLO ---------------------------------------------------------------------
+
+HELLO_SIZE = RECORD_HEAD + 2
+
+
+def hello(int index, bint restarted) -> bytes:
+    return record(R_HELLO, bytes((index, int(restarted))))
+
+
+def parse_hello(bytes data):
+    """(peer index, restarted) from the first HELLO_SIZE bytes, or None if they are not an R_HELLO."""
+    size, kind = _HEAD.unpack_from(data)
+    if kind != R_HELLO or size != 3:
+        return None
+    return data[5], bool(data[6])
+
+
+# --- R_INTEREST ------------------------------------------------------------------
+
+def interest(bint add, str pattern, int mask) -> bytes:
+    return bytes((int(add), mask)) + str16(pattern)
+
+
+def parse_interest(bytes body):
+    """(add, pattern, mask)."""
+    pattern, _ = _read_str16(body, 2)
+    return bool(body[0]), pattern, body[1]
+
+
+# --- requests and answers ------------------------------------------------------------
+
+def request_head(unsigned long long seq, int qos, str session_id) -> bytes:
+    sid = session_id.encode()
+    return _REQ.pack(seq, qos, len(sid)) + sid
+
+
+def parse_request(bytes body):
+    """(seq, qos, session id, payload) of a request record."""
+    seq, qos, idlen = _REQ.unpack_from(body)
+    return seq, qos, body[REQUEST_HEAD:REQUEST_HEAD + idlen].decode(), body[REQUEST_HEAD + idlen:]
+
+
+def done(unsigned long long seq, unsigned long long revision=0) -> bytes:
+    """Body of R_DONE and R_DUP."""
+    return _DONE.pack(seq, revision)
+
+
+def parse_done(bytes body):
+    """(seq, revision) of R_DONE and R_DUP."""
+    return _DONE.unpack_from(body)
+
+
+def reject(unsigned long long seq, int code, str message, address) -> bytes:
+    return _U64.pack(seq) + _U16.pack(code) + str16(message) + str16(address or "")
+
+
+def parse_reject(bytes body):
+    """(seq, code, message, address or None)."""
+    seq = _U64.unpack_from(body)[0]
+    code = _U16.unpack_from(body, 8)[0]
+    message, pos = _read_str16(body, 10)
+    address, _ = _read_str16(body, pos)
+    return seq, code, message, address or None
+
+
+# --- locks and state sync -----------------------------------------------------------
+
+def holder(str address, str holder_id, int origin) -> bytes:
+    hb = holder_id.encode()
+    return str16(address) + bytes((len(hb),)) + hb + bytes((origin,))
+
+
+def parse_holder(bytes body):
+    """(address bytes, holder id bytes, holder origin)."""
+    alen = _U16.unpack_from(body)[0]
+    hlen = body[2 + alen]
+    return body[2:2 + alen], body[3 + alen:3 + alen + hlen], body[3 + alen + hlen]
+
+
+def sync_done(dict applied) -> bytes:
+    """Body of R_SYNC_DONE: the highest request seq decided, per origin worker."""
+    return bytes((len(applied),)) + b"".join(bytes((i,)) + _U64.pack(seq) for i, seq in applied.items())
+
+
+def parse_sync_done(bytes body) -> dict:
+    return {body[1 + 9 * i]: _U64.unpack_from(body, 2 + 9 * i)[0] for i in range(body[0])}
