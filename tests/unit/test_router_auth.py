@@ -6,7 +6,7 @@ from clasp_fast.auth.guard import Guard
 from clasp_fast.auth.tokens import Tokens, new_token, parse_line, token_line
 from clasp_fast.protocol import messages as M
 
-from tests.unit.test_router_support import Net, msgs
+from tests.unit.test_router_support import WALL0, Net, msgs
 
 DESK, VIEW, ALL = new_token(), new_token(), new_token()
 
@@ -97,3 +97,15 @@ def test_revoked_tokens_close_their_sessions_and_only_those():
     assert net.router.recheck_access() == 1
     assert error(desk).code == 401 and desk.close_request[0] == 1008
     assert view.close_request is None and msgs(view) == []
+
+
+def test_a_token_that_expires_closes_its_session_when_its_time_comes():
+    net = Net()
+    entry = parse_line(token_line("temp", DESK, ["read:/**"], WALL0 + 60), 1)
+    net.router.guard = Guard("tokens.txt", FailedHellos(0, 1.0, 1.0), Tokens([entry]))
+    s, _ = welcomed(net, DESK)
+    assert net.router.recheck_access(False) == 0
+    net.advance(61)                       # the core's clock: no sleeping
+    assert net.router.recheck_access(False) == 1
+    assert error(s).code == 401 and s.close_request[0] == 1008
+    assert error(session(net, DESK)).code == 401          # and no new session with it
