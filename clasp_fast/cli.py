@@ -1,10 +1,7 @@
 """``clasp-fast``: load the settings (file, variables, flags), set up logging, run the router."""
 from __future__ import annotations
 
-import asyncio
-import errno
 import logging
-import signal
 import sys
 from typing import Optional
 
@@ -24,37 +21,37 @@ def setup_logging(level: str) -> None:
 
 async def serve(config: Config, *, reuse_port: bool = False, sock=None, limits=None,
                 on_started=None) -> int:
+    """One process serving until SIGTERM/SIGINT; exit code 2 for a TLS file problem, 1 if it
+    cannot listen."""
     from .server.app import ClaspServer
+    from .server.run import PortClaim, StartError, run_server
+    from .server.tls import TLSError
 
-    server = ClaspServer(config, reuse_port=reuse_port, sock=sock, limits=limits)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, server.reload_tokens)
-    host, port = await server.start()
-    metrics = None
-    if config.metrics_port:
-        from .server.metrics import start_metrics
-        try:
-            metrics = await start_metrics(server, config.host, config.metrics_port)
-        except OSError as exc:
-            print(f"clasp-fast: cannot serve metrics on {config.host}:{config.metrics_port}: "
-                  f"{exc.strerror or exc} (pick another --metrics-port)", file=sys.stderr)
-            await server.stop()
-            return 1
-    if on_started is not None:
-        on_started(server, host, port)
-    else:
-        print(f"clasp-fast listening on ws://{host}:{port} (name {config.name!r}, 1 worker; "
-              f"{security_note(config)})", flush=True)
-    await stop.wait()
-    logging.getLogger("clasp_fast").info("shutting down: closing %d connection(s) with 1001",
-                                         server.connection_count)
-    await server.stop()
-    if metrics is not None:
-        metrics.close()
-    return 0
+    try:
+        server = ClaspServer(config, reuse_port=reuse_port, sock=sock, limits=limits)
+    except TLSError as exc:
+        print(f"clasp-fast: {exc}", file=sys.stderr)
+        return 2
+    claim = PortClaim(config.host, config.port)
+    problem = None if (sock is not None or reuse_port) else claim.take()
+    if problem:
+        print(f"clasp-fast: {problem}", file=sys.stderr)
+        return 1
+
+    def ready(host: str, port: int) -> None:
+        if on_started is not None:
+            on_started(server, host, port)
+        else:
+            print(f"clasp-fast listening on {server.scheme}://{host}:{port} (name {config.name!r}, "
+                  f"1 worker; {security_note(config)})", flush=True)
+
+    try:
+        return await run_server(server, metrics_port=config.metrics_port, on_ready=ready)
+    except StartError as exc:
+        print(f"clasp-fast: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        claim.release()
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -86,14 +83,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         from .cluster.supervisor import run_supervisor
         return run_supervisor(config)
     import uvloop
-    try:
-        return uvloop.run(serve(config))
-    except OSError as exc:
-        hint = " (is another server using the port? pick one with --port)" \
-            if exc.errno == errno.EADDRINUSE else ""
-        print(f"clasp-fast: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}{hint}",
-              file=sys.stderr)
-        return 1
+    return uvloop.run(serve(config))
 
 
 if __name__ == "__main__":

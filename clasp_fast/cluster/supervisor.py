@@ -2,18 +2,17 @@
 
 It creates what the workers share (the connection-limits table in shared
 memory and each worker's bus listener), forks N workers, and then only
-watches: it restarts a worker that dies (after a short, growing delay),
-gives a dead worker's connection count back, and on SIGTERM/SIGINT passes the
-signal on and waits for every worker to close its connections with 1001.
+watches: it restarts a worker that dies (after a short, growing delay), gives a
+dead worker's connection count back, forwards SIGHUP (TLS certificate reload) to
+every worker, and on SIGTERM/SIGINT passes the signal on and waits for every
+worker to close its connections with 1001.
 It exits non-zero with a clear message if the workers cannot start.
 """
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import signal
-import socket
 import sys
 import time
 import traceback
@@ -144,7 +143,8 @@ class Supervisor:
             if sig in (signal.SIGTERM, signal.SIGINT):
                 return
             if sig == signal.SIGHUP:
-                self.signal_all(signal.SIGHUP)      # each worker re-reads the tokens file
+                log.info("SIGHUP: workers reload the TLS certificate and the tokens file")
+                self.signal_all(signal.SIGHUP)
             now = time.monotonic()
             for index, pid, status in self.reap():
                 self.limits.reclaim(index)
@@ -180,25 +180,20 @@ def _describe(status: int) -> str:
     return f"exit code {os.WEXITSTATUS(status)}"
 
 
-def _check_port(config: Config) -> Optional[str]:
-    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        try:
-            probe.bind((config.host, config.port))
-        except OSError as exc:
-            hint = " (is another server using the port? pick one with --port)" \
-                if exc.errno == errno.EADDRINUSE else ""
-            return f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}{hint}"
-    return None
-
-
 def run_supervisor(config: Config) -> int:
     if config.port == 0:
         print("clasp-fast: --port 0 cannot be used with --workers > 1: the workers must share one "
               "port; pick a port with --port", file=sys.stderr)
         return 2
-    problem = _check_port(config)
+    from ..server.run import PortClaim
+    from ..server.tls import TLSError, make_context
+    try:
+        tls_on = make_context(config) is not None       # each worker builds its own; check once here
+    except TLSError as exc:
+        print(f"clasp-fast: {exc}", file=sys.stderr)
+        return 2
+    claim = PortClaim(config.host, config.port)      # held until this process exits
+    problem = claim.take()
     if problem:
         print(f"clasp-fast: {problem}", file=sys.stderr)
         return 1
@@ -207,11 +202,14 @@ def run_supervisor(config: Config) -> int:
     problem = sup.start()
     if problem:
         sup.stop()
+        claim.release()
         print(f"clasp-fast: the workers could not start: {problem}", file=sys.stderr)
         return 1
-    print(f"clasp-fast listening on ws://{config.host}:{config.port} (name {config.name!r}, "
+    scheme = "wss" if tls_on else "ws"
+    print(f"clasp-fast listening on {scheme}://{config.host}:{config.port} (name {config.name!r}, "
           f"{config.workers} workers; {security_note(config)})", flush=True)
     sup.watch()
     log.info("shutting down: stopping %d worker(s)", len(sup.pids))
     sup.stop()
+    claim.release()
     return 0

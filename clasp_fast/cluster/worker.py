@@ -6,7 +6,6 @@ a client never meets a worker that does not yet know the state.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
@@ -59,40 +58,17 @@ async def _serve(config: Config, index: int, nworkers: int, group: str, listener
                  limits, ready_fd: int, restarted: bool, failed_hellos=None) -> int:
     from ..router import Router
     from ..server.app import ClaspServer
+    from ..server.run import StartError, run_server
     from .node import ClusterNode
 
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     router = Router(config.router_config())
     node = ClusterNode(router, index, nworkers, group, listener, restarted=restarted)
     server = ClaspServer(config, router=router, limits=limits, reuse_port=True,
                          failed_hellos=failed_hellos)
-    loop.add_signal_handler(signal.SIGHUP, server.reload_tokens)
-    server.prepare()
-    await node.start()
     try:
-        await server.listen()
-    except OSError as exc:
-        report(ready_fd, f"error {index} cannot listen on {config.host}:{config.port}: "
-                         f"{exc.strerror or exc}")
+        return await run_server(server, node=node, worker=index,
+                                metrics_port=config.metrics_port + index if config.metrics_port else 0,
+                                on_ready=lambda host, port: report(ready_fd, f"ready {index}"))
+    except StartError as exc:
+        report(ready_fd, f"error {index} {exc}")
         return 3
-    metrics = None
-    if config.metrics_port:
-        from ..server.metrics import start_metrics
-        try:
-            metrics = await start_metrics(server, config.host, config.metrics_port + index, worker=index)
-        except OSError as exc:
-            report(ready_fd, f"error {index} cannot serve metrics on {config.host}:"
-                             f"{config.metrics_port + index}: {exc.strerror or exc} "
-                             f"(pick another --metrics-port)")
-            return 3
-    report(ready_fd, f"ready {index}")
-    await stop.wait()
-    if metrics is not None:
-        metrics.close()
-    log.info("worker %d shutting down: closing %d connection(s) with 1001", index, server.connection_count)
-    await server.stop()
-    await node.stop()
-    return 0

@@ -18,8 +18,10 @@ from picows import WSUpgradeResponse, WSUpgradeResponseWithListener
 from .._native.connection import Connection, Edge
 from ..router import Router
 from ..config import Config
-from .gate import HandshakeGate, TrustedProxies
-from .limits import LocalLimits
+from ..limits import LocalLimits
+from ..netaddr import TrustedProxies, is_local
+from . import tls
+from .gate import HandshakeGate, RateLimitedWarning
 from ..auth.guard import Guard
 from ..auth.tokens import TokenFileError
 
@@ -57,6 +59,11 @@ class ClaspServer:
         self.limits = limits if limits is not None else LocalLimits(
             config.max_connections, config.max_connections_per_ip)
         self.trusted_proxies = TrustedProxies(config.trusted_proxies)
+        self.proxy_protocol = config.proxy_protocol
+        self.allowed_origins = frozenset(o.strip().rstrip("/").lower() for o in config.allowed_origins
+                                         if o.strip())
+        self.ssl_context = tls.make_context(config)      # raises tls.TLSError
+        self.warn = RateLimitedWarning()
         self.handshake_timeout = config.handshake_timeout
         self.max_ws_frame = config.max_frame_size + 12
         self.read_buffer_size = config.read_buffer_size
@@ -88,6 +95,20 @@ class ClaspServer:
     def refused(self, ip: str, reason: str) -> None:
         self.refusals += 1
         log.warning("refused connection from %s (%d refused so far): %s", ip, self.refusals, reason)
+        if "max_connections_per_ip" in reason and is_local(ip) and not self.trusted_proxies.trusts(ip):
+            self.warn("proxy-ip", "%s, a loopback/private address, reached max_connections_per_ip: "
+                      "if it is a reverse proxy, every client behind it counts as %s; add it to "
+                      "server.trusted_proxies (--trusted-proxies; the proxy then sends "
+                      "X-Forwarded-For or a PROXY header) or raise server.max_connections_per_ip "
+                      "(--max-connections-per-ip)", ip, ip)
+
+    def reload_tls(self) -> None:
+        """SIGHUP: the certificate files again, for new connections (raises tls.TLSError)."""
+        if self.ssl_context is None:
+            log.info("SIGHUP: TLS is off, nothing to reload")
+            return
+        tls.reload(self.ssl_context, self.config)
+        log.info("TLS certificate reloaded from %s", self.config.tls_cert)
 
     # --- token mode ---------------------------------------------------------------
 
@@ -135,14 +156,23 @@ class ClaspServer:
         loop = asyncio.get_running_loop()
         if self.sock is not None:
             self._server = await loop.create_server(lambda: HandshakeGate(self), sock=self.sock,
-                                                    backlog=4096)
+                                                    backlog=4096, **self._tls_args())
         else:
             self._server = await loop.create_server(
                 lambda: HandshakeGate(self), self.config.host, self.config.port,
-                reuse_port=self.reuse_port or None, backlog=4096)
+                reuse_port=self.reuse_port or None, backlog=4096, **self._tls_args())
         self.accepting = True
         sockname = self._server.sockets[0].getsockname()
         return sockname[0], sockname[1]
+
+    def _tls_args(self) -> dict:
+        if self.ssl_context is None:
+            return {}
+        return {"ssl": self.ssl_context, "ssl_handshake_timeout": self.handshake_timeout}
+
+    @property
+    def scheme(self) -> str:
+        return "wss" if self.ssl_context is not None else "ws"
 
     async def start(self) -> tuple[str, int]:
         self.prepare()

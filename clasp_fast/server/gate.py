@@ -1,13 +1,19 @@
 """What a TCP connection meets before it is a WebSocket: the handshake gate.
 
-The gate reads the HTTP request head itself, so it can
+The gate reads the start of the connection itself (after TLS, when ``wss://``), so it can
 
+* with ``proxy_protocol`` on, read a PROXY header (v1 or v2) from a trusted proxy and
+  take the client address from it; a PROXY header from an untrusted peer, or a trusted
+  proxy that sends none, is refused with ``400`` and a reason;
 * answer plain HTTP probes (load balancers): ``GET``/``HEAD`` without an upgrade
   get ``200 ok``; ``/healthz`` and ``/readyz`` likewise (``/readyz`` says 503
   while the server is not accepting);
-* know the client IP before the upgrade (peer address, or the right-most
-  untrusted ``X-Forwarded-For`` hop when the peer is a trusted proxy) and refuse
-  an over-limit connection with ``HTTP 503`` and a reason, before any 101;
+* check the upgrade request the way browsers and proxies expect: no ``Host`` → 400,
+  ``Sec-WebSocket-Version`` other than 13 → 426 naming 13, an ``Origin`` outside
+  ``allowed_origins`` (when set; a request without Origin is not a browser's) → 403;
+* know the client IP before the upgrade (PROXY source or peer address, or the right-most
+  untrusted ``X-Forwarded-For`` hop when that is a trusted proxy) and refuse an
+  over-limit connection with ``HTTP 503`` and a reason, before any 101;
 * then hand the socket, and the bytes read so far, to picows for the upgrade.
 
 picows then owns the connection; the gate is gone.
@@ -15,49 +21,37 @@ picows then owns the connection; the gate is gone.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-from typing import Iterable, Optional
+import time
+from typing import Optional
 
 from picows import WSAutoPingStrategy
 from picows.picows import WSProtocol
 
+from ..netaddr import is_local
+from . import proxy_protocol
+from .http import BadRequest, read_head, response
+
 log = logging.getLogger("clasp_fast.server")
 
 MAX_HEAD = 16 * 1024
+WARN_INTERVAL = 60.0
 
 
-def _response(status: str, body: bytes, head_only: bool = False, extra: str = "") -> bytes:
-    return (f"HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n{extra}\r\n").encode() + \
-        (b"" if head_only else body)
+class RateLimitedWarning:
+    """One warning per kind per ``WARN_INTERVAL`` seconds (a proxy misconfiguration would
+    otherwise log once per connection)."""
 
+    __slots__ = ("last",)
 
-class TrustedProxies:
-    """Which peers may tell us the client address in ``X-Forwarded-For``."""
+    def __init__(self):
+        self.last: dict[str, float] = {}
 
-    def __init__(self, entries: Iterable[str] = ()):
-        self.networks = [ipaddress.ip_network(e.strip(), strict=False) for e in entries if e.strip()]
-
-    def __bool__(self) -> bool:
-        return bool(self.networks)
-
-    def trusts(self, ip: str) -> bool:
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        return any(addr in net for net in self.networks)
-
-    def client_ip(self, peer: str, forwarded_for: Optional[str]) -> str:
-        """The right-most address of the chain that is not a trusted proxy."""
-        if not self.networks or not forwarded_for or not self.trusts(peer):
-            return peer
-        hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
-        for hop in reversed(hops):
-            if not self.trusts(hop):
-                return hop
-        return hops[0] if hops else peer
+    def __call__(self, kind: str, msg: str, *args) -> None:
+        now = time.monotonic()
+        if now - self.last.get(kind, -WARN_INTERVAL) >= WARN_INTERVAL:
+            self.last[kind] = now
+            log.warning(msg, *args)
 
 
 class _ClaspWSProtocol(WSProtocol):
@@ -82,7 +76,7 @@ class _ClaspWSProtocol(WSProtocol):
 class HandshakeGate(asyncio.Protocol):
     """One per accepted TCP connection, until the request head is read."""
 
-    __slots__ = ("server", "transport", "buf", "peer", "timer")
+    __slots__ = ("server", "transport", "buf", "peer", "timer", "proxied")
 
     def __init__(self, server):
         self.server = server
@@ -90,6 +84,7 @@ class HandshakeGate(asyncio.Protocol):
         self.buf = b""
         self.peer = "?"
         self.timer = None
+        self.proxied = not server.proxy_protocol    # True once the PROXY question is settled
 
     def connection_made(self, transport):
         self.transport = transport
@@ -113,47 +108,100 @@ class HandshakeGate(asyncio.Protocol):
 
     def data_received(self, data: bytes):
         self.buf += data
-        end = self.buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self.buf) > MAX_HEAD:
-                self._reply("431 Request Header Fields Too Large", b"request head too large\n")
+        if not self.proxied and not self._read_proxy_header():
+            return
+        try:
+            head, _ = read_head(self.buf, MAX_HEAD)
+        except BadRequest as exc:
+            status = "431 Request Header Fields Too Large" if "large" in str(exc) else "400 Bad Request"
+            return self._reply(status, f"{exc}\n".encode())
+        if head is None:
             return
         self._cancel_timer()
-        head = self.buf[:end].decode("latin-1")
-        lines = head.split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3:
-            return self._reply("400 Bad Request", b"malformed request line\n")
-        method, target, _version = parts
-        headers = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if sep:
-                key = name.strip().lower()
-                headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
-        upgrade = "websocket" in headers.get("upgrade", "").lower()
-        if not upgrade:
-            return self._probe(method, target)
-        client_ip = self.server.trusted_proxies.client_ip(self.peer, headers.get("x-forwarded-for"))
-        if not self.server.accepting:
+        headers = head.headers
+        if "websocket" not in headers.get("upgrade", "").lower():
+            return self._probe(head.method, head.path)
+        refusal = self._check_upgrade(headers)
+        if refusal is not None:
+            return self._reply(*refusal)
+        server = self.server
+        forwarded = headers.get("x-forwarded-for")
+        client_ip = server.trusted_proxies.client_ip(self.peer, forwarded)
+        if forwarded and client_ip == self.peer and not server.proxy_protocol \
+                and not server.trusted_proxies.trusts(self.peer):
+            server.warn("xff", "connection from %s carries X-Forwarded-For but %s is not in "
+                        "trusted_proxies: its clients all count as %s for max_connections_per_ip; "
+                        "add the proxy to server.trusted_proxies (--trusted-proxies)",
+                        self.peer, self.peer, self.peer)
+        if not server.accepting:
             return self._reply("503 Service Unavailable", b"server is shutting down\n",
                                extra="Retry-After: 1\r\n")
-        blocked = self.server.hello_block(client_ip)
+        blocked = server.hello_block(client_ip)
         if blocked:
             refusal = (f"too many failed HELLOs from {client_ip} (security.max_failed_hellos): "
                        f"refused for {blocked:.0f} more second(s)")
-            self.server.refused(client_ip, refusal)
+            server.refused(client_ip, refusal)
             return self._reply("429 Too Many Requests", (refusal + "\n").encode(),
                                extra=f"Retry-After: {max(1, round(blocked))}\r\n")
-        refusal = self.server.limits.try_admit(client_ip)
+        refusal = server.limits.try_admit(client_ip)
         if refusal is not None:
-            self.server.refused(client_ip, refusal)
+            server.refused(client_ip, refusal)
             return self._reply("503 Service Unavailable", (refusal + "\n").encode(),
                                extra="Retry-After: 1\r\n")
         self._handoff(client_ip)
 
-    def _probe(self, method: str, target: str):
-        path = target.split("?", 1)[0]
+    def _read_proxy_header(self) -> bool:
+        """True once the PROXY header (if any) is consumed and the HTTP request may follow."""
+        server = self.server
+        trusted = server.trusted_proxies.trusts(self.peer)
+        try:
+            if not trusted:
+                present = proxy_protocol.has_header(self.buf)
+                if present is None:
+                    return False
+                if present:
+                    server.warn("proxy-untrusted", "refused a PROXY protocol header from %s: "
+                                "not in server.trusted_proxies (--trusted-proxies)", self.peer)
+                    self._reply("400 Bad Request", f"PROXY protocol header from {self.peer}, which is "
+                                f"not in trusted_proxies: refused\n".encode())
+                    return False
+                self.proxied = True
+                return True
+            source, used = proxy_protocol.parse(self.buf)
+        except proxy_protocol.ProxyHeaderError as exc:
+            server.warn("proxy-missing", "refused a connection from trusted proxy %s: %s "
+                        "(server.proxy_protocol is on: configure the proxy to send it, e.g. HAProxy "
+                        "send-proxy-v2, or turn proxy_protocol off)", self.peer, exc)
+            self._reply("400 Bad Request", f"{exc}: proxy_protocol is on and {self.peer} is a "
+                        f"trusted proxy\n".encode())
+            return False
+        if not used:
+            return False
+        self.buf = self.buf[used:]
+        if source is not None:
+            self.peer = source
+        self.proxied = True
+        return True
+
+    def _check_upgrade(self, headers: dict) -> Optional[tuple]:
+        """None, or the (status, body, ...) refusing a bad upgrade request."""
+        if not headers.get("host"):
+            return "400 Bad Request", b"the upgrade request has no Host header (RFC 6455 4.1)\n"
+        version = headers.get("sec-websocket-version", "")
+        if version != "13":
+            return ("426 Upgrade Required", f"unsupported Sec-WebSocket-Version {version!r}: "
+                    f"this server speaks 13 (RFC 6455)\n".encode(), False,
+                    "Sec-WebSocket-Version: 13\r\n")
+        allowed = self.server.allowed_origins
+        origin = headers.get("origin")
+        # only browsers send Origin, and they always do: an allow-list guards against other
+        # sites' pages, so a client without Origin (a native client) is let through
+        if allowed and origin is not None and origin.rstrip("/").lower() not in allowed:
+            return ("403 Forbidden", f"Origin {origin!r} is not in server.websocket.allowed_origins"
+                                     f"\n".encode())
+        return None
+
+    def _probe(self, method: str, path: str):
         if method not in ("GET", "HEAD"):
             return self._reply("405 Method Not Allowed", b"use GET or HEAD, or upgrade to WebSocket\n",
                                extra="Allow: GET, HEAD\r\n")
@@ -164,7 +212,7 @@ class HandshakeGate(asyncio.Protocol):
 
     def _reply(self, status: str, body: bytes, head_only: bool = False, extra: str = ""):
         self._cancel_timer()
-        self.transport.write(_response(status, body, head_only, extra))
+        self.transport.write(response(status, body, head_only=head_only, extra=extra))
         self.transport.close()
 
     def _handoff(self, client_ip: str):

@@ -10,6 +10,8 @@ import asyncio
 import logging
 from typing import Optional
 
+from .http import BadRequest, read_head, response
+
 log = logging.getLogger("clasp_fast.server")
 
 _METRICS = [
@@ -49,20 +51,20 @@ class _MetricsProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes):
         self.buf += data
-        if b"\r\n\r\n" not in self.buf:
-            if len(self.buf) > 8192:
-                self.transport.close()
+        try:
+            head, _ = read_head(self.buf, 8192)
+        except BadRequest as exc:
+            self.transport.write(response("400 Bad Request", f"{exc}\n".encode()))
+            self.transport.close()
             return
-        request_line = self.buf.split(b"\r\n", 1)[0].split(b" ")
-        path = request_line[1].split(b"?", 1)[0] if len(request_line) > 1 else b""
-        if path == b"/metrics":
-            body, status = render(self.server, self.worker), b"200 OK"
-            ctype = b"text/plain; version=0.0.4"
+        if head is None:
+            return
+        if head.path == "/metrics":
+            self.transport.write(response("200 OK", render(self.server, self.worker),
+                                          head_only=head.method == "HEAD",
+                                          content_type="text/plain; version=0.0.4"))
         else:
-            body, status, ctype = b"see /metrics\n", b"404 Not Found", b"text/plain"
-        self.transport.write(b"HTTP/1.1 " + status + b"\r\nContent-Type: " + ctype +
-                             b"\r\nContent-Length: " + str(len(body)).encode() +
-                             b"\r\nConnection: close\r\n\r\n" + body)
+            self.transport.write(response("404 Not Found", b"see /metrics\n"))
         self.transport.close()
 
 

@@ -7,9 +7,10 @@ docs, what the kind accepts; it is written from the same bounds the check uses.
 """
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
+
+from ..netaddr import parse_networks
 
 
 class Invalid(Exception):
@@ -167,7 +168,7 @@ class IpNetwork:
         if not isinstance(value, str):
             raise Invalid("is not a string (quote it in YAML)")
         try:
-            ipaddress.ip_network(value.strip(), strict=False)
+            parse_networks([value])
         except ValueError:
             raise Invalid(f"has {value!r}, which is not an IP address or network") from None
         return value.strip()

@@ -60,7 +60,8 @@ SETTINGS: list[Setting] = [
             Number(0, unit="seconds", zero="never"), 30.0,
             "seconds a connection may stay over buffer_size before it is closed"),
     Setting("allowed_origins", "server.websocket.allowed_origins", ListOf(Text("an origin", "ORIGIN"), "origins (scheme://host[:port])"), [],
-            "Origin header values allowed to open a WebSocket; empty = any (others get 403)"),
+            "Origin header values allowed to open a WebSocket; empty = any (others get 403; "
+            "native clients, which send no Origin, always pass)"),
     # --- server: proxies, handshake, memory --------------------------------------------------
     Setting("trusted_proxies", "server.trusted_proxies", ListOf(IpNetwork(), "IP addresses or CIDR networks"), [],
             "proxies whose X-Forwarded-For (and PROXY protocol header) gives the client IP"),
@@ -135,6 +136,14 @@ RULES: list[Rule] = [
          lambda v: v["tls_client_auth"] == "none" or v["tls_ca"] is not None,
          "server.tls.client_auth needs server.tls.ca (--tls-ca), the CA client certificates "
          "are checked against"),
+    Rule(("proxy_protocol", "trusted_proxies"),
+         lambda v: not v["proxy_protocol"] or bool(v["trusted_proxies"]),
+         "server.proxy_protocol is true but server.trusted_proxies is empty: name the proxies "
+         "that send the PROXY header (--trusted-proxies)"),
+    Rule(("proxy_protocol", "tls_enabled"),
+         lambda v: not (v["proxy_protocol"] and v["tls_enabled"]),
+         "server.proxy_protocol cannot be combined with server.tls.enabled (a PROXY header "
+         "before the TLS handshake is not supported): let the proxy terminate TLS"),
     Rule(("port", "workers"),
          lambda v: v["port"] != 0 or v["workers"] == 1,
          "server.port 0 (any free port) cannot be used with server.workers > 1: the workers "

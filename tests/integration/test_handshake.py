@@ -1,15 +1,18 @@
 """docs/protocol.md "Transport": subprotocol negotiation, any path, Firefox's Connection header,
-and plain HTTP probes on the WebSocket port."""
+plain HTTP probes on the WebSocket port, and the RFC 6455 checks browsers and proxies hit
+(version, Host, Origin, reserved bits, close codes)."""
 from __future__ import annotations
 
 import asyncio
+import struct
 
 import pytest
 
 from clasp_fast.protocol import Get, Set, Subscribe, encode_frame
 
-from tests.integration.conftest import (RawWS, connect_hello, open_socket, read_http_response,
-                                        recv_msg, upgrade_request)
+from tests.integration.conftest import (RawWS, UpgradeRefused, close_code_of, connect_hello,
+                                        open_socket, read_http_response, recv_msg, upgrade_request)
+from tests.ws_framing import client_frame
 
 
 async def test_offered_clasp_subprotocol_is_answered(default_router):
@@ -142,3 +145,109 @@ async def test_probes_do_not_disturb_websocket_clients(default_router):
         assert (await recv_msg(ws)).code == 404
     finally:
         await ws.close()
+
+
+# --- what browsers and proxies hit (RFC 6455 4.1, 4.2.2, 5.2, 7.4) -------------------
+
+async def _raw_request(port: int, request: bytes) -> tuple[int, dict, bytes]:
+    reader, writer = await open_socket("127.0.0.1", port)
+    try:
+        writer.write(request)
+        status, _, headers, _ = await read_http_response(reader)
+        body = await asyncio.wait_for(reader.read(), 3.0)
+        return status, headers, body
+    finally:
+        writer.close()
+
+
+async def test_websocket_version_8_gets_426_naming_13(default_router):
+    request, _ = upgrade_request("127.0.0.1", default_router.port)
+    request = request.replace(b"Sec-WebSocket-Version: 13", b"Sec-WebSocket-Version: 8")
+    status, headers, body = await _raw_request(default_router.port, request)
+    assert status == 426
+    assert headers["sec-websocket-version"] == "13"
+    assert b"13" in body
+
+
+async def test_upgrade_without_host_gets_400(default_router):
+    request, _ = upgrade_request("127.0.0.1", default_router.port)
+    lines = [ln for ln in request.split(b"\r\n") if not ln.lower().startswith(b"host:")]
+    status, _, body = await _raw_request(default_router.port, b"\r\n".join(lines))
+    assert status == 400
+    assert b"Host" in body
+
+
+async def test_origin_allow_list(router_process):
+    rp = router_process("--allowed-origins", "https://good.example,http://also.example/")
+    with pytest.raises(UpgradeRefused) as info:
+        await RawWS.open("127.0.0.1", rp.port, extra=("Origin: https://evil.example",))
+    assert info.value.status == 403
+    assert b"allowed_origins" in info.value.body
+    for extra in (("Origin: https://good.example",), ("Origin: http://ALSO.example",),
+                  ()):                                  # no Origin: not a browser, let through
+        raw = await RawWS.open("127.0.0.1", rp.port, extra=extra)
+        try:
+            assert (await raw.hello("origin")).session
+        finally:
+            raw.close()
+
+
+async def test_any_origin_by_default(default_router):
+    raw = await RawWS.open("127.0.0.1", default_router.port, extra=("Origin: https://any.example",))
+    try:
+        assert (await raw.hello("any-origin")).session
+    finally:
+        raw.close()
+
+
+async def _close_code_after(raw: RawWS) -> int:
+    while True:
+        op, payload = await raw.recv_frame(3.0)
+        assert op != -1, "EOF without a close frame"
+        if op == 0x8:
+            return close_code_of(payload)
+
+
+@pytest.mark.parametrize("rsv", [0x40, 0x20, 0x10], ids=["rsv1", "rsv2", "rsv3"])
+async def test_reserved_bits_without_extension_close_1002(default_router, rsv):
+    raw = await RawWS.open("127.0.0.1", default_router.port)
+    try:
+        await raw.hello("rsv")
+        frame = client_frame(0x2, encode_frame(Get("/rsv/x")))     # websockets will not set RSV bits
+        raw.writer.write(bytes([frame[0] | rsv]) + frame[1:])
+        assert await _close_code_after(raw) == 1002
+    finally:
+        raw.close()
+
+
+@pytest.mark.parametrize("code", [999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535])
+async def test_invalid_close_code_is_answered_1002(default_router, code):
+    raw = await RawWS.open("127.0.0.1", default_router.port)
+    try:
+        await raw.hello("close-code")
+        raw.send_frame(0x8, struct.pack(">H", code) + b"bye")
+        assert await _close_code_after(raw) == 1002
+    finally:
+        raw.close()
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1003, 1011, 3000, 4999])
+async def test_valid_close_code_is_answered_1000(default_router, code):
+    raw = await RawWS.open("127.0.0.1", default_router.port)
+    try:
+        await raw.hello("close-ok")
+        raw.send_frame(0x8, struct.pack(">H", code))
+        assert await _close_code_after(raw) == 1000
+    finally:
+        raw.close()
+
+
+async def test_close_reason_not_utf8_is_a_protocol_error(default_router):
+    """picows answers 1007 (invalid data, RFC 6455 7.4.1) before the frame reaches us."""
+    raw = await RawWS.open("127.0.0.1", default_router.port)
+    try:
+        await raw.hello("close-utf8")
+        raw.send_frame(0x8, struct.pack(">H", 1000) + b"\xff\xfe")
+        assert await _close_code_after(raw) in (1002, 1007)
+    finally:
+        raw.close()

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
+
+import pytest
 
 from clasp_fast.protocol import Get, Set, Subscribe, encode_frame
 
@@ -85,3 +88,20 @@ async def test_keepalive_keeps_answering_client_and_drops_silent_one(router_proc
     finally:
         bad.close()
         await good.close()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_sighup_without_tls_keeps_serving(router_process, workers):
+    """SIGHUP means "reload the certificate": without TLS it must not stop the router."""
+    rp = router_process(workers=workers)
+    ws, _, _ = await connect_hello(rp.url, "hup")
+    try:
+        rp.proc.send_signal(signal.SIGHUP)
+        assert rp.wait_for_log("nothing to reload", 5.0), rp.log()
+        assert rp.proc.poll() is None
+        await ws.send(encode_frame(Subscribe(1, "/hup/**")))
+        await ws.send(encode_frame(Set("/hup/x", 1)))
+        echo = await recv_msg(ws)
+        assert isinstance(echo, Set) and echo.address == "/hup/x"
+    finally:
+        await ws.close()

@@ -14,6 +14,7 @@ from clasp_fast.settings.loader import load
 # values other settings need for a row's sample value to pass the rules across settings
 COMPANIONS = {"tls_enabled": {"tls_cert": "c.pem", "tls_key": "k.pem"},
               "tls_client_auth": {"tls_ca": "ca.pem"},
+              "proxy_protocol": {"trusted_proxies": "127.0.0.1"},
               "security_mode": {"auth_tokens": "tokens.txt"}}
 
 
@@ -163,3 +164,8 @@ def test_config_validate_applies_the_rules_across_settings():
     assert Config(tls_enabled=False).validate().port == 7330
     with pytest.raises(ConfigError, match="server.tls.enabled is true"):
         Config(tls_enabled=True).validate()
+    with pytest.raises(ConfigError, match="trusted_proxies is empty"):
+        Config(proxy_protocol=True).validate()
+    with pytest.raises(ConfigError, match="cannot be combined with server.tls.enabled"):
+        Config(proxy_protocol=True, trusted_proxies=["127.0.0.1"], tls_enabled=True,
+               tls_cert="c.pem", tls_key="k.pem").validate()

@@ -23,6 +23,12 @@ import logging
 log = logging.getLogger("clasp_fast.server")
 
 
+cdef inline bint valid_close_code(int code) noexcept:
+    """Codes a close frame may carry (RFC 6455 7.4.1, the IANA registry, 3000-4999 for
+    libraries and applications); picows lets 1005, 1006, 1015 and >= 5000 through."""
+    return (1000 <= code <= 1003) or (1007 <= code <= 1014) or (3000 <= code <= 4999)
+
+
 cdef class Connection(WSListener):
     """One WebSocket connection: picows callbacks in, router core calls out."""
 
@@ -59,6 +65,10 @@ cdef class Connection(WSListener):
         cdef WSMsgType mt = frame.msg_type
         self.last_rx_tick = self.edge.tick
         self.ping_tick = 0                  # any traffic proves the peer is alive
+        if frame.rsv1 | frame.rsv2 | frame.rsv3:
+            # no extension is negotiated, so no reserved bit may be set (RFC 6455 5.2)
+            self._protocol_error("reserved bits (RSV1-3) set without a negotiated extension")
+            return
         if mt == WSMsgType.BINARY:
             if frame.fin and self.fragments is None:
                 self.router.feed(self.session, <const uint8_t*>frame.payload_ptr, frame.payload_size)
@@ -80,6 +90,10 @@ cdef class Connection(WSListener):
             self.router.reject(self.session, "text WebSocket message: CLASP frames travel in "
                                              "binary messages")
         elif mt == WSMsgType.CLOSE:
+            if frame.payload_size >= 2 and not valid_close_code(frame.get_close_code()):
+                self._protocol_error(f"close code {<int>frame.get_close_code()} may not be sent "
+                                     f"(RFC 6455 7.4)")
+                return
             self.closing = True
             self.edge.write(self.session)
             if self.router.close_and_release(self.session, self._finish_close):

@@ -18,7 +18,7 @@ from libc.stdint cimport uint8_t, uint32_t, int32_t, int64_t, uint64_t
 from libc.string cimport memcmp, memcpy, memset
 from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_ANONYMOUS, MAP_FAILED
 
-from clasp_fast.server.limits import refusal_text
+from clasp_fast.limits import refusal_text
 
 cdef extern from "sched.h":
     int sched_yield() nogil
@@ -79,7 +79,7 @@ cdef struct Slot:
 cdef class SharedLimits:
     """``max_connections`` and ``max_connections_per_ip`` across all workers.
 
-    Same interface as ``clasp_fast.server.limits.LocalLimits``: ``try_admit(ip)``
+    Same interface as ``clasp_fast.limits.LocalLimits``: ``try_admit(ip)``
     returns None (admitted and counted) or the reason for refusing;
     ``release(ip)`` gives the slot back."""
 

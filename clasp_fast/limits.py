@@ -1,7 +1,11 @@
-"""Connection limits for a single process (``--workers 1``).
+"""Connection limits: the interface, the refusal text, and the single-process table.
+
+A low module: the edge (``server/gate.py``) admits through it and the shared-memory
+table (``_native/shmlimits.pyx``, ``--workers N``) reuses its refusal text, so
+neither imports the other.  ``LocalLimits`` serves ``--workers 1``.
 
 ``try_admit(ip)`` returns None (admitted, counted) or the reason for refusing;
-``release(ip)`` gives the slot back.  ``clasp_fast.cluster.shared_limits``
+``release(ip)`` gives the slot back.  ``clasp_fast._native.shmlimits.SharedLimits``
 implements the same interface over shared memory for several workers.
 """
 from __future__ import annotations
