@@ -128,6 +128,7 @@ class Base:
     def __init__(self, spec: dict):
         self.spec = spec
         self.url = spec["url"]
+        self.hello_frame = encode_frame(Hello("bench", token=spec["token"])) if spec.get("token") else HELLO
         self.sources = Sources(spec.get("ips", ["127.0.0.1"]))
         self.board = None
         self.transports = []
@@ -151,7 +152,7 @@ class Base:
 
     async def hello(self, rx: Receiver, read_buffer: int = 16384, raw: bool = False):
         tr = await self.connect(rx, read_buffer, raw)
-        tr.send(WSMsgType.BINARY, HELLO)
+        tr.send(WSMsgType.BINARY, self.hello_frame)
         await wait_ctl(rx, lambda: rx.welcomed, 20)
         return tr
 

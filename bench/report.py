@@ -449,6 +449,9 @@ def markdown(data: dict) -> str:
                      f"{', '.join(f'pid {k}: {v}' for k, v in split.items()) if split else 'one process'} |")
         L.append("")
 
+    from .auth import markdown as auth_markdown
+    L += auth_markdown(results, _mmm)
+
     # generator vs router
     L.append("## Is the generator the bottleneck?")
     L.append("")

@@ -55,6 +55,7 @@ class Target:
     command: str = ""               # peer: shell command with {port}
     extra_args: list = field(default_factory=list)
     tails: Optional[dict] = None    # calibration: bytes after the value in a delivered SET / PUBLISH
+    hello_token: Optional[str] = None   # token mode: the token generators send in HELLO
 
     @property
     def description(self) -> str:

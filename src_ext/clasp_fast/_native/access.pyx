@@ -66,7 +66,7 @@ cdef class Access:
         d = <Decision*>bm_get(&self.decisions, addr, n, h)
         if d != NULL:
             return d.allowed
-        allowed = self.scopes.may(WRITE, addr[:n].decode("utf-8", "surrogateescape"))
+        allowed = self.scopes.may(WRITE, addr[:n].decode())     # valid UTF-8: the parser checked
         if self.ndecisions >= MAX_DECISIONS:
             self._forget()
         d = <Decision*>malloc(sizeof(Decision) + n)
