@@ -580,7 +580,7 @@ class Calibrate(Base):
     async def setup(self) -> dict:
         rx = Receiver(deliveries_only=True, capture=True)
         tr = await self.hello(rx, 65536)
-        tr.send(WSMsgType.BINARY, encode_frame(Subscribe(1, "/**")))
+        tr.send(WSMsgType.BINARY, encode_frame(Subscribe(1, "/bench/**")))   # (token mode: in scope)
         tr.send(WSMsgType.BINARY, PING)
         await wait_ctl(rx, lambda: rx.pongs >= 1, 20)
         prx = Receiver(deliveries_only=True)
