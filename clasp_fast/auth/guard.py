@@ -55,7 +55,7 @@ class Guard:
         """(Access, "") for a known, unexpired token; else (None, why) and the failure counted."""
         entry = self.tokens.find(token, wall_s)
         if entry is not None:
-            log.info("session from %s admitted with token %r", peer, entry.name)
+            log.debug("session from %s admitted with token %r", peer, entry.name)
             return Access(entry), ""
         why = "no token in HELLO" if not token else "unknown or expired token"
         if peer and self.failed_hellos.failed(peer, mono_s):

@@ -212,3 +212,16 @@ async def test_no_token_ever_appears_in_the_logs(token_router):
 async def test_open_mode_says_so_at_start_up(router_process):
     rp = router_process(workers=2)
     assert "security: open mode" in rp.log()
+
+
+def test_a_bad_tokens_file_stops_the_start_with_one_line_and_exit_2(tmp_path):
+    import subprocess
+    import sys
+    bad = tmp_path / "tokens.txt"
+    bad.write_text("desk " + TOKENS["lights"] + " write:/lights/**\n")      # a token, not its hash
+    for path, problem in [(bad, f"{bad} line 1: desk: the second field must be sha256:"),
+                          (tmp_path / "missing.txt", "cannot read tokens file")]:
+        run = subprocess.run([sys.executable, "-m", "clasp_fast", "--auth-tokens", str(path),
+                              "--port", "0", "--check-config"], capture_output=True, text=True, timeout=30)
+        assert run.returncode == 2 and run.stderr.count("\n") == 1 and problem in run.stderr, run.stderr
+        assert TOKENS["lights"] not in run.stderr + run.stdout
