@@ -77,9 +77,13 @@ def test_reads_are_filtered_and_wider_patterns_refused():
         net.set(admin, address, 1.0)
     s, snapshot = welcomed(net, VIEW)
     assert [p.address for snap in snapshot for p in snap.params] == ["/lights/1"]
+    net.send(admin, M.Announce(namespace="/", signals=[
+        M.SignalDef(address="/lights/*", signal=M.SignalType.PARAM),
+        M.SignalDef(address="/lights/**", signal=M.SignalType.PARAM),
+        M.SignalDef(address="/sound/x", signal=M.SignalType.EVENT)]))
     net.send(s, M.Query(pattern="/**"))
     result = msgs(s)[0]
-    assert [d.address for d in result.signals] == ["/lights/1"]
+    assert sorted(d.address for d in result.signals) == ["/lights/*", "/lights/1"]
     net.send(s, M.Subscribe(id=1, pattern="/lights/**"))
     assert error(s).code == 403
     net.send(s, M.Get("/lights/1/deep"))

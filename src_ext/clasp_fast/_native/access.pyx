@@ -85,8 +85,11 @@ cdef class Access:
         return bool(self.may_write(b, len(b)))
 
     def may_read(self, str address):
-        """May the session read ``address`` (GET, a snapshot entry, a QUERY result)?"""
-        return self.read_all or self.scopes.may(READ, address)
+        """May the session read ``address`` (GET, a snapshot entry, a QUERY result)?  An
+        announced signal may be named by a pattern (``/cue/*``): readable when all of it is."""
+        if self.read_all:
+            return True
+        return self.scopes.covers(READ, address) if "*" in address else self.scopes.may(READ, address)
 
     def covers_read(self, str pattern):
         """May the session read every address ``pattern`` matches (SUBSCRIBE, GET of a pattern)?"""
