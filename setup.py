@@ -55,5 +55,7 @@ def extensions():
 setup(
     packages=find_packages(include=["clasp_fast", "clasp_fast.*"]) + ["clasp_fast_bench"],
     package_dir={"clasp_fast_bench": "bench"},
+    # the inspector page and its vendored client (clasp_fast/ui, scripts/vendor_ui.py)
+    package_data={"clasp_fast.ui": ["*.html", "*.js", "*.css", "vendor/*.txt", "vendor/*/*", "vendor/*/*/*"]},
     ext_modules=extensions(),
 )

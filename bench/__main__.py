@@ -165,6 +165,12 @@ def main(argv=None) -> int:
                     return w_targets[w]
                 results += scenarios.workers(ctx, make)
                 continue
+            if sc == "metrics":
+                on = targets.clasp_fast(1, shlex.split(args.router_args) + ["--metrics-enabled"],
+                                        name="clasp-fast+metrics")
+                on.tails = main_t.tails
+                results += scenarios.metrics(ctx, main_t, on)
+                continue
             sizes = profile.get("baseline_sizes", {})
             modes = profile["baselines"].get(sc, [])
             if sc in scenarios.FLOW_SCENARIOS:

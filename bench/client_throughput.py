@@ -22,19 +22,14 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 import uuid
 
+from bench.procs import free_port
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_router(port: int) -> subprocess.Popen:
@@ -134,7 +129,7 @@ def main(argv=None) -> int:
     if args.sender:
         uvloop.run(sender(args.sender[0], args.sender[1], int(args.sender[2])))
         return 0
-    port = args.port or _free_port()
+    port = args.port or free_port()
     router = start_router(port)
     url = f"ws://127.0.0.1:{port}"
     results = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import copy
 
 SCENARIOS = ["throughput", "fanout", "fanin", "state", "events", "latency", "connect", "memory",
-             "workers", "auth"]
+             "workers", "metrics", "auth"]
 
 DESCRIPTIONS = {
     "throughput": "1 publisher → 1 subscriber, SET with 32-byte values",
@@ -16,6 +16,7 @@ DESCRIPTIONS = {
     "connect": "connection storm: TCP connect → WELCOME",
     "memory": "router RSS per idle connection",
     "workers": "fan-out with 1 and 2 workers, CPU per delivered message (all router processes)",
+    "metrics": "fan-out 1 → N with metrics off and on (--metrics-enabled, sampled latency), same run",
     "auth": "token mode vs open mode: SET fan-out 1 → 100 and throughput 1 → 1 (token ÷ open)",
 }
 
@@ -33,6 +34,7 @@ FULL = {
     "connect": {"rate": 1000, "seconds": 5.0, "repeats": 3},
     "memory": {"counts": [1000, 10000], "repeats": 2, "per_proc": 2500, "settle": 2.0},
     "workers": {"workers": [1, 2], "subs": 100, "block": 20},
+    "metrics": {"subs": 100, "block": 20},
     "auth": {"subs": 100, "fan_block": 20, "block": 100},
     # which ceiling servers run which scenarios (and with which sizes, if smaller)
     "baselines": {"throughput": ["tick", "send"], "fanout": ["tick", "send"],
@@ -66,6 +68,7 @@ SMOKE.update({
     "connect": {"rate": 500, "seconds": 0.2, "repeats": 1},
     "memory": {"counts": [100], "repeats": 1, "per_proc": 2500, "settle": 0.3},
     "workers": {"workers": [1, 2], "subs": 10, "block": 20},
+    "metrics": {"subs": 10, "block": 20},
     "auth": {"subs": 10, "fan_block": 20, "block": 100},
     "baselines": {"throughput": ["tick"]},
     "baseline_sizes": {"latency_search": False},

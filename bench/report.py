@@ -13,7 +13,7 @@ from typing import Optional
 from . import _loadgen, procs
 from .profiles import DESCRIPTIONS, SCENARIOS
 
-FLOW_SCENARIOS = ["throughput", "fanout", "fanin", "state", "events"]
+FLOW_SCENARIOS = ["throughput", "fanout", "fanin", "state", "events", "metrics"]
 
 # (scenario key, text of the target, how it is judged)
 TARGETS = [
@@ -27,6 +27,7 @@ TARGETS = [
      "CPU per delivered message ≤ 1.3× the one-worker figure"),
     ("throughput", "vs the ceiling server with per-tick writes",
      "≥ 0.8× on throughput, ≥ 0.5× on fanout"),
+    ("metrics", "metrics on vs off, fan-out 1 → 100", "≤ 3% fewer deliveries/s"),
 ]
 
 
@@ -252,6 +253,16 @@ def evaluate_targets(results: list[dict], main: str = "clasp-fast") -> list[dict
     elif parts:
         met = None
     add("vs ceiling (per-tick writes)", TARGETS[7][2], ", ".join(parts) or "–", met)
+
+    m_off = _find(results, "metrics", main, "1 → 100")
+    m_on = _find(results, "metrics", main + "+metrics", "1 → 100")
+    if _ok(m_off) and _ok(m_on) and m_off.get("median") and m_on.get("median") is not None:
+        cost = 1 - m_on["median"] / m_off["median"]
+        add("metrics on vs off", TARGETS[8][2],
+            f"{m_off['median']:,.0f} → {m_on['median']:,.0f} deliveries/s = {cost * 100:+.1f}% cost",
+            cost <= 0.03)
+    else:
+        add("metrics on vs off", TARGETS[8][2], "–", None)
     return rows
 
 

@@ -673,6 +673,19 @@ def workers(ctx: Ctx, make_target) -> list[dict]:
     return out
 
 
+def metrics(ctx: Ctx, off: "Target", on: "Target") -> list[dict]:
+    """The same fan-out against clasp-fast with metrics off and on, repeats interleaved:
+    the cost of the counters' reading side and of the sampled latency timing."""
+    c = ctx.profile["metrics"]
+    n = c["subs"]
+    out = []
+    for target in (off, on):
+        out.append((target, Flow("metrics", f"1 → {n}", subs=n, patterns=["/bench/**"],
+                                 sub_procs=sub_procs_for(n), address="/bench/fan/x",
+                                 block=c["block"], window=ctx.profile["window"])))
+    return run_flows(ctx, out)
+
+
 def auth(ctx: Ctx, target: Target) -> list[dict]:
     """Token mode vs open mode: fan-out and SET throughput (bench/auth.py)."""
     from . import auth as scenario

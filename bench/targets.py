@@ -98,8 +98,8 @@ class Target:
         return Server(self, p, host, port)
 
 
-def clasp_fast(workers: int = 1, extra_args=()) -> Target:
-    name = "clasp-fast" if workers == 1 else f"clasp-fast-{workers}w"
+def clasp_fast(workers: int = 1, extra_args=(), name: str = "") -> Target:
+    name = name or ("clasp-fast" if workers == 1 else f"clasp-fast-{workers}w")
     return Target(name, "clasp-fast", workers=workers, extra_args=list(extra_args))
 
 

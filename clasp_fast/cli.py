@@ -1,22 +1,17 @@
 """``clasp-fast``: load the settings (file, variables, flags), set up logging, run the router."""
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Optional
 
 from .auth.tokens import TokenFileError, load_tokens
 from .auth.guard import security_note
 from .config import Config
+from .logs import setup_logging
 from .settings.bind_address import check_bind_address
 from .settings.errors import ConfigError
 from .settings.loader import load
 from .settings.render import render_yaml
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 async def serve(config: Config, *, reuse_port: bool = False, sock=None, limits=None,
@@ -78,7 +73,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"clasp-fast: the configuration is valid"
               f"{f' (file {loaded.file})' if loaded.file else ''}")
         return 0
-    setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_format)
     if config.workers > 1:
         from .cluster.supervisor import run_supervisor
         return run_supervisor(config)

@@ -1,5 +1,5 @@
 """Python-level API of clasp_fast._native.connection: the picows I/O edge."""
-from typing import Any
+from typing import Any, Callable, Optional
 
 from .outbox import Session
 from .router import Router
@@ -18,6 +18,8 @@ class Edge:
     tick: int                           # read-only
     connections: set[Connection]        # read-only
     max_message: int                    # read-only
+    sample_mask: int                    # time 1 frame in sample_mask + 1 (0: none)
+    on_sample: Optional[Callable[[float], Any]]   # gets each timed frame's seconds
     def __init__(self, router: Router, loop: Any, *, max_frame_size: int = ..., hello_timeout: float = ...,
                  ping_interval: float = ..., pong_timeout: float = ...) -> None: ...
     def schedule_flush(self) -> None: ...

@@ -8,7 +8,10 @@ class Hub:
     on_dirty: Optional[Callable[[], Any]]
     on_pressure: Optional[Callable[["Endpoint"], Any]]
     dropped: int                        # read-only
+    errors_sent: dict[int, int]         # read-only: ERROR code -> how many were sent
     def take_dirty(self) -> list["Endpoint"]: ...
+    def sent_by_type(self) -> dict[int, int]: ...     # CLASP type -> messages queued for clients
+    def count_error(self, code: int) -> None: ...
 
 class Endpoint:
     is_peer: bool                       # read-only
@@ -35,8 +38,11 @@ class Session(Endpoint):
     received: int                       # read-only
     def __init__(self, hub: Hub, peer: Optional[str] = ...) -> None: ...
     def subscriptions(self) -> list: ...
+    subscription_count: int             # read-only
+    queued: int                         # read-only: bytes waiting for the next flush
 
 class PeerLink(Endpoint):
     index: int                          # read-only
+    bytes_sent: int                     # read-only: bus bytes queued for the other worker
     def __init__(self, hub: Hub, index: int) -> None: ...
     def send_record(self, kind: int, body: bytes = ...) -> None: ...

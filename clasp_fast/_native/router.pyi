@@ -25,6 +25,8 @@ class Router(Hub):
     pending: PendingQueue               # read-only
     on_timer: Optional[Callable[[float], Any]]
     param_count: int                    # read-only
+    def received_by_type(self) -> dict[int, int]: ...     # CLASP type -> frames received
+    def revisions(self) -> dict[str, int]: ...            # address -> revision (on demand)
 
     def __init__(self, config: Any, clock: Optional[Clock] = ...) -> None: ...
     # sessions and input

@@ -14,10 +14,12 @@ How it works, in four parts:
   heads the FIFO belongs to a fire-and-forget message (it goes to the ``on_error``
   callbacks) and one that arrives while a request heads it belongs to that request (it is
   raised from the call, as a ``ClaspError`` subclass).
-* **Receiving.**  Frames are decoded by the native codec; SET and SNAPSHOT update the cache
-  (value and revision per address); subscription callbacks are found with the router's own
-  pattern trie (``clasp_fast._native.patterns``).  A frame that cannot be decoded is logged
-  and skipped.
+* **Receiving.**  ``clasp_fast._native.client_inbox`` is the picows listener: it parses SET
+  and PUBLISH in place with the router's own parsers, updates the cache (value and revision
+  per address) and calls the subscription callbacks, found with the router's pattern trie
+  (``clasp_fast._native.patterns``) and kept per address until the trie changes.  Every
+  other message goes to ``_on_frame`` here, decoded by ``decode_frame``; SNAPSHOT updates
+  the cache too.  A frame that cannot be decoded is logged and skipped.
 * **Reconnecting.**  With ``reconnect=True`` a lost connection is retried with exponential
   backoff and jitter; on success the cache is rebuilt from the router's HELLO snapshot, every
   subscription is sent again (its snapshot reaches its callback), and what was sent while
@@ -36,8 +38,9 @@ import ssl as ssl_module
 import time as time_module
 from typing import Any, AsyncIterator, Callable, Optional
 
-from picows import WSCloseCode, WSError, WSListener, WSMsgType, ws_connect
+from picows import WSCloseCode, WSError, ws_connect
 
+from .._native.client_inbox import Inbox, Listener, deliver
 from .._native.wsclient import masked_frames
 from .._native.patterns import Subscription as _NativeSub, Trie, check_pattern
 from ..protocol import (NO_VALUE, Ack, Bundle, DecodeError, Error, Get, Hello, Phase, Ping, Pong,
@@ -118,42 +121,11 @@ class Subscription:
         return self
 
     def deliver(self, value: Any, address: str) -> None:
-        if self.callback is None:
-            return
-        try:
-            res = self.callback(value, address)
-            if res is not None and inspect.isawaitable(res):
-                asyncio.ensure_future(res).add_done_callback(self.client._task_done)
-        except Exception as exc:      # a user's callback must not break the client
-            self.client._report(exc)
+        if self.callback is not None:
+            deliver(self.callback, value, address, self.client)
 
     def __repr__(self) -> str:
         return f"<Subscription {self.id} {self.pattern!r}>"
-
-
-class _Listener(WSListener):
-    def __init__(self, client: "Clasp"):
-        self.client = client
-
-    def on_ws_frame(self, transport, frame):
-        t = frame.msg_type
-        if t == WSMsgType.BINARY:
-            self.client._on_frame(frame.get_payload_as_bytes())
-        elif t == WSMsgType.CLOSE:
-            self.client.close_code = frame.get_close_code()
-            transport.send_close(WSCloseCode.OK)
-            transport.disconnect()
-        elif t == WSMsgType.TEXT:
-            log.warning("clasp: ignoring a text WebSocket message (CLASP frames are binary)")
-
-    def on_ws_disconnected(self, transport):
-        self.client._on_disconnected(self)
-
-    def pause_writing(self):
-        self.client._writable.clear()
-
-    def resume_writing(self):
-        self.client._writable.set()
 
 
 class _ClassOrInstance:
@@ -240,7 +212,7 @@ class Clasp:
         self.close_code: Optional[int] = None
 
         self._transport = None
-        self._listener: Optional[_Listener] = None
+        self._listener: Optional[Listener] = None
         self._ready = False             # WELCOME and the HELLO snapshot are in: user frames go out
         self._opening = False
         self._closing = False
@@ -258,11 +230,8 @@ class Clasp:
         self._reconnect_task: Optional[asyncio.Task] = None
         self._time_offset = 0
 
-        self._values: dict[str, Any] = {}
-        self._revisions: dict[str, int] = {}
         self._subs: dict[int, Subscription] = {}
         self._trie = Trie()
-        self._routes: dict[str, list[Subscription]] = {}
         self._ids = itertools.count(1)
 
         self._on_connect: list[Callable] = []
@@ -272,6 +241,10 @@ class Clasp:
         # low-level access (tests, tools): every decoded message, for next()/drain()
         self._record: Optional[list] = [] if record else None
         self._changed = asyncio.Event()
+        # received SETs and PUBLISHes (recorded ones too: they come through _on_frame)
+        self._inbox = Inbox(self, self._trie, native=not record)
+        self._values: dict[str, Any] = self._inbox.values
+        self._revisions: dict[str, int] = self._inbox.revisions
 
     # --- connecting ------------------------------------------------------------------
 
@@ -303,7 +276,7 @@ class Clasp:
         subscriptions again and the queued frames."""
         self._loop = asyncio.get_running_loop()
         self._opening = True
-        listener = self._listener = _Listener(self)
+        listener = self._listener = Listener(self, self._inbox)
         ctx = self.ssl
         if ctx is None and self.url.startswith("wss:"):
             ctx = ssl_module.create_default_context()
@@ -365,7 +338,7 @@ class Clasp:
         if t is not None:
             t.disconnect()
 
-    def _on_disconnected(self, listener: _Listener) -> None:
+    def _on_disconnected(self, listener: Listener) -> None:
         if listener is not self._listener:
             return
         self._listener = None
@@ -727,7 +700,6 @@ class Clasp:
         sub = Subscription(self, next(self._ids), pattern, callback, mask, opts)
         self._subs[sub.id] = sub
         self._trie.subscribe(sub.native)
-        self._routes.clear()
         if self._ready:
             self._send_subscribe(sub)
         elif self._closing:
@@ -750,7 +722,6 @@ class Clasp:
     def _forget(self, sub: Subscription) -> None:
         if self._subs.pop(sub.id, None) is not None:
             self._trie.unsubscribe(sub.native)
-            self._routes.clear()
         sub.active = False
 
     def _unsubscribe(self, sub: Subscription) -> None:
@@ -771,18 +742,6 @@ class Clasp:
                 yield await queue.get()
         finally:
             sub()
-
-    def _route(self, address: str) -> list[Subscription]:
-        routes = self._routes.get(address)
-        if routes is None:
-            try:
-                routes = [e[0] for e in self._trie.lookup(address)]
-            except ValueError:
-                routes = []
-            if len(self._routes) > 65536:
-                self._routes.clear()
-            self._routes[address] = routes
-        return routes
 
     # --- receiving -----------------------------------------------------------------------
 
@@ -805,22 +764,11 @@ class Clasp:
             log.exception("clasp: failed to handle %r", msg)
 
     def _on_set(self, msg: Set) -> None:
-        address = msg.address
-        value = msg.value
-        self._values[address] = value
-        if msg.revision is not None:
-            self._revisions[address] = msg.revision
-        for sub in self._routes.get(address) or self._route(address):
-            if sub.mask & 0x01:
-                sub.deliver(value, address)
+        self._inbox.apply_set(msg.address, msg.value, msg.revision)
 
     def _on_publish(self, msg: Publish) -> None:
-        address = msg.address
-        value = None if msg.value is NO_VALUE else msg.value
-        bit = 1 << int(msg.signal)
-        for sub in self._routes.get(address) or self._route(address):
-            if sub.mask & bit:
-                sub.deliver(value, address)
+        self._inbox.apply_publish(msg.address, None if msg.value is NO_VALUE else msg.value,
+                                  int(msg.signal))
 
     def _on_snapshot(self, msg: Snapshot) -> None:
         head = self._pending[0] if self._pending else None

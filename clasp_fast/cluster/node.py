@@ -151,7 +151,7 @@ class ClusterNode:
     def link_up(self, peer: int, peer_restarted: bool, transport) -> PeerLink:
         syncing = self.syncing_now
         link = self.router.link_up(peer, peer_restarted, transport, syncing)
-        log.info("bus: worker %d linked to worker %d%s", self.index, peer,
+        log.debug("bus: worker %d linked to worker %d%s", self.index, peer,
                  " (restarted)" if peer_restarted else "")
         if syncing:
             self.syncing.add(peer)
@@ -159,7 +159,9 @@ class ClusterNode:
 
     def link_down(self, link: PeerLink) -> None:
         if self.router.link_down(link):
-            log.warning("bus: worker %d lost its link to worker %d", self.index, link.index)
+            # a peer that stops or dies: the supervisor reports deaths (and every worker
+            # sees every other go at a clean stop), so this is not worth a line by default
+            log.debug("bus: worker %d lost its link to worker %d", self.index, link.index)
             self.syncing.discard(link.index)
 
     # --- state sync -----------------------------------------------------------------

@@ -12,6 +12,7 @@ import signal
 import socket
 
 from ..config import Config
+from ..logs import tag_worker
 
 log = logging.getLogger("clasp_fast.cluster")
 
@@ -28,9 +29,7 @@ def run_worker(config: Config, index: int, nworkers: int, group: str, listener: 
     _exit_with_parent()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT,
                                                 signal.SIGHUP})
-    for handler in logging.getLogger().handlers:
-        handler.setFormatter(logging.Formatter(
-            f"%(asctime)s %(levelname)s w{index} %(name)s: %(message)s"))
+    tag_worker(index, config.log_format)
     limits.bind(index)
     if failed_hellos is not None:
         failed_hellos.bind(index)
@@ -58,6 +57,7 @@ async def _serve(config: Config, index: int, nworkers: int, group: str, listener
                  limits, ready_fd: int, restarted: bool, failed_hellos=None) -> int:
     from ..router import Router
     from ..server.app import ClaspServer
+    from ..server.control import Control
     from ..server.run import StartError, run_server
     from .node import ClusterNode
 
@@ -65,9 +65,9 @@ async def _serve(config: Config, index: int, nworkers: int, group: str, listener
     node = ClusterNode(router, index, nworkers, group, listener, restarted=restarted)
     server = ClaspServer(config, router=router, limits=limits, reuse_port=True,
                          failed_hellos=failed_hellos)
+    server.control = Control(server, index, nworkers, group)
     try:
-        return await run_server(server, node=node, worker=index,
-                                metrics_port=config.metrics_port + index if config.metrics_port else 0,
+        return await run_server(server, node=node, metrics_port=config.metrics_port,
                                 on_ready=lambda host, port: report(ready_fd, f"ready {index}"))
     except StartError as exc:
         report(ready_fd, f"error {index} {exc}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import resource
 import socket
 import time
 from typing import Optional
@@ -21,7 +22,10 @@ from ..config import Config
 from ..limits import LocalLimits
 from ..netaddr import TrustedProxies, is_local
 from . import tls
+from .control import Control
+from .figures import SAMPLE_EVERY, EdgeCounters, refusal_reason
 from .gate import HandshakeGate, RateLimitedWarning
+from .pages import Pages
 from ..auth.guard import Guard
 from ..auth.tokens import TokenFileError
 
@@ -39,6 +43,34 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 1000)
+
+
+FD_RESERVE = 32         # descriptors kept free for the bus, metrics, logs and refusing
+
+
+class PicowsLog(logging.LoggerAdapter):
+    """picows' logger.  What a client causes (a WebSocket protocol error, an oversize
+    message, a slow reader pausing the writes) is the client's problem, answered with a
+    close code: logged at DEBUG, not ERROR, and counted by close code
+    (``clasp_websocket_errors_total``).  Anything else picows logs is unchanged.
+
+    (A LoggerAdapter, not a Logger: picows then skips creating a child Logger object for
+    every connection: memory per idle connection.)"""
+
+    CLIENT_CAUSED = ("WS parser error", "on_ws_frame raised WSProtocolError", "Protocol writing")
+
+    def __init__(self, counters: EdgeCounters):
+        super().__init__(logging.getLogger("picows.server"), {})
+        self.counters = counters
+
+    def log(self, level, msg, *args, **kwargs):
+        if level >= logging.WARNING and isinstance(msg, str) and msg.startswith(self.CLIENT_CAUSED):
+            if level >= logging.ERROR:
+                detail = args[0] if args else None
+                code = detail[0] if isinstance(detail, tuple) and detail else 1002
+                self.counters.websocket_error(int(code))
+            level = logging.DEBUG
+        super().log(level, msg, *args, **kwargs)
 
 
 def _offers_clasp(request) -> bool:
@@ -67,13 +99,17 @@ class ClaspServer:
         self.handshake_timeout = config.handshake_timeout
         self.max_ws_frame = config.max_frame_size + 12
         self.read_buffer_size = config.read_buffer_size
-        # A LoggerAdapter, not a Logger: picows then skips creating a child Logger object
-        # for every connection (memory per idle connection).
-        self.picows_logger = logging.LoggerAdapter(logging.getLogger("picows.server"), {})
         self.reuse_port = reuse_port
         self.sock = sock
         self.accepting = False
         self.refusals = 0
+        self.counters = EdgeCounters()
+        # file descriptors are handed out lowest first: a connection whose descriptor is
+        # this high leaves fewer than FD_RESERVE free, and is refused (gate.py)
+        self.fd_ceiling = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - FD_RESERVE
+        self.picows_logger = PicowsLog(self.counters)
+        self.control = Control(self)       # a cluster worker replaces it (cluster/worker.py)
+        self.pages = Pages(self)
         self.edge: Optional[Edge] = None
         self._server: Optional[asyncio.AbstractServer] = None
 
@@ -94,6 +130,7 @@ class ClaspServer:
 
     def refused(self, ip: str, reason: str) -> None:
         self.refusals += 1
+        self.counters.refuse(refusal_reason(reason))
         log.warning("refused connection from %s (%d refused so far): %s", ip, self.refusals, reason)
         if "max_connections_per_ip" in reason and is_local(ip) and not self.trusted_proxies.trusts(ip):
             self.warn("proxy-ip", "%s, a loopback/private address, reached max_connections_per_ip: "
@@ -101,6 +138,14 @@ class ClaspServer:
                       "server.trusted_proxies (--trusted-proxies; the proxy then sends "
                       "X-Forwarded-For or a PROXY header) or raise server.max_connections_per_ip "
                       "(--max-connections-per-ip)", ip, ip)
+
+    def refused_fd(self, ip: str, fd: int) -> None:
+        """A connection refused near the file-descriptor limit (counted, logged once a minute)."""
+        self.counters.refuse("fd_limit")
+        self.warn("fd-limit", "refusing connections: file descriptor %d of a limit of %d is in use "
+                  "(%d refused so far; %d kept in reserve); raise the limit (ulimit -n, systemd "
+                  "LimitNOFILE) or lower server.max_connections (--max-connections)",
+                  fd, self.fd_ceiling + FD_RESERVE, self.counters.refused["fd_limit"], FD_RESERVE)
 
     def reload_tls(self) -> None:
         """SIGHUP: the certificate files again, for new connections (raises tls.TLSError)."""
@@ -148,6 +193,10 @@ class ClaspServer:
                          hello_timeout=self.config.hello_timeout,
                          ping_interval=self.config.ping_interval,
                          pong_timeout=self.config.pong_timeout)
+        if self.pages.metrics_on:
+            self.edge.sample_mask = SAMPLE_EVERY - 1
+            self.edge.on_sample = self.counters.latency.observe
+        self.counters.lag.start()
         if self.guard is not None:
             self._token_timer = loop.call_later(TOKEN_CHECK_INTERVAL, self._token_tick)
 
@@ -191,6 +240,7 @@ class ClaspServer:
             while self.edge.connections and asyncio.get_running_loop().time() < deadline:
                 await asyncio.sleep(0.02)
             self.edge.stop()
+        self.counters.lag.stop()
 
     @property
     def connection_count(self) -> int:

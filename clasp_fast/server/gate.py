@@ -31,6 +31,7 @@ from picows.picows import WSProtocol
 from ..netaddr import is_local
 from . import proxy_protocol
 from .http import BadRequest, read_head, response
+from .pages import reply
 
 log = logging.getLogger("clasp_fast.server")
 
@@ -76,7 +77,7 @@ class _ClaspWSProtocol(WSProtocol):
 class HandshakeGate(asyncio.Protocol):
     """One per accepted TCP connection, until the request head is read."""
 
-    __slots__ = ("server", "transport", "buf", "peer", "timer", "proxied")
+    __slots__ = ("server", "transport", "buf", "peer", "timer", "proxied", "opened_at")
 
     def __init__(self, server):
         self.server = server
@@ -90,8 +91,17 @@ class HandshakeGate(asyncio.Protocol):
         self.transport = transport
         peername = transport.get_extra_info("peername")
         self.peer = peername[0] if isinstance(peername, tuple) else str(peername)
-        self.timer = asyncio.get_running_loop().call_later(
-            self.server.handshake_timeout, self._timeout)
+        loop = asyncio.get_running_loop()
+        self.opened_at = loop.time()
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.fileno() >= self.server.fd_ceiling:
+            self.server.refused_fd(self.peer, sock.fileno())
+            transport.write(response("503 Service Unavailable", b"server out of file descriptors\n",
+                                     extra="Retry-After: 1\r\n"))
+            transport.close()
+            self.transport = None
+            return
+        self.timer = loop.call_later(self.server.handshake_timeout, self._timeout)
 
     def connection_lost(self, exc):
         self._cancel_timer()
@@ -107,6 +117,8 @@ class HandshakeGate(asyncio.Protocol):
             self.transport.abort()
 
     def data_received(self, data: bytes):
+        if self.transport is None:      # answered (or answering): ignore the rest
+            return
         self.buf += data
         if not self.proxied and not self._read_proxy_header():
             return
@@ -134,6 +146,7 @@ class HandshakeGate(asyncio.Protocol):
                         "add the proxy to server.trusted_proxies (--trusted-proxies)",
                         self.peer, self.peer, self.peer)
         if not server.accepting:
+            server.counters.refuse("shutting_down")
             return self._reply("503 Service Unavailable", b"server is shutting down\n",
                                extra="Retry-After: 1\r\n")
         blocked = server.hello_block(client_ip)
@@ -208,6 +221,11 @@ class HandshakeGate(asyncio.Protocol):
         if path == "/readyz" and not self.server.accepting:
             return self._reply("503 Service Unavailable", b"not accepting connections\n",
                                head_only=method == "HEAD")
+        kind = self.server.pages.route(path)
+        if kind is not None:            # metrics, status API, inspector (pages.py)
+            transport, self.transport = self.transport, None
+            asyncio.ensure_future(reply(transport, self.server.pages, kind, method, path))
+            return
         self._reply("200 OK", b"ok\n", head_only=method == "HEAD")
 
     def _reply(self, status: str, body: bytes, head_only: bool = False, extra: str = ""):
@@ -217,6 +235,9 @@ class HandshakeGate(asyncio.Protocol):
 
     def _handoff(self, client_ip: str):
         server = self.server
+        counters = server.counters
+        counters.accepted += 1
+        counters.handshake.observe(asyncio.get_running_loop().time() - self.opened_at)
         peername = self.transport.get_extra_info("peername")
         port = peername[1] if isinstance(peername, tuple) else 0
         if log.isEnabledFor(logging.DEBUG):

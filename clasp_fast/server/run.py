@@ -107,8 +107,8 @@ def on_sighup(server) -> None:
     server.reload_tokens()
 
 
-async def run_server(server, *, metrics_port: int = 0, worker: Optional[int] = None,
-                     node=None, on_ready: Callable[[str, int], None]) -> int:
+async def run_server(server, *, metrics_port: int = 0, node=None,
+                     on_ready: Callable[[str, int], None]) -> int:
     """Runs ``server`` (a ClaspServer; with ``node``, a cluster worker's) until SIGTERM/SIGINT.
 
     ``on_ready(host, port)`` is called once clients can connect.  Raises StartError."""
@@ -121,15 +121,17 @@ async def run_server(server, *, metrics_port: int = 0, worker: Optional[int] = N
     server.prepare()
     if node is not None:
         await node.start()
+    await server.control.start()
     try:
         host, port = await server.listen()
     except OSError as exc:
         raise StartError(listen_error(config.host, config.port, exc)) from None
     metrics = None
     if metrics_port:
-        from .metrics import start_metrics
+        from .pages import serve_metrics
         try:
-            metrics = await start_metrics(server, config.host, metrics_port, worker=worker)
+            metrics = await serve_metrics(server, config.host, metrics_port,
+                                          reuse_port=server.control.nworkers > 1)
         except OSError as exc:
             await server.stop()
             raise StartError(f"cannot serve metrics on {config.host}:{metrics_port}: "
@@ -139,6 +141,7 @@ async def run_server(server, *, metrics_port: int = 0, worker: Optional[int] = N
     log.info("shutting down: closing %d connection(s) with 1001", server.connection_count)
     if metrics is not None:
         metrics.close()
+    server.control.stop()
     await server.stop()
     if node is not None:
         await node.stop()

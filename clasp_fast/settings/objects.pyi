@@ -62,8 +62,11 @@ class Config:
     max_failed_hellos: int
     failed_hello_window: float
     failed_hello_block: float
+    ui: bool
     metrics_port: int
+    metrics_enabled: bool
     log_level: str
+    log_format: str
     def __init__(
         self,
         *,
@@ -101,8 +104,11 @@ class Config:
         max_failed_hellos: int = ...,
         failed_hello_window: float = ...,
         failed_hello_block: float = ...,
+        ui: bool = ...,
         metrics_port: int = ...,
+        metrics_enabled: bool = ...,
         log_level: str = ...,
+        log_format: str = ...,
     ) -> None: ...
     def router_config(self) -> RouterConfig: ...
     def validate(self) -> Config: ...

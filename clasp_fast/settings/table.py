@@ -110,10 +110,18 @@ SETTINGS: list[Setting] = [
     Setting("failed_hello_block", "security.failed_hello_block", Number(above=0, unit="seconds"),
             300.0, "seconds a client IP with too many failed HELLOs is refused (HTTP 429)"),
     # --- metrics, logging -------------------------------------------------------------------
+    Setting("ui", "server.ui", Boolean(), True,
+            "serve the web inspector at GET / and the status API (GET /status, /status/sessions) "
+            "on the WebSocket port"),
     Setting("metrics_port", "metrics.port", Integer(0, 65535, zero="off"), 0,
-            "port for Prometheus metrics (GET /metrics); worker i uses port + i"),
+            "port for Prometheus metrics and the status API (GET /metrics, /status), the "
+            "figures of all workers"),
+    Setting("metrics_enabled", "metrics.enabled", Boolean(), False,
+            "serve GET /metrics on the WebSocket port too (on by itself when metrics.port is set)"),
     Setting("log_level", "logging.level", Choice(("debug", "info", "warning", "error")), "info",
             "what the router logs to stderr"),
+    Setting("log_format", "logging.format", Choice(("text", "json")), "text",
+            "text lines, or one JSON object a line"),
 ]
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -156,6 +164,11 @@ RULES: list[Rule] = [
          lambda v: (v["security_mode"] == "token") == (v["auth_tokens"] is not None),
          "security.mode token needs security.tokens_file (--auth-tokens FILE), and a tokens file "
          "is only read in token mode; give both, or neither for open mode"),
+    Rule(("metrics_port", "port"),
+         lambda v: v["metrics_port"] == 0 or v["metrics_port"] != v["port"],
+         "metrics.port is the WebSocket port (server.port): pick another --metrics-port, or "
+         "leave it 0 and set metrics.enabled (--metrics-enabled) to serve /metrics on the "
+         "WebSocket port"),
 ]
 
 

@@ -114,12 +114,20 @@ async def http(port: int, method: str, path: str, body: bytes = b"", extra: str 
         writer.close()
 
 
-@pytest.mark.parametrize("path", ["/", "/clasp", "/any/where?x=1", "/healthz", "/readyz"])
+@pytest.mark.parametrize("path", ["/clasp", "/any/where?x=1", "/healthz", "/readyz"])
 async def test_get_probe_answers_200_ok(default_router, path):
     status, headers, body = await http(default_router.port, "GET", path)
     assert status == 200
     assert body == b"ok\n"
     assert headers["content-length"] == "3"
+
+
+async def test_get_root_probe_answers_200_with_the_inspector(default_router):
+    """``/`` is the inspector page (server.ui, on by default): still a 200 for probes
+    (tests/integration/test_metrics.py checks it turns back into ``ok`` with --no-ui)."""
+    status, headers, body = await http(default_router.port, "GET", "/")
+    assert status == 200
+    assert headers["content-type"].startswith("text/html") and b"inspector" in body
 
 
 @pytest.mark.parametrize("path", ["/", "/x/y", "/healthz", "/readyz"])

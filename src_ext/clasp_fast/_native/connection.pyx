@@ -63,6 +63,7 @@ cdef class Connection(WSListener):
 
     cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
         cdef WSMsgType mt = frame.msg_type
+        cdef Edge edge
         self.last_rx_tick = self.edge.tick
         self.ping_tick = 0                  # any traffic proves the peer is alive
         if frame.rsv1 | frame.rsv2 | frame.rsv3:
@@ -71,7 +72,12 @@ cdef class Connection(WSListener):
             return
         if mt == WSMsgType.BINARY:
             if frame.fin and self.fragments is None:
-                self.router.feed(self.session, <const uint8_t*>frame.payload_ptr, frame.payload_size)
+                edge = self.edge
+                edge.frame_count += 1
+                if edge.sample_mask == 0 or edge.frame_count & edge.sample_mask or edge.sample_at:
+                    self.router.feed(self.session, <const uint8_t*>frame.payload_ptr, frame.payload_size)
+                else:
+                    edge.sample(self.session, <const uint8_t*>frame.payload_ptr, frame.payload_size)
             elif self.fragments is None:
                 self.fragments = bytearray(frame.get_payload_as_memoryview())
                 self._check_fragments()
@@ -176,6 +182,12 @@ cdef class Edge:
     cdef double timer_at
     cdef object sweeper
     cdef object _flush_cb
+    # sampled latency (metrics): 1 frame in sample_mask + 1 that queued a delivery is timed
+    # from its arrival to the flush that writes it; on_sample(seconds) gets the figure
+    cdef public unsigned long sample_mask       # 2**k - 1; 0 = no sampling
+    cdef unsigned long frame_count
+    cdef double sample_at                       # loop time of the sampled frame, 0 = none
+    cdef public object on_sample
 
     def __cinit__(self, Router router, loop, *, Py_ssize_t max_frame_size=65536,
                   double hello_timeout=10.0, double ping_interval=30.0, double pong_timeout=10.0):
@@ -201,6 +213,15 @@ cdef class Edge:
             self.flush_scheduled = True
             self.loop.call_soon(self._flush_cb)
 
+    cdef int sample(self, Session s, const uint8_t* data, Py_ssize_t n) except -1:
+        """Feeds one frame, and times it to its write if it queued a delivery."""
+        cdef double t0 = self.loop.time()
+        cdef unsigned long long routed = self.router.routed
+        self.router.feed(s, data, n)
+        if self.router.routed != routed:
+            self.sample_at = t0
+        return 0
+
     def flush(self):
         """Writes every connection's queued output: one call per connection."""
         cdef Endpoint ep
@@ -211,6 +232,10 @@ cdef class Edge:
             except Exception:           # one broken socket must not hold the others' output
                 log.exception("writing to %r failed; its output is dropped", ep)
                 ep.reset_output()
+        if self.sample_at:
+            if self.on_sample is not None:
+                self.on_sample(self.loop.time() - self.sample_at)
+            self.sample_at = 0
 
     cpdef write(self, Endpoint ep):
         cdef Connection conn

@@ -21,6 +21,8 @@ cdef class Hub:
     cdef Py_ssize_t limit_buffer        # bytes of routed output an endpoint may queue
     cdef double overflow_interval       # seconds between two ERROR 503 to one session
     cdef readonly uint64_t dropped      # routed messages dropped for full buffers, all endpoints
+    cdef uint64_t out_by_type[256]      # messages queued for clients, by CLASP type (metrics)
+    cdef readonly dict errors_sent      # ERROR code -> how many were sent (rare: Python)
     cdef int overflow(self, Endpoint e) except -1
 
 
@@ -73,6 +75,7 @@ cdef class PeerLink(Endpoint):
     cdef uint8_t* inbuf                 # bytes of a record not yet complete
     cdef Py_ssize_t in_size
     cdef Py_ssize_t in_cap
+    cdef readonly uint64_t bytes_sent   # bus bytes queued for the other worker (metrics)
     cdef int push_record(self, uint8_t kind, const uint8_t* a, Py_ssize_t an,
                          const uint8_t* b, Py_ssize_t bn) except -1
     cdef int buffer_input(self, const uint8_t* data, Py_ssize_t n) except -1

@@ -15,6 +15,19 @@ cdef enum:
     KEEP_OUT = 65536            # buffers up to this size are kept between flushes
 
 
+cdef inline uint8_t clasp_type(const uint8_t* f, Py_ssize_t n) noexcept nogil:
+    """The CLASP type (payload byte 0) of a queued client frame: WebSocket header (2, 4 or
+    10 bytes), CLASP header (4 bytes, 12 with a timestamp), then the type."""
+    cdef Py_ssize_t i
+    if n < 2:
+        return 0
+    i = 2 if (f[1] & 0x7F) < 126 else (4 if (f[1] & 0x7F) == 126 else 10)
+    if i + 1 >= n:
+        return 0
+    i += 12 if f[i + 1] & 0x20 else 4
+    return f[i] if i < n else 0
+
+
 cdef class Hub:
     """Collects endpoints that have output; the I/O edge drains them."""
 
@@ -23,6 +36,15 @@ cdef class Hub:
         self.dirty = []
         self.limit_buffer = 16384
         self.overflow_interval = 10.0
+        self.errors_sent = {}
+
+    def sent_by_type(self) -> dict:
+        """{CLASP type code: messages queued for clients} (the non-zero ones)."""
+        return {t: self.out_by_type[t] for t in range(256) if self.out_by_type[t]}
+
+    def count_error(self, int code):
+        """An ERROR with ``code`` was sent (called where ERRORs are made)."""
+        self.errors_sent[code] = self.errors_sent.get(code, 0) + 1
 
     def take_dirty(self) -> list:
         """Endpoints that have queued output since the last call."""
@@ -44,6 +66,7 @@ cdef class Hub:
         e.last_overflow_notice = now
         dropped = e.dropped - e.drops_at_notice
         e.drops_at_notice = e.dropped
+        self.count_error(503)
         from clasp_fast.protocol import encode_frame, ws_frame, Error
         frame = ws_frame(encode_frame(Error(
             503, f"send buffer full (buffer_size {self.limit_buffer} bytes): {dropped} "
@@ -98,12 +121,15 @@ cdef class Endpoint:
                 self.hub.overflow(self)
                 return 0
         self.out_routed += n
+        self.hub.out_by_type[clasp_type(frame, n)] += 1
         return self.append(frame, n)
 
     cdef int push_direct(self, const uint8_t* frame, Py_ssize_t n) except -1:
         """Queues a direct reply (WELCOME, SNAPSHOT, ACK, ERROR, ...): never dropped."""
         if self.closed:
             return 0
+        if not self.is_peer:
+            self.hub.out_by_type[clasp_type(frame, n)] += 1
         return self.append(frame, n)
 
     cdef void reset_output(self) noexcept:
@@ -149,6 +175,15 @@ cdef class Session(Endpoint):
     def subscriptions(self):
         return dict(self.subs)
 
+    @property
+    def subscription_count(self) -> int:
+        return len(self.subs)
+
+    @property
+    def queued(self) -> int:
+        """Bytes waiting in this session's buffer for the next flush."""
+        return self.out_size
+
 
 cdef class PeerLink(Endpoint):
     """The bus channel to one other worker: records out, records in (FIFO both ways)."""
@@ -172,6 +207,7 @@ cdef class PeerLink(Endpoint):
             return 0
         store_u32(head, <uint32_t>(1 + an + bn))
         head[4] = kind
+        self.bytes_sent += 5 + an + bn
         self.append(head, 5)
         if an:
             self.append(a, an)

@@ -47,8 +47,9 @@ cdef class Router(Hub):
     cdef dict holder_origin             # owner: session id -> worker of that session
     cdef uint64_t clock_us              # wall clock of the current read batch (see now_us)
     cdef public bint clock_fresh
-    cdef readonly uint64_t routed       # deliveries queued
+    cdef readonly uint64_t routed       # deliveries queued for clients (not bus forwards)
     cdef readonly uint64_t frames_in
+    cdef uint64_t in_by_type[256]       # frames received, by CLASP type (payload byte 0)
 
     # cluster
     cdef readonly int worker_index

@@ -238,6 +238,7 @@ cdef class Router(Hub):
         if err:
             return self.reject_frame(s, header_error(
                 err, PyBytes_FromStringAndSize(<const char*>data, min(n, 16)), n))
+        self.in_by_type[data[h.header_size]] += 1
         if h.payload_size > self.max_payload:
             return self.reject_frame(s, f"payload of {h.payload_size} bytes exceeds max_frame_size "
                                         f"({self.max_payload})")
@@ -950,7 +951,7 @@ cdef class Router(Hub):
                 continue
             if e.mask & bit:
                 target.push_routed(frame, n)
-                self.routed += 1
+                self.routed += not target.is_peer       # deliveries to clients, not bus forwards
             elif e.gated_mask & bit:
                 self._deliver_gated(target, <list>e.gated, bit,
                                     PyBytes_FromStringAndSize(<const char*>frame, n),
@@ -972,7 +973,7 @@ cdef class Router(Hub):
         subs = [sub for sub in gated if (<Subscription>sub).mask & bit]
         if subs and gates_admit(self, target, subs, address, frame, number):
             target.push_routed(<const uint8_t*>PyBytes_AS_STRING(frame), len(frame))
-            self.routed += 1
+            self.routed += not target.is_peer
 
     def push_frame(self, Endpoint target, bytes ws_frame):
         """Queues an already framed routed message (gate trailing flushes)."""
@@ -1009,6 +1010,7 @@ cdef class Router(Hub):
         s.push_direct(<const uint8_t*>PyBytes_AS_STRING(frame), len(frame))
 
     cdef int error(self, Session s, int code, str message, str address=None) except -1:
+        self.count_error(code)
         self.send(s, M.Error(code, message, address))
         return 0
 
@@ -1354,6 +1356,21 @@ cdef class Router(Hub):
     @property
     def param_count(self):
         return len(self.params)
+
+    def received_by_type(self) -> dict:
+        """{CLASP type code: frames received from clients} (the non-zero ones; metrics)."""
+        return {t: self.in_by_type[t] for t in range(256) if self.in_by_type[t]}
+
+    def revisions(self) -> dict:
+        """{address: revision} of every param (the status API's write rates; on demand)."""
+        cdef Py_ssize_t i
+        cdef Param* p
+        out = {}
+        for i in range(self.params.capacity()):
+            p = self.params.slot(i)
+            if p != NULL:
+                out[PyBytes_FromStringAndSize(p.address, p.addr_len).decode(errors="replace")] = p.revision
+        return out
 
     # --- cluster plumbing: the API of clasp_fast.cluster.node ---------------------
     #

@@ -273,6 +273,12 @@ cdef inline uint8_t publish_qos(uint8_t signal) noexcept nogil:
 # Python-level error text for a failed Reader (used by DecodeError).
 cdef str reader_error(Reader* r, str context)
 
+# The Python object of the value at r.pos (type `code`), which skip_value (or
+# parse_set / parse_publish) has already validated: None, bool, int, float, str,
+# bytes, list, dict, with the exact type the code says.  Advances r.pos.
+# decode_frame and the client's receive path (client_inbox.pyx) both use it.
+cdef object rd_value(Reader* r, uint8_t code, int depth)
+
 
 # --- the in-place parsers: on every message's path, so inline (compiled into each
 # --- user); skip_value, the one recursive piece, stays in wire.pyx

@@ -143,11 +143,12 @@ cdef str _rd_pystr(Reader* r, const char* what):
     return _str_at(r.buf, pos, n)
 
 
-cdef object _rd_value(Reader* r, uint8_t code, int depth):
+cdef object rd_value(Reader* r, uint8_t code, int depth):
     """Builds the Python object for a value already validated by skip_value."""
     cdef Py_ssize_t count, i, n, pos
     cdef const uint8_t* p
     cdef uint64_t u
+    cdef double f
     if code == V_NULL:
         return None
     p = r.buf + r.pos
@@ -171,7 +172,9 @@ cdef object _rd_value(Reader* r, uint8_t code, int depth):
         return _F32.unpack_from(PyBytes_FromStringAndSize(<const char*>p, 4))[0]
     if code == V_F64:
         r.pos += 8
-        return _F64.unpack_from(PyBytes_FromStringAndSize(<const char*>p, 8))[0]
+        u = load_u64(p)
+        memcpy(&f, &u, 8)          # IEEE 754 binary64, bit for bit
+        return f
     if code == V_STRING:
         n = load_u16(p)
         r.pos += 2 + n
@@ -187,7 +190,7 @@ cdef object _rd_value(Reader* r, uint8_t code, int depth):
         for i in range(count):
             code = r.buf[r.pos]
             r.pos += 1
-            out.append(_rd_value(r, code, depth + 1))
+            out.append(rd_value(r, code, depth + 1))
         return out
     d = {}
     for i in range(count):
@@ -196,7 +199,7 @@ cdef object _rd_value(Reader* r, uint8_t code, int depth):
         r.pos += 2 + n
         code = r.buf[r.pos]
         r.pos += 1
-        d[key] = _rd_value(r, code, depth + 1)
+        d[key] = rd_value(r, code, depth + 1)
     return d
 
 
@@ -208,7 +211,7 @@ cdef object _rd_typed_value(Reader* r, const char* what):
     if r.err:
         return None
     r.pos = start
-    return _rd_value(r, code, 0)
+    return rd_value(r, code, 0)
 
 
 cdef _check(Reader* r, str context):
@@ -226,7 +229,7 @@ cdef object _decode_set(const uint8_t* p, Py_ssize_t n):
     if parse_set(p, n, &v, &r):
         raise DecodeError(reader_error(&r, "SET"))
     r.pos = v.value_pos
-    value = _rd_value(&r, v.vtype, 0)
+    value = rd_value(&r, v.vtype, 0)
     return M.Set(
         address=_str_at(p, v.addr_pos, v.addr_len),
         value=value,
@@ -249,7 +252,7 @@ cdef object _decode_publish(const uint8_t* p, Py_ssize_t n):
     if v.indicator == 1:
         code = r.buf[r.pos]
         r.pos += 1
-        value = _rd_value(&r, code, 0)
+        value = rd_value(&r, code, 0)
     elif v.indicator == 2:
         count = load_u16(p + v.value_pos)
         samples = [_F64.unpack_from(PyBytes_FromStringAndSize(<const char*>p + v.value_pos + 2 + 8 * i, 8))[0]
