@@ -4,7 +4,7 @@ from __future__ import annotations
 import copy
 
 SCENARIOS = ["throughput", "fanout", "fanin", "state", "events", "latency", "connect", "memory",
-             "workers", "metrics", "auth"]
+             "workers", "metrics", "durable", "auth"]
 
 DESCRIPTIONS = {
     "throughput": "1 publisher → 1 subscriber, SET with 32-byte values",
@@ -17,6 +17,7 @@ DESCRIPTIONS = {
     "memory": "router RSS per idle connection",
     "workers": "fan-out with 1 and 2 workers, CPU per delivered message (all router processes)",
     "metrics": "fan-out 1 → N with metrics off and on (--metrics-enabled, sampled latency), same run",
+    "durable": "SETs with persistence off vs on (state file), at QoS fire and QoS commit: SET/s, p99",
     "auth": "token mode vs open mode: SET fan-out 1 → 100 and throughput 1 → 1 (token ÷ open)",
 }
 
@@ -35,6 +36,8 @@ FULL = {
     "memory": {"counts": [1000, 10000], "repeats": 2, "per_proc": 2500, "settle": 2.0},
     "workers": {"workers": [1, 2], "subs": 100, "block": 20},
     "metrics": {"subs": 100, "block": 20},
+    "durable": {"clients": 4, "window": 1000, "block": 50, "addresses": 1000, "warmup": 1.0,
+                "duration": 5.0, "repeats": 3},
     "auth": {"subs": 100, "fan_block": 20, "block": 100},
     # which ceiling servers run which scenarios (and with which sizes, if smaller)
     "baselines": {"throughput": ["tick", "send"], "fanout": ["tick", "send"],
@@ -51,6 +54,8 @@ QUICK.update({
                            "duration": 0.6, "bisect": 1, "p99_ns": 1_000_000}},
     "connect": {"rate": 1000, "seconds": 1.5, "repeats": 1},
     "memory": {"counts": [1000, 10000], "repeats": 1, "per_proc": 2500, "settle": 1.0},
+    "durable": {"clients": 4, "window": 1000, "block": 50, "addresses": 1000, "warmup": 0.3,
+                "duration": 1.0, "repeats": 1},
     "baselines": {"throughput": ["tick", "send"], "fanout": ["tick", "send"], "latency": ["tick"]},
     "baseline_sizes": {"fanout": [100], "latency_rates": [50_000], "latency_search": False},
 })
@@ -69,6 +74,8 @@ SMOKE.update({
     "memory": {"counts": [100], "repeats": 1, "per_proc": 2500, "settle": 0.3},
     "workers": {"workers": [1, 2], "subs": 10, "block": 20},
     "metrics": {"subs": 10, "block": 20},
+    "durable": {"clients": 2, "window": 200, "block": 50, "addresses": 100, "warmup": 0.1,
+                "duration": 0.3, "repeats": 1},
     "auth": {"subs": 10, "fan_block": 20, "block": 100},
     "baselines": {"throughput": ["tick"]},
     "baseline_sizes": {"latency_search": False},

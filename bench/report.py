@@ -28,6 +28,8 @@ TARGETS = [
     ("throughput", "vs the ceiling server with per-tick writes",
      "≥ 0.8× on throughput, ≥ 0.5× on fanout"),
     ("metrics", "metrics on vs off, fan-out 1 → 100", "≤ 3% fewer deliveries/s"),
+    ("durable", "persistence cost at QoS fire (issue 13)", "≤ 20% of SET throughput"),
+    ("durable", "durable QoS-commit SETs (issue 13)", "≥ 50,000/s with group commit"),
 ]
 
 
@@ -263,6 +265,21 @@ def evaluate_targets(results: list[dict], main: str = "clasp-fast") -> list[dict
             cost <= 0.03)
     else:
         add("metrics on vs off", TARGETS[8][2], "–", None)
+    off = _find(results, "durable", main, "persistence off, QoS fire")
+    on = _find(results, "durable", main, "persistence on, QoS fire")
+    if _ok(off) and _ok(on) and off.get("median"):
+        cost = 1 - on["median"] / off["median"]
+        add("persistence cost at QoS fire", TARGETS[9][2],
+            f"{rate_text(off['median'])} → {rate_text(on['median'])} SET/s = {cost * 100:.0f}% less",
+            cost <= 0.20)
+    else:
+        add("persistence cost at QoS fire", TARGETS[9][2], "–", None)
+    r = _find(results, "durable", main, "persistence on, QoS commit")
+    if _ok(r) and r.get("median") is not None:
+        add("durable QoS-commit SETs", TARGETS[10][2],
+            f"{r['median']:,.0f} SET/s, p99 {r['p99_ms']:.2f} ms", r["median"] >= 50_000)
+    else:
+        add("durable QoS-commit SETs", TARGETS[10][2], "–", None)
     return rows
 
 
@@ -458,6 +475,25 @@ def markdown(data: dict) -> str:
             L.append(f"| {r['workers']} | {_mmm(r)} | {_pct(r['router_cpu_pct'])} | "
                      f"{_mmm(ns, lambda v: f'{v * 1000:.0f}')} | {r['loss']} | {r['out_of_order']} | "
                      f"{', '.join(f'pid {k}: {v}' for k, v in split.items()) if split else 'one process'} |")
+        L.append("")
+
+    # durable
+    dur = [r for r in results if r.get("scenario") == "durable"]
+    if dur:
+        L.append("## Persistence (SET/s answered, and send → answer latency)")
+        L.append("")
+        L.append("The answer is the writer's own echo at QoS fire and its ACK at QoS commit (with "
+                 "persistence on, sent once the SET's transaction is on disk). Generator: "
+                 "bench/durable.py in the bench process, not pinned.")
+        L.append("")
+        L.append("| target | variant | SET/s | p50 | p99 |")
+        L.append("|---|---|---|---|---|")
+        for r in dur:
+            if not _ok(r):
+                L.append(f"| {r['target']} | {r['variant']} | failed: {r['error'][:80]} | | |")
+                continue
+            L.append(f"| {r['target']} | {r['variant']} | {_mmm(r)} | {r['p50_ms']:.2f} ms | "
+                     f"{r['p99_ms']:.2f} ms |")
         L.append("")
 
     from .auth import markdown as auth_markdown

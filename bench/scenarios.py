@@ -969,3 +969,48 @@ def _memory_once(ctx, target, n, c, label) -> dict:
         close_all(gens)
         if server is not None:
             server.stop()
+
+
+# --- durable: persistence off vs on -------------------------------------------------------
+
+def durable(ctx: Ctx, target: Target) -> list[dict]:
+    """The same SET load (bench/durable.py) against ``target`` with --no-persistence and with a
+    state file, at QoS fire and QoS commit; repeats interleaved between the two servers."""
+    import uvloop
+
+    from . import durable as drive
+    from .targets import clasp_fast
+
+    c = ctx.profile["durable"]
+    state_file = ctx.log_dir / "durable-state.db"
+    variants = {"persistence off": ["--no-persistence"], "persistence on": ["--persistence", "--state-file", str(state_file)]}
+    out = []
+    for name, args in variants.items():
+        t = clasp_fast(target.workers, [*target.extra_args, *args])
+        t.name = target.name
+        label = f"durable / {name}"
+        ctx.progress.line(f"{label}: starting")
+        server = None
+        try:
+            server = t.start(ctx.router_cpus, ctx.log_dir)
+            for qos in (0, 2):
+                reps = [uvloop.run(drive.measure(server.url, qos, clients=c["clients"], window=c["window"],
+                                                 block=c["block"], addresses=c["addresses"],
+                                                 warmup=c["warmup"], duration=c["duration"]))
+                        for _ in range(c["repeats"])]
+                rates = [r["rate"] for r in reps]
+                res = {"scenario": "durable", "target": target.name,
+                       "variant": f"{name}, QoS {reps[0]['qos']}", "persistence": name.endswith("on"),
+                       "qos": reps[0]["qos"], "median": statistics.median(rates), "min": min(rates),
+                       "max": max(rates), "p99_ms": statistics.median(r["p99_ms"] for r in reps),
+                       "p50_ms": statistics.median(r["p50_ms"] for r in reps), "repeats": reps}
+                ctx.progress.line(f"{label}, QoS {res['qos']}: {rate_text(res['median'])} SET/s, "
+                                  f"p99 {res['p99_ms']:.2f} ms")
+                out.append(res)
+        except Exception as exc:
+            out.append({"scenario": "durable", "target": target.name, "variant": name,
+                        "error": f"{type(exc).__name__}: {exc}"})
+        finally:
+            if server is not None:
+                server.stop()
+    return out

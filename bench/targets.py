@@ -1,7 +1,8 @@
 """The servers the scenarios run against.
 
 * ``clasp-fast`` (``--workers N``), started as ``python -m clasp_fast`` with the
-  connection limits off (the bench opens thousands of connections from 127.0.0.x);
+  connection limits off (the bench opens thousands of connections from 127.0.0.x) and
+  without a state file (``--no-persistence``; the ``durable`` scenario turns it on);
 * ``ceiling-tick`` / ``ceiling-send``: the bare picows forwarder (bench/ceiling.py);
 * ``peer``: any other CLASP router, started by ``--peer 'COMMAND {port}'``.
 
@@ -72,7 +73,7 @@ class Target:
             return ([py, "-m", "clasp_fast", "--host", host, "--port", str(port),
                      "--workers", str(self.workers), "--log-level", "warning",
                      "--max-connections", "0", "--max-connections-per-ip", "0",
-                     *self.extra_args], False)
+                     "--no-persistence", *self.extra_args], False)
         if self.kind == "ceiling":
             return [py, "-m", procs.module("ceiling"), "--host", host, "--port", str(port),
                     "--mode", self.mode], False

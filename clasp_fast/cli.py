@@ -40,8 +40,13 @@ async def serve(config: Config, *, reuse_port: bool = False, sock=None, limits=N
             print(f"clasp-fast listening on {server.scheme}://{host}:{port} (name {config.name!r}, "
                   f"1 worker; {security_note(config)})", flush=True)
 
+    journal = None
+    if config.persistence:
+        from .state.owner import OwnerJournal
+        journal = OwnerJournal(config, server.router)      # main() holds the file's lock
     try:
-        return await run_server(server, metrics_port=config.metrics_port, on_ready=ready)
+        return await run_server(server, metrics_port=config.metrics_port, journal=journal,
+                                on_ready=ready)
     except StartError as exc:
         print(f"clasp-fast: {exc}", file=sys.stderr)
         return 1
@@ -74,6 +79,13 @@ def main(argv: Optional[list[str]] = None) -> int:
               f"{f' (file {loaded.file})' if loaded.file else ''}")
         return 0
     setup_logging(config.log_level, config.log_format)
+    if config.persistence:
+        from .state import JournalError, claim
+        try:
+            claim(config.state_file)       # the lock is held until exit; forked workers share it
+        except JournalError as exc:
+            print(f"clasp-fast: {exc}", file=sys.stderr)
+            return 1
     if config.workers > 1:
         from .cluster.supervisor import run_supervisor
         return run_supervisor(config)

@@ -3,8 +3,15 @@
 Every asyncio test runs on uvloop, like the router.  ``router_process`` and
 ``shared_router`` start clasp-fast as a real separate process (tests/support.py).
 """
+import os
+
 import pytest
 import uvloop
+
+# Every clasp-fast a test starts keeps its state in memory unless the test asks for a state
+# file (``--persistence --state-file``): no test writes ./clasp-state.db in the repo, and no
+# router restores what an earlier test left there.
+os.environ["CLASP_FAST_PERSISTENCE"] = "false"
 
 from tests.support import router_factory
 

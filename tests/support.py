@@ -30,13 +30,17 @@ REPO = Path(__file__).resolve().parent.parent
 
 class RouterProcess:
     def __init__(self, *args: str, workers: Optional[int] = None, host: str = "127.0.0.1",
-                 port: Optional[int] = None, env: Optional[dict] = None):
+                 port: Optional[int] = None, env: Optional[dict] = None,
+                 state_file: Optional[str] = None):
+        """``state_file``: persist the state there; without it the router keeps its state in
+        memory only (--no-persistence), so tests never share a state file."""
         if workers is None:
             workers = int(os.environ.get("CLASP_FAST_TEST_WORKERS", "1"))
         self.host = host
         self.port = port or free_port(host)
+        persistence = ["--persistence", "--state-file", state_file] if state_file else ["--no-persistence"]
         self.args = ["--host", host, "--port", str(self.port), "--workers", str(workers),
-                     "--log-level", "info", *args]
+                     "--log-level", "info", *persistence, *args]
         self.env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         self.proc: Optional[subprocess.Popen] = None
         self.output: list[str] = []
@@ -50,7 +54,8 @@ class RouterProcess:
     def start(self, timeout: float = 20.0) -> "RouterProcess":
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "clasp_fast", *self.args], cwd=REPO, env=self.env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+            start_new_session=True)           # its own process group: see kill_group
         threading.Thread(target=self._pump, daemon=True).start()
         if not self._ready.wait(timeout):
             self.kill()
@@ -91,6 +96,25 @@ class RouterProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
+
+    def kill_group(self, timeout: float = 10.0) -> None:
+        """SIGKILL to the supervisor and every worker at once (a power cut, as far as the
+        processes can tell); returns once all of them are gone."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.02)
+        raise RuntimeError(f"processes of group {self.proc.pid} still alive {timeout} s after SIGKILL")
 
     def __enter__(self) -> "RouterProcess":
         return self.start()

@@ -62,12 +62,17 @@ async def _serve(config: Config, index: int, nworkers: int, group: str, listener
     from .node import ClusterNode
 
     router = Router(config.router_config())
+    journal = None
+    if config.persistence and index == 0:
+        from ..state.owner import OwnerJournal
+        journal = OwnerJournal(config, router)        # the supervisor holds the file's lock
     node = ClusterNode(router, index, nworkers, group, listener, restarted=restarted)
     server = ClaspServer(config, router=router, limits=limits, reuse_port=True,
                          failed_hellos=failed_hellos)
     server.control = Control(server, index, nworkers, group)
     try:
-        return await run_server(server, node=node, metrics_port=config.metrics_port,
+        return await run_server(server, node=node, journal=journal,
+                                metrics_port=config.metrics_port,
                                 on_ready=lambda host, port: report(ready_fd, f"ready {index}"))
     except StartError as exc:
         report(ready_fd, f"error {index} {exc}")

@@ -208,6 +208,9 @@ class SubscribeOptions:
     epsilon: Optional[float] = None
     history: Optional[int] = None
     window: Optional[int] = None
+    #: clasp-fast's replay (docs/protocol.md): only params written after this router wall
+    #: time (µs) in the SNAPSHOT, when the router can tell what changed since
+    since: Optional[int] = None
 
 
 @dataclass(slots=True)

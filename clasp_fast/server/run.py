@@ -107,10 +107,12 @@ def on_sighup(server) -> None:
     server.reload_tokens()
 
 
-async def run_server(server, *, metrics_port: int = 0, node=None,
+async def run_server(server, *, metrics_port: int = 0, node=None, journal=None,
                      on_ready: Callable[[str, int], None]) -> int:
     """Runs ``server`` (a ClaspServer; with ``node``, a cluster worker's) until SIGTERM/SIGINT.
 
+    ``journal``: the state owner's OwnerJournal (clasp_fast.state), restored before anything
+    listens (and before a restarted owner syncs), closed after the connections.
     ``on_ready(host, port)`` is called once clients can connect.  Raises StartError."""
     config = server.config
     loop = asyncio.get_running_loop()
@@ -119,6 +121,9 @@ async def run_server(server, *, metrics_port: int = 0, node=None,
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, on_sighup, server)
     server.prepare()
+    if journal is not None:
+        journal.restore()
+        journal.start()
     if node is not None:
         await node.start()
     await server.control.start()
@@ -143,6 +148,8 @@ async def run_server(server, *, metrics_port: int = 0, node=None,
         metrics.close()
     server.control.stop()
     await server.stop()
+    if journal is not None:
+        journal.close()
     if node is not None:
         await node.stop()
     return 0

@@ -56,6 +56,11 @@ class Config:
     overflow_notice_interval: float
     param_ttl: float
     expiry_sweep_interval: float
+    persistence: bool
+    state_file: str
+    commit_interval_ms: float
+    lazy_commit_ms: float
+    compact_wal_bytes: int
     gesture_interval_ms: float
     security_mode: str
     auth_tokens: Optional[str]
@@ -98,6 +103,11 @@ class Config:
         overflow_notice_interval: float = ...,
         param_ttl: float = ...,
         expiry_sweep_interval: float = ...,
+        persistence: bool = ...,
+        state_file: str = ...,
+        commit_interval_ms: float = ...,
+        lazy_commit_ms: float = ...,
+        compact_wal_bytes: int = ...,
         gesture_interval_ms: float = ...,
         security_mode: str = ...,
         auth_tokens: Optional[str] = ...,

@@ -90,6 +90,26 @@ SETTINGS: list[Setting] = [
             "seconds a param lives after its last write unless a SET gives a TTL", layer="router"),
     Setting("expiry_sweep_interval", "state.expiry_sweep_interval", Number(above=0, unit="seconds"),
             5.0, "seconds between sweeps that remove expired params", layer="router"),
+    # --- persistence: the state journal (docs/persistence.md) ------------------------------
+    Setting("persistence", "persistence.enabled", Boolean(), True,
+            "keep params in the state file across restarts (--no-persistence: state lives "
+            "in memory only)"),
+    Setting("state_file", "persistence.path", Text("a file path", "FILE"), "clasp-state.db",
+            "SQLite file the owner journals every accepted SET to (relative to the working "
+            "directory); one clasp-fast per file"),
+    Setting("commit_interval_ms", "persistence.commit_interval_ms",
+            Number(0, 1000, unit="ms", zero="commit as soon as the writer is free"), 2.0,
+            "the journal writer gathers SETs for at most this long into one transaction "
+            "(group commit); QoS-commit ACKs wait for it"),
+    Setting("lazy_commit_ms", "persistence.lazy_commit_ms",
+            Number(0, 10000, unit="ms", zero="as soon as the writer is free"), 50.0,
+            "while no QoS-commit ACK waits, the writer gathers SETs this long into one "
+            "transaction (SETs of one address share a row); a QoS fire/confirm SET is on "
+            "disk within about this long"),
+    Setting("compact_wal_bytes", "persistence.compact_wal_bytes", Integer(65536, unit="bytes"),
+            16 * 1024 * 1024,
+            "when the write-ahead log passes this size it is folded into the file and "
+            "truncated (the file itself holds one row per live param)"),
     # --- gestures -----------------------------------------------------------------------------
     Setting("gesture_interval_ms", "gestures.interval_ms", Number(0, unit="ms", zero="no throttle"),
             16.0, "at most one gesture move per this many ms per (session, address, gesture id)",

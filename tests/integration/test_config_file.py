@@ -129,7 +129,7 @@ async def test_a_router_takes_its_settings_from_the_file_then_variables_then_fla
              (("--name", "from-flag"), {"CLASP_FAST_NAME": "from-env"}, "from-flag")]
     for flags, env, expected in cases:
         rp = RouterProcess(env=env)
-        rp.args, rp.port = ["--config", path, *flags], port     # bind and port only from the file
+        rp.args, rp.port = ["--config", path, "--no-persistence", *flags], port     # bind and port only from the file
         with rp:
             assert f"ws://127.0.0.1:{port}" in rp.log()
             ws, welcome, _ = await connect_hello(rp.url)

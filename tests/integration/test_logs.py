@@ -132,7 +132,7 @@ async def test_refusals_near_the_file_descriptor_limit_are_counted_and_logged_on
 
     proc = subprocess.Popen([sys.executable, "-m", "clasp_fast", "--host", "127.0.0.1", "--port",
                              str(port), "--metrics-enabled", "--max-connections", "0",
-                             "--max-connections-per-ip", "0"], cwd=REPO, preexec_fn=small_limit,
+                             "--max-connections-per-ip", "0", "--no-persistence"], cwd=REPO, preexec_fn=small_limit,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert "listening on" in await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 20)

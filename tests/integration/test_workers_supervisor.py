@@ -80,7 +80,7 @@ def test_port_in_use_exits_nonzero_naming_the_port():
         port = busy.getsockname()[1]
         t0 = time.monotonic()
         r = subprocess.run([sys.executable, "-m", "clasp_fast", "--host", "127.0.0.1", "--port", str(port),
-                            "--workers", "4"], cwd=REPO, capture_output=True, text=True, timeout=20)
+                            "--workers", "4", "--no-persistence"], cwd=REPO, capture_output=True, text=True, timeout=20)
         elapsed = time.monotonic() - t0
         leftovers = _processes_on_port(port)
     print(f"\nexit {r.returncode} after {elapsed:.2f} s: {r.stderr.strip()}")

@@ -18,7 +18,8 @@ cdef enum:
     R_INTEREST = 2          # u8 op (1 add, 0 remove), u8 mask, str16 pattern
     R_PUBLISH = 3           # a ready WebSocket frame of a PUBLISH, for local fan-out
     R_SET_REQ = 4           # request head, SET payload (to the owner)
-    R_REPLICATE = 5         # u8 origin, u64 seq, state, the ready broadcast frame of a decided SET
+    R_REPLICATE = 5         # u8 origin, u64 seq, u64 journal position (0: not journaled), state,
+                            # the ready broadcast frame of a decided SET
     R_REJECT = 6            # u64 seq, u16 code, str16 message, str16 address (owner -> origin)
     R_BUNDLE_REQ = 7        # request head, BUNDLE payload
     R_DONE = 8              # u64 seq, u64 revision of the last SET (0: none): request applied
@@ -31,13 +32,14 @@ cdef enum:
     R_DUP = 15              # u64 seq, u64 revision: that request was applied already
     R_PUB_REQ = 16          # request head, PUBLISH payload (seq 0: a copy, no answer)
     R_BARRIER = 17          # request head, the read it holds back: R_DONE once earlier decisions are sent
+    R_DURABLE = 18          # u64 journal position: the owner's journal is on disk up to there
 
     RECORD_HEAD = 5         # u32 length + u8 kind
     # request head: u64 seq, u8 qos, u8 id length, id (the session that sent it)
     REQUEST_HEAD = 10
     REQUEST_HEAD_MAX = REQUEST_HEAD + ID_MAX
     DONE_SIZE = 16
-    REPLICATE_HEAD = 9      # u8 origin, u64 seq (then the state)
+    REPLICATE_HEAD = 17     # u8 origin, u64 seq, u64 journal position (then the state)
     # state: u64 timestamp, u64 expires, u8 has_ttl, u32 ttl, u8 writer length, writer,
     #        u8 holder length, holder, u8 holder origin
     STATE_MAX = 8 + 8 + 1 + 4 + 1 + ID_MAX + 1 + ID_MAX + 1

@@ -7,10 +7,13 @@ functions.
 """
 import struct
 
+from libc.stdint cimport uint8_t
+from clasp_fast._native.wire cimport load_u16, load_u32, load_u64
+
 from clasp_fast._native.bus cimport (
     R_HELLO, R_INTEREST, R_PUBLISH, R_SET_REQ, R_REPLICATE, R_REJECT, R_BUNDLE_REQ, R_DONE, R_RELEASE,
-    R_HOLDER, R_ANNOUNCE, R_SYNC_REQ, R_SYNC_PARAM, R_SYNC_DONE, R_DUP, R_PUB_REQ, R_BARRIER,
-    RECORD_HEAD, REQUEST_HEAD)
+    R_HOLDER, R_ANNOUNCE, R_SYNC_REQ, R_SYNC_PARAM, R_SYNC_DONE, R_DUP, R_PUB_REQ, R_BARRIER, R_DURABLE,
+    RECORD_HEAD, REQUEST_HEAD, state_size)
 
 HELLO = R_HELLO
 INTEREST = R_INTEREST
@@ -29,6 +32,7 @@ SYNC_DONE = R_SYNC_DONE
 DUP = R_DUP
 PUB_REQ = R_PUB_REQ
 BARRIER = R_BARRIER
+DURABLE = R_DURABLE
 
 #: requests a worker sends its owner (held while a restarted owner syncs)
 REQUESTS = (R_SET_REQ, R_PUB_REQ, R_BUNDLE_REQ, R_RELEASE, R_BARRIER)
@@ -141,3 +145,49 @@ def sync_done(dict applied) -> bytes:
 
 def parse_sync_done(bytes body) -> dict:
     return {body[1 + 9 * i]: _U64.unpack_from(body, 2 + 9 * i)[0] for i in range(body[0])}
+
+
+# --- durability ------------------------------------------------------------------------
+
+def durable(unsigned long long position) -> bytes:
+    """Body of R_DURABLE."""
+    return _U64.pack(position)
+
+
+def parse_durable(bytes body) -> int:
+    return _U64.unpack_from(body)[0]
+
+
+# --- R_SYNC_PARAM: a whole param (also the state journal's record) --------------------
+
+_SYNC_HEAD = struct.Struct(">QQQBIB")     # revision, timestamp, expires, has_ttl, ttl, writer length
+
+
+def sync_param(unsigned long long revision, str address, bytes value, *,
+               unsigned long long timestamp_us=0, unsigned long long expires_us=0, unsigned int ttl=0,
+               bint has_ttl=False, str writer="", str holder="", int holder_origin=0) -> bytes:
+    """Body of R_SYNC_PARAM from its fields (``value``: type byte + data, as on the wire)."""
+    w, h, a = writer.encode(), holder.encode(), address.encode()
+    return (_SYNC_HEAD.pack(revision, timestamp_us, expires_us, int(has_ttl), ttl, len(w)) + w
+            + bytes((len(h),)) + h + bytes((holder_origin,)) + _U16.pack(len(a)) + a + value)
+
+
+def sync_param_rows(bytes batch, dict rows):
+    """Adds a batch of R_SYNC_PARAM records (whole records: u32 length, u8 kind, body) to
+    the state journal's ``rows``, {address: (address, revision, expires µs, body)}, which
+    keep the newest record of each address; returns the number of records."""
+    cdef const uint8_t* b = <const uint8_t*>batch
+    cdef Py_ssize_t pos = 0, end = len(batch), size, count = 0, start, sp, alen
+    while pos + RECORD_HEAD <= end:
+        size = load_u32(b + pos)
+        start = pos + RECORD_HEAD
+        pos += 4 + size
+        count += 1
+        sp = start + 8 + state_size(b + start + 8)
+        alen = load_u16(b + sp)
+        address = batch[sp + 2:sp + 2 + alen]
+        revision = load_u64(b + start)
+        old = rows.get(address)
+        if old is None or (<tuple>old)[1] <= revision:
+            rows[address] = (address, revision, load_u64(b + start + 16), batch[start:pos])
+    return count

@@ -65,6 +65,17 @@ cdef class Router(Hub):
     cdef readonly PendingQueue pending
     cdef uint64_t applied[MAX_WORKERS]  # highest request seq decided, per origin worker
 
+    # durability (clasp_fast.state): the owner journals every decided SET; QoS-commit ACKs
+    # wait until the journal is on disk up to the SET's position
+    cdef readonly PeerLink journal_link # owner with persistence: R_SYNC_PARAM per decided SET
+    cdef readonly uint64_t journal_seq  # owner: records queued on journal_link
+    cdef uint64_t journal_seen          # replica: highest journal position seen in R_REPLICATE
+    cdef readonly uint64_t durable_at   # journal position known to be on disk
+    cdef PendingQueue durable_acks      # ACK frames waiting for durable_at (seq = position)
+    cdef uint64_t commit_wanted         # owner: journal position a QoS-commit ACK waits for
+    cdef bint journal_hurried           # owner: the writer was told (hurry) since the last commit
+    cdef uint64_t replay_horizon        # wall µs before which "changed since" is unknown (start, removals)
+
     cdef int feed(self, Session s, const uint8_t* data, Py_ssize_t n) except -1
     cdef int feed_link(self, PeerLink link, const uint8_t* data, Py_ssize_t n) except -1
     cdef int on_set(self, Session s, const uint8_t* p, Py_ssize_t n, uint8_t qos) except -1
@@ -92,10 +103,15 @@ cdef class Router(Hub):
                      Param* prm) except -1
     cdef uint8_t* reserve_scratch(self, Py_ssize_t n) except NULL
     cdef int send_ack(self, Session s, const char* addr, Py_ssize_t n, uint64_t revision) except -1
+    cdef int ack_when_durable(self, Session s, const char* addr, Py_ssize_t n, uint64_t revision,
+                              uint64_t position) except -1
+    cdef int push_param(self, PeerLink link, Param* prm) except -1
+    cdef int want_commit(self, uint64_t position) except -1
+    cdef Param* merge_record(self, bytes body) except? NULL
     cdef int error(self, Session s, int code, str message, str address=*) except -1
     cdef int forbidden(self, Session s, str action, const char* addr, Py_ssize_t n) except -1
     cdef int reject_frame(self, Session s, str message) except -1
-    cdef int send_snapshot(self, Session s, object pattern, bint always) except -1
+    cdef int send_snapshot(self, Session s, object pattern, bint always, uint64_t since=*) except -1
     cdef int slow_path(self, Session s, const uint8_t* data, Py_ssize_t n, uint8_t qos, Py_ssize_t hs) except -1
     cdef _deliver_gated(self, Endpoint target, list gated, uint8_t bit, bytes frame, bytes address,
                         Param* prm)
@@ -104,4 +120,5 @@ cdef class Router(Hub):
                                Py_ssize_t dlen, uint64_t revision, const uint8_t* st,
                                bint only_if_newer) except? NULL
     cdef Pending* _pending_for(self, uint64_t seq)
-    cdef int resolve_pending(self, uint64_t seq, uint64_t revision, const char* addr, Py_ssize_t alen) except -1
+    cdef int resolve_pending(self, uint64_t seq, uint64_t revision, const char* addr, Py_ssize_t alen,
+                             uint64_t position) except -1

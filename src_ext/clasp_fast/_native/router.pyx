@@ -45,7 +45,7 @@ from clasp_fast._native.wire cimport (
 from clasp_fast._native.outbox cimport Hub, Endpoint, Session, PeerLink
 from clasp_fast._native.bus cimport (
     R_INTEREST, R_PUBLISH, R_SET_REQ, R_REPLICATE, R_REJECT, R_BUNDLE_REQ, R_DONE, R_RELEASE, R_HOLDER,
-    R_ANNOUNCE, R_SYNC_REQ, R_SYNC_PARAM, R_SYNC_DONE, R_DUP, R_PUB_REQ, R_BARRIER, RECORD_HEAD, REQUEST_HEAD, REQUEST_HEAD_MAX, DONE_SIZE, REPLICATE_HEAD,
+    R_ANNOUNCE, R_SYNC_REQ, R_SYNC_PARAM, R_SYNC_DONE, R_DUP, R_PUB_REQ, R_BARRIER, R_DURABLE, RECORD_HEAD, REQUEST_HEAD, REQUEST_HEAD_MAX, DONE_SIZE, REPLICATE_HEAD,
     STATE_MAX, write_request_head, request_head_size, write_done, write_state, state_size, apply_state)
 from clasp_fast._native.clock cimport Clock
 from clasp_fast._native.snapshot cimport (SnapshotWriter, write_snapshot, params_where, SNAPSHOT_HEAD,
@@ -107,6 +107,21 @@ cdef inline Py_ssize_t _ws_header_len(const uint8_t* f, Py_ssize_t n) noexcept n
     return 4 if b == 126 else 10
 
 
+cdef Py_ssize_t _ack_frame(Router r, const char* addr, Py_ssize_t n, uint64_t revision) except -1:
+    """Builds ACK(address, revision) as a WebSocket frame in ``r.scratch``; returns its size."""
+    cdef Py_ssize_t size = 1 + 1 + 2 + n + 8
+    cdef uint8_t* frame = r.reserve_scratch(MAX_WS_HEADER + 4 + size)
+    cdef Py_ssize_t hl = ws_binary_header(frame, 4 + size)
+    cdef uint8_t* o = frame + hl + 4
+    clasp_header(frame + hl, 0, size)
+    o[0] = T_ACK
+    o[1] = 0x03                 # address + revision
+    store_u16(o + 2, <uint16_t>n)
+    memcpy(o + 4, addr, n)
+    store_u64(o + 4 + n, revision)
+    return hl + 4 + size
+
+
 cdef class Router(Hub):
     """The router core.  See the module docstring."""
 
@@ -145,6 +160,9 @@ cdef class Router(Hub):
         self.is_owner = True
         self.links = [None] * MAX_WORKERS
         self.pending = PendingQueue()
+        self.durable_acks = PendingQueue()
+        # what changed before we started (or while we were down) is unknown: replay from here
+        self.replay_horizon = self.clock.wall_us()
         self.call_later(self.config.expiry_sweep_interval, self._sweep)
 
     def __dealloc__(self):
@@ -376,6 +394,7 @@ cdef class Router(Hub):
         cdef MatchList* ml
         cdef uint8_t head[REPLICATE_HEAD + STATE_MAX]
         cdef PeerLink link
+        cdef uint64_t position = 0
         if prm != NULL and param_expired(prm, now):
             self.params.remove(prm)
             prm = NULL
@@ -408,6 +427,12 @@ cdef class Router(Hub):
         memcpy(prm.writer, wid, wlen)
         prm.writer_len = wlen
         param_expiry(self.params, prm, (v.flags & SET_HAS_TTL) != 0, v.ttl, now)
+        if self.journal_link is not None:
+            self.push_param(self.journal_link, prm)
+            self.journal_seq += 1
+            position = self.journal_seq
+            if qos >= 2:
+                self.want_commit(position)
 
         # the broadcast: the same SET with the new revision, framed once
         size = set_broadcast_size(v)
@@ -422,6 +447,7 @@ cdef class Router(Hub):
         if self.cluster is not None:
             head[0] = origin
             store_u64(head + 1, seq)
+            store_u64(head + 9, position)
             hn = REPLICATE_HEAD + write_state(prm, head + REPLICATE_HEAD)
             for i in range(MAX_WORKERS):
                 link = self.links[i]
@@ -430,7 +456,10 @@ cdef class Router(Hub):
             if origin < MAX_WORKERS and seq > self.applied[origin]:
                 self.applied[origin] = seq
         if local is not None and qos >= 1:
-            self.send_ack(local, addr, v.addr_len, prm.revision)
+            if qos >= 2 and position > self.durable_at:
+                self.ack_when_durable(local, addr, v.addr_len, prm.revision, position)
+            else:
+                self.send_ack(local, addr, v.addr_len, prm.revision)
         return 0
 
     def _write_error(self, Session local, int origin, uint64_t seq, int code, str message, str address):
@@ -620,6 +649,7 @@ cdef class Router(Hub):
         cdef int nseg
         cdef uint8_t origin = b[0]
         cdef uint64_t seq = load_u64(b + 1)
+        cdef uint64_t position = load_u64(b + 9)
         cdef const uint8_t* st = b + REPLICATE_HEAD
         cdef Py_ssize_t sh = state_size(st)
         cdef const uint8_t* frame = st + sh
@@ -643,8 +673,10 @@ cdef class Router(Hub):
                      addr, v.addr_len, prm)
         if seq > self.applied[origin]:
             self.applied[origin] = seq
+        if position > self.journal_seen:
+            self.journal_seen = position
         if origin == self.worker_index and seq:
-            self.resolve_pending(seq, v.revision, addr, v.addr_len)
+            self.resolve_pending(seq, v.revision, addr, v.addr_len, position)
         return 0
 
     cdef Param* _store_replica(self, const char* addr, Py_ssize_t alen, uint8_t vtype, const uint8_t* data,
@@ -663,13 +695,18 @@ cdef class Router(Hub):
         apply_state(prm, st)
         return prm
 
-    cdef int resolve_pending(self, uint64_t seq, uint64_t revision, const char* addr, Py_ssize_t alen) except -1:
-        """A request of ours was decided: answer the session that sent it."""
+    cdef int resolve_pending(self, uint64_t seq, uint64_t revision, const char* addr, Py_ssize_t alen,
+                             uint64_t position) except -1:
+        """A request of ours was decided (and journaled at ``position``, 0: not journaled):
+        answer the session that sent it; QoS commit once the journal is on disk there."""
         cdef Pending* f = self._pending_for(seq)
         if f == NULL:
             return 0
         if f.kind == PK_SET and f.qos >= 1 and f.session != NULL and not (<Session>f.session).closed:
-            self.send_ack(<Session>f.session, addr, alen, revision)
+            if f.qos >= 2 and position > self.durable_at:
+                self.ack_when_durable(<Session>f.session, addr, alen, revision, position)
+            else:
+                self.send_ack(<Session>f.session, addr, alen, revision)
         return self.complete(f)
 
     cdef int complete(self, Pending* f) except -1:
@@ -775,7 +812,8 @@ cdef class Router(Hub):
             qos = f.qos
             self._publish_bundle_part(s, bundle, False)
             if qos >= 1 and not s.closed:
-                self.send(s, M.Ack(revision=revision or None))
+                # the bundle's SETs were replicated ahead of this R_DONE: journal_seen covers them
+                self._ack_maybe_durable(s, M.Ack(revision=revision or None), qos, self.journal_seen)
         self.complete(f)
 
     def resolve_dup(self, bytes body):
@@ -843,6 +881,7 @@ cdef class Router(Hub):
             if seq > self.applied[link.index]:
                 self.applied[link.index] = seq
             self._publish_bundle_part(link, msg, True)
+            self._bundle_wants_commit(qos)
             link.send_record(R_DONE, bus.done(seq, last or 0))
 
     # --- PUBLISH ----------------------------------------------------------------
@@ -992,17 +1031,103 @@ cdef class Router(Hub):
     # --- direct replies -------------------------------------------------------
 
     cdef int send_ack(self, Session s, const char* addr, Py_ssize_t n, uint64_t revision) except -1:
-        cdef Py_ssize_t size = 1 + 1 + 2 + n + 8
-        cdef uint8_t* frame = self.reserve_scratch(MAX_WS_HEADER + 4 + size)
-        cdef Py_ssize_t hl = ws_binary_header(frame, 4 + size)
-        cdef uint8_t* o = frame + hl + 4
-        clasp_header(frame + hl, 0, size)
-        o[0] = T_ACK
-        o[1] = 0x03                 # address + revision
-        store_u16(o + 2, <uint16_t>n)
-        memcpy(o + 4, addr, n)
-        store_u64(o + 4 + n, revision)
-        return s.push_direct(frame, hl + 4 + size)
+        return s.push_direct(self.scratch, _ack_frame(self, addr, n, revision))
+
+    cdef int ack_when_durable(self, Session s, const char* addr, Py_ssize_t n, uint64_t revision,
+                              uint64_t position) except -1:
+        """A QoS-commit ACK, sent once the journal is on disk up to ``position``."""
+        cdef Py_ssize_t size = _ack_frame(self, addr, n, revision)
+        return self.durable_acks.push(position, s, 2, PK_SET, self.scratch, size)
+
+    def _ack_maybe_durable(self, Session s, ack, int qos, uint64_t position):
+        """``ack`` now, or at QoS commit once the journal is on disk up to ``position``."""
+        cdef bytes frame
+        if qos >= 2 and position > self.durable_at:
+            frame = ws_frame(encode_frame(ack))
+            self.durable_acks.push(position, s, 2, PK_SET, <const uint8_t*>PyBytes_AS_STRING(frame),
+                                   len(frame))
+        else:
+            self.send(s, ack)
+
+    # --- durability: the owner's journal (see clasp_fast.state) ------------------------
+
+    def attach_journal(self, io):
+        """Owner: from now on every decided SET is queued for ``io`` (the journal: ``write``,
+        ``is_closing``, like a bus link's transport) as an R_SYNC_PARAM record."""
+        self.journal_link = PeerLink(self, -1)
+        self.journal_link.io = io
+
+    def flush_journal(self):
+        """Hands the journal what is queued for it now (at shutdown, after the last tick)."""
+        cdef PeerLink link = self.journal_link
+        if link is not None and link.out_size:
+            link.io.write(PyBytes_FromStringAndSize(<const char*>link.out, link.out_size))
+            link.reset_output()
+
+    def journal_durable(self, uint64_t position):
+        """The journal is on disk up to ``position`` (the owner's writer thread, or R_DURABLE
+        from the owner): send the QoS-commit ACKs waiting for it; the owner tells the
+        other workers."""
+        cdef Pending* f
+        cdef Session s
+        if position > self.durable_at:
+            self.durable_at = position
+        f = self.durable_acks.front()
+        while f != NULL and f.seq <= self.durable_at:
+            s = <Session>f.session if f.session != NULL else None
+            if s is not None and not s.closed:
+                s.push_direct(self.durable_acks.payload(f), f.len)
+            self.durable_acks.pop()
+            f = self.durable_acks.front()
+        if self.journal_link is not None:
+            self.journal_hurried = False
+            if self.commit_wanted > position:
+                self.want_commit(self.commit_wanted)     # decided after the writer's last gather
+            body = bus.durable(position)
+            for link in self.links:
+                if link is not None:
+                    (<PeerLink>link).send_record(R_DURABLE, body)
+
+    def _new_owner_journal(self):
+        """The owner restarted: its journal positions start again.  The ACKs waiting for the
+        old owner's journal go out with the new owner's first R_DURABLE, which comes after
+        it journaled the merged state (finish_sync)."""
+        cdef Py_ssize_t i
+        for i in range(len(self.durable_acks)):
+            self.durable_acks.at(i).seq = 0
+        self.durable_at = 0
+        self.journal_seen = 0
+
+    cdef int want_commit(self, uint64_t position) except -1:
+        """Owner: a QoS-commit ACK (here or on another worker) waits until ``position`` is on
+        disk: the writer stops gathering (once per commit)."""
+        if position > self.commit_wanted:
+            self.commit_wanted = position
+        if not self.journal_hurried:
+            self.journal_hurried = True
+            self.journal_link.io.hurry()
+        return 0
+
+    def _bundle_wants_commit(self, int qos):
+        if qos >= 2 and self.journal_link is not None:
+            self.want_commit(self.journal_seq)
+
+    cdef int push_param(self, PeerLink link, Param* prm) except -1:
+        """One R_SYNC_PARAM record for ``prm`` (a whole param) on ``link``."""
+        cdef uint8_t* head = self.reserve_scratch(8 + STATE_MAX + 2 + prm.addr_len)
+        cdef Py_ssize_t hn
+        store_u64(head, prm.revision)
+        hn = 8 + write_state(prm, head + 8)
+        store_u16(head + hn, <uint16_t>prm.addr_len)
+        memcpy(head + hn + 2, prm.address, prm.addr_len)
+        return link.push_record(R_SYNC_PARAM, head, hn + 2 + prm.addr_len, prm.value, prm.value_len)
+
+    def restore_param(self, bytes body):
+        """Owner at start-up: one param from the journal (an R_SYNC_PARAM body); its lock is
+        not restored (the sessions that held locks are gone)."""
+        cdef Param* prm = self.merge_record(body)
+        if prm != NULL:
+            prm.holder_len = 0
 
     def send(self, Session s, msg, int qos=0):
         """Queues one message (a protocol dataclass) for ``s``."""
@@ -1033,9 +1158,12 @@ cdef class Router(Hub):
 
     # --- snapshots --------------------------------------------------------------
 
-    cdef int send_snapshot(self, Session s, object pattern, bint always) except -1:
-        """SNAPSHOT(s) of the params matching ``pattern`` (None: all); see snapshot.pyx."""
-        return write_snapshot(self.params, s, pattern, always, self.clock.wall_us())
+    cdef int send_snapshot(self, Session s, object pattern, bint always, uint64_t since=0) except -1:
+        """SNAPSHOT(s) of the params matching ``pattern`` (None: all), written after ``since``
+        (wall µs) when that is not before the replay horizon; see snapshot.pyx."""
+        if since < self.replay_horizon:
+            since = 0
+        return write_snapshot(self.params, s, pattern, always, self.clock.wall_us(), since)
 
     # --- the slow path: everything but SET and PUBLISH --------------------------
 
@@ -1152,7 +1280,8 @@ cdef class Router(Hub):
         self._interest(sub, +1)
         s.subs[msg.id] = sub
         if sub.mask & 0x01:
-            self.send_snapshot(s, msg.pattern, False)
+            since = msg.options.since if msg.options is not None else None
+            self.send_snapshot(s, msg.pattern, False, since or 0)
         if qos >= 1:
             self.send(s, M.Ack(address=msg.pattern))
 
@@ -1269,8 +1398,9 @@ cdef class Router(Hub):
         if not ok:
             return
         self._publish_bundle_part(s, msg, True)
+        self._bundle_wants_commit(qos)
         if qos >= 1:
-            self.send(s, M.Ack(revision=last))
+            self._ack_maybe_durable(s, M.Ack(revision=last), qos, self.journal_seq)
 
     def _apply_bundle_sets(self, str holder, Session local, int origin, uint64_t seq, msg):
         """Owner: checks then applies the SETs of a bundle; returns (applied?, last revision)."""
@@ -1418,6 +1548,11 @@ cdef class Router(Hub):
                 link.send_record(R_INTEREST, bus.interest(True, pattern, mask))
             if not self.is_owner and not peer_restarted:
                 self._owner_up(link)
+            if peer_restarted:
+                self._new_owner_journal()
+        elif self.is_owner and not syncing and not peer_restarted and len(self.params):
+            # a cold start: the state we restored from the journal, for the new replica
+            self.dump_state(link)
         # a restarted owner first asks for our state (R_SYNC_REQ); it becomes our owner then
         if syncing:
             link.send_record(R_SYNC_REQ)
@@ -1483,6 +1618,8 @@ cdef class Router(Hub):
         elif kind == R_SYNC_DONE:
             self.merge_applied(bus.parse_sync_done(body))
             self.cluster.peer_synced(link.index)
+        elif kind == R_DURABLE:
+            self.journal_durable(bus.parse_durable(body))
         else:
             log.error("bus: unknown record kind %d from worker %d", kind, link.index)
 
@@ -1518,6 +1655,9 @@ cdef class Router(Hub):
             return
         self.rebuild_holders(dead_origin)
         self.broadcast_state()
+        if self.journal_link is not None:
+            # what the replicas had and our journal missed (the dead owner's last decisions)
+            self.dump_state(self.journal_link)
         self.holding = False
         held, self.held_requests = self.held_requests, []
         for link, kind, body in held:
@@ -1525,24 +1665,36 @@ cdef class Router(Hub):
                 self.on_record(link, kind, body)
 
     def dump_state(self, PeerLink link):
-        """Sends ``link`` every param (R_SYNC_PARAM records) for a restarted worker."""
-        cdef Py_ssize_t i, hn
+        """Sends ``link`` every param (R_SYNC_PARAM records): for a restarted worker, or the
+        journal."""
+        cdef Py_ssize_t i
         cdef Param* prm
         cdef uint64_t now = self.clock.wall_us()
-        cdef uint8_t* head
         for i in range(self.params.capacity()):
             prm = self.params.slot(i)
             if prm == NULL or param_expired(prm, now):
                 continue
-            head = self.reserve_scratch(8 + STATE_MAX + 2 + prm.addr_len)
-            store_u64(head, prm.revision)
-            hn = 8 + write_state(prm, head + 8)
-            store_u16(head + hn, <uint16_t>prm.addr_len)
-            memcpy(head + hn + 2, prm.address, prm.addr_len)
-            link.push_record(R_SYNC_PARAM, head, hn + 2 + prm.addr_len, prm.value, prm.value_len)
+            self.push_param(link, prm)
+            if link is self.journal_link:
+                self.journal_seq += 1
 
     def merge_param(self, bytes body):
-        """Restarted worker: one R_SYNC_PARAM; kept if newer than what we have."""
+        """One R_SYNC_PARAM (a restarted worker's sync, or a restarted owner's state): kept
+        if newer than what we have, and then sent to our subscribers as a SET: they missed
+        it (the previous owner died before replicating it here, or it came from its journal)."""
+        cdef Param* prm = self.merge_record(body)
+        cdef Seg segs[MAX_SEGMENTS]
+        cdef bytes frame
+        if prm == NULL:
+            return
+        param = self.get(prm.address[:prm.addr_len].decode())
+        if param is None:
+            return
+        frame = ws_frame(encode_frame(M.Set(param.address, param.value, revision=param.revision), 1))
+        self.deliver(self.param_receivers(prm, segs, -1), 0x01, None, False,
+                     <const uint8_t*>PyBytes_AS_STRING(frame), len(frame), prm.address, prm.addr_len, prm)
+
+    cdef Param* merge_record(self, bytes body) except? NULL:
         cdef const uint8_t* b = <const uint8_t*>PyBytes_AS_STRING(body)
         cdef const uint8_t* st = b + 8
         cdef Py_ssize_t sh = state_size(st)
@@ -1550,7 +1702,8 @@ cdef class Router(Hub):
         cdef Py_ssize_t alen = load_u16(a)
         cdef const uint8_t* value = a + 2 + alen
         cdef Py_ssize_t vlen = len(body) - 8 - sh - 2 - alen
-        self._store_replica(<const char*>a + 2, alen, value[0], value + 1, vlen - 1, load_u64(b), st, True)
+        return self._store_replica(<const char*>a + 2, alen, value[0], value + 1, vlen - 1, load_u64(b),
+                                   st, True)
 
     def applied_vector(self):
         return {i: self.applied[i] for i in range(MAX_WORKERS) if self.applied[i]}
@@ -1610,7 +1763,9 @@ cdef class Router(Hub):
         self.timers.run_due(self.clock.mono_s() if now is None else now)
 
     def _sweep(self):
-        self.params.sweep(self.clock.wall_us())
+        cdef uint64_t now = self.clock.wall_us()
+        if self.params.sweep(now):
+            self.replay_horizon = now       # removed params: a replay from before cannot say so
         self.call_later(self.config.expiry_sweep_interval, self._sweep)
 
 

@@ -25,5 +25,6 @@ cdef class SnapshotWriter:
     cdef object to_value(self, Param* prm)
 
 
-cdef int write_snapshot(ParamStore params, Session s, object pattern, bint always, uint64_t now) except -1
+cdef int write_snapshot(ParamStore params, Session s, object pattern, bint always, uint64_t now,
+                        uint64_t since=*) except -1
 cdef list params_where(ParamStore params, str text, bint exact, uint64_t now)

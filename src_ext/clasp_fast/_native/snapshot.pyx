@@ -21,14 +21,18 @@ cdef int _by_write_order(const void* a, const void* b) noexcept nogil:
     return -1 if x.order < y.order else (1 if x.order > y.order else 0)
 
 
-cdef int write_snapshot(ParamStore params, Session s, object pattern, bint always, uint64_t now) except -1:
+cdef int write_snapshot(ParamStore params, Session s, object pattern, bint always, uint64_t now,
+                        uint64_t since=0) except -1:
     """SNAPSHOT(s) of the params matching ``pattern`` (None: all), oldest write first (a
-    client replays the state in the order it was written), split to fit 65535 bytes."""
+    client replays the state in the order it was written), split to fit 65535 bytes.
+    ``since`` (wall µs, 0: none): only the params written after it, unless a matching param
+    expired after it (the client's copy of that one is stale: then all of them)."""
+    cdef bint stale = False
     cdef SnapshotWriter w = SnapshotWriter(s)
     cdef Seg asegs[MAX_SEGMENTS]
     cdef int na
     cdef Pattern pat = Pattern(pattern) if pattern is not None else None
-    cdef Py_ssize_t i, count = 0
+    cdef Py_ssize_t i, count = 0, kept
     cdef Param* prm
     cdef Param** found = <Param**>malloc(max(len(params), 1) * sizeof(Param*))
     # token mode: the WELCOME snapshot holds only what the session may read (a SUBSCRIBE
@@ -40,16 +44,26 @@ cdef int write_snapshot(ParamStore params, Session s, object pattern, bint alway
     try:
         for i in range(params.capacity()):
             prm = params.slot(i)
-            if prm == NULL or param_expired(prm, now):
+            if prm == NULL:
                 continue
             if pat is not None:
                 na = split_address(prm.address, prm.addr_len, asegs)
                 if na < 0 or not pat.matches(prm.address, asegs, na):
                     continue
+            if param_expired(prm, now):
+                stale = stale or prm.expires_us > since
+                continue
             if readable is not None and not readable(prm.address[:prm.addr_len].decode()):
                 continue
             found[count] = prm
             count += 1
+        if since and not stale:
+            kept = 0
+            for i in range(count):
+                if found[i].timestamp_us > since:
+                    found[kept] = found[i]
+                    kept += 1
+            count = kept
         if count > 1:
             qsort(found, count, sizeof(Param*), _by_write_order)
         for i in range(count):

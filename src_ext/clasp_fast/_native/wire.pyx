@@ -368,7 +368,7 @@ cdef object _decode_binary(const uint8_t* p, Py_ssize_t n, int depth):
         mask = rd_u8(&r, b"type mask")
         flags = rd_u8(&r, b"option flags")
         options = None
-        if flags & 0x0F:
+        if flags & 0x1F:
             options = M.SubscribeOptions()
             if flags & 0x01:
                 options.max_rate = rd_u32(&r, b"max_rate")
@@ -378,6 +378,8 @@ cdef object _decode_binary(const uint8_t* p, Py_ssize_t n, int depth):
                 options.history = rd_u32(&r, b"history")
             if flags & 0x08:
                 options.window = rd_u32(&r, b"window")
+            if flags & 0x10:
+                options.since = rd_u64(&r, b"since")
         msg = M.Subscribe(id=sid, pattern=pattern, types=mask, options=options)
     elif t == T_UNSUBSCRIBE:
         msg = M.Unsubscribe(id=rd_u32(&r, b"subscription id"))
@@ -792,7 +794,8 @@ cdef void _encode_into(Writer w, object msg, int depth) except *:
             w.u8(0)
         else:
             flags = (0x01 if o.max_rate is not None else 0) | (0x02 if o.epsilon is not None else 0) \
-                | (0x04 if o.history is not None else 0) | (0x08 if o.window is not None else 0)
+                | (0x04 if o.history is not None else 0) | (0x08 if o.window is not None else 0) \
+                | (0x10 if o.since is not None else 0)
             w.u8(flags)
             if o.max_rate is not None:
                 w.u32(o.max_rate)
@@ -802,6 +805,8 @@ cdef void _encode_into(Writer w, object msg, int depth) except *:
                 w.u32(o.history)
             if o.window is not None:
                 w.u32(o.window)
+            if o.since is not None:
+                w.u64(o.since)
     elif t is M.Unsubscribe:
         w.u8(T_UNSUBSCRIBE)
         w.u32(msg.id)
