@@ -30,7 +30,8 @@ def extensions():
     include = [str(NATIVE.relative_to(HERE))]
     exts = [
         Extension(f"clasp_fast._native.{pyx.stem}", [str(pyx.relative_to(HERE))],
-                  include_dirs=include, extra_compile_args=flags)
+                  include_dirs=include, extra_compile_args=flags,
+                  libraries=["z"] if pyx.stem == "deflate" else [])     # zlib: permessage-deflate
         for pyx in sorted(NATIVE.glob("*.pyx"))
     ]
     # the bench report names the Cython that compiled the load generator

@@ -43,7 +43,7 @@ def _native_ready() -> None:
 
 _native_ready()
 
-from . import procs, report, scenarios, targets  # noqa: E402  (after the check above)
+from . import edge_variants, procs, report, scenarios, targets  # noqa: E402  (after the check above)
 from .profiles import DESCRIPTIONS, PROFILES, SCENARIOS  # noqa: E402
 
 
@@ -170,6 +170,9 @@ def main(argv=None) -> int:
                                         name="clasp-fast+metrics")
                 on.tails = main_t.tails
                 results += scenarios.metrics(ctx, main_t, on)
+                continue
+            if sc in edge_variants.SCENARIOS:
+                results += edge_variants.SCENARIOS[sc](ctx, shlex.split(args.router_args))
                 continue
             sizes = profile.get("baseline_sizes", {})
             modes = profile["baselines"].get(sc, [])

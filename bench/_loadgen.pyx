@@ -330,13 +330,17 @@ cdef class Receiver(WSListener):
     cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
         if frame.msg_type != WSMsgType.BINARY:
             return
-        self._payload(<const uint8_t*>frame.payload_ptr, frame.payload_size, frame.last_in_buffer)
+        self._payload(<const uint8_t*>frame.payload_ptr, frame.payload_size, frame.last_in_buffer,
+                      frame.rsv1)
 
-    cdef int _payload(self, const uint8_t* p, Py_ssize_t n, bint last_in_buffer) except -1:
-        """One binary message (the picows listener and the RawReader both end here)."""
+    cdef int _payload(self, const uint8_t* p, Py_ssize_t n, bint last_in_buffer,
+                      bint compressed=False) except -1:
+        """One binary message (the picows listener and the RawReader both end here).
+        ``compressed`` (RSV1, permessage-deflate): counted as a delivery without being
+        inflated (no sequence or stamp check; only deliveries are compressed in the bench)."""
         cdef uint64_t t = 0, sent, seq, s, last
         cdef int off, mt, pub
-        if self.deliveries_only:
+        if self.deliveries_only and not compressed:
             off = 12 if (n > 1 and (p[1] & 0x20)) else 4
             mt = p[off] if n > off else 0
             if mt != T_SET and mt != T_PUBLISH:
@@ -353,13 +357,13 @@ cdef class Receiver(WSListener):
         self.count += 1
         self.total += 1
         self.bytes_in += n
-        if self.stamp_offset >= 0 and n >= self.stamp_offset + 8:
+        if self.stamp_offset >= 0 and n >= self.stamp_offset + 8 and not compressed:
             sent = load_u64(p + n - self.stamp_offset - 8)
             if t > sent:
                 self.hist[_bucket(t - sent)] += 1
             else:
                 self.hist[0] += 1
-        if self.seq_offset >= 0 and n >= self.seq_offset + 8:
+        if self.seq_offset >= 0 and n >= self.seq_offset + 8 and not compressed:
             seq = load_u64(p + n - self.seq_offset - 8)
             pub = <int>(seq >> SEQ_BITS)
             if pub >= self.max_pubs:
@@ -542,7 +546,7 @@ cdef class RawReader:
             if end - pos < hl + n:
                 break
             if op == 0x2:
-                self.rx._payload(b + pos + hl, n, pos + hl + n == end)
+                self.rx._payload(b + pos + hl, n, pos + hl + n == end, (b[pos] & 0x40) != 0)
             elif op == 0x9:
                 self._pong(b + pos + hl, n)
             elif op == 0x8:
@@ -675,15 +679,15 @@ cdef class Pump:
                     raise ValueError("every frame of a pump must have the same size")
             if len(fl) != len(frames[0]):
                 raise ValueError("every connection needs the same number of frames")
-        if sz >= 126 - 4:
-            raise ValueError("frames must be shorter than 122 bytes (2-byte WebSocket header)")
+        if sz >= 65536:
+            raise ValueError("frames must be shorter than 65536 bytes (2- or 4-byte WebSocket header)")
         self.transports = list(transports)
         self.nconn = len(transports)
         self.templates = [bytearray(masked_frames(fl, mask_key)) for fl in frames]
         self.nframes = len(frames[0])
         self.payload_len = sz
-        self.hdr = 6
-        self.frame_size = sz + 6
+        self.hdr = 6 if sz < 126 else 8         # header + mask key
+        self.frame_size = sz + self.hdr
         self.block = min(block, self.nframes) if block > 0 else 1
         self.stamp_from_end = stamp_from_end
         self.seq_from_end = seq_from_end

@@ -34,6 +34,7 @@ import json
 import mmap
 import os
 import socket
+import ssl
 import sys
 import time
 import traceback
@@ -83,8 +84,10 @@ class Sources:
         return s
 
 
-def frame_value(filler: bytes = b"v") -> bytes:
-    return (filler * 16)[:16] + bytes(16)
+def frame_value(filler: bytes = b"v", size: int = 32) -> bytes:
+    """A value of ``size`` bytes: ``filler`` repeated, then 16 bytes for the sequence word
+    and the send stamp (so a long value compresses well)."""
+    return (filler * size)[:max(0, size - 16)] + bytes(16)
 
 
 def build_frames(spec: dict, conn: int) -> list[bytes]:
@@ -93,7 +96,7 @@ def build_frames(spec: dict, conn: int) -> list[bytes]:
     kind = spec.get("kind", "set")
     tmpl = spec["address"]
     n = int(spec.get("addresses", 1))
-    value = frame_value()
+    value = frame_value(size=int(spec.get("value_size", 32)))
     out = []
     for i in range(n):
         addr = tmpl.format(p=conn + spec.get("pub_base", 0), i=i)
@@ -130,6 +133,15 @@ class Base:
         self.url = spec["url"]
         self.hello_frame = encode_frame(Hello("bench", token=spec["token"])) if spec.get("token") else HELLO
         self.sources = Sources(spec.get("ips", ["127.0.0.1"]))
+        self.ssl = None
+        if self.url.startswith("wss:"):
+            # the bench's server has a throw-away self-signed certificate
+            self.ssl = ssl.create_default_context()
+            self.ssl.check_hostname = False
+            self.ssl.verify_mode = ssl.CERT_NONE
+        self.headers = {"Sec-WebSocket-Protocol": "clasp"}
+        if spec.get("deflate"):
+            self.headers["Sec-WebSocket-Extensions"] = "permessage-deflate"
         self.board = None
         self.transports = []
         if spec.get("board"):
@@ -144,7 +156,7 @@ class Base:
         """A picows client connection; ``raw``: on uvloop's own TCP transport, so that
         ``rx.take_over()`` can later replace picows with the native RawReader."""
         tr, _ = await ws_connect(lambda: rx, self.url, socket_factory=self.sources,
-                                 extra_headers={"Sec-WebSocket-Protocol": "clasp"},
+                                 ssl_context=self.ssl, extra_headers=self.headers,
                                  websocket_handshake_timeout=20, read_buffer_init_size=read_buffer,
                                  enable_auto_pong=True, use_aiofastnet=False if raw else None)
         self.transports.append(tr)

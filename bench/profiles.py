@@ -4,7 +4,7 @@ from __future__ import annotations
 import copy
 
 SCENARIOS = ["throughput", "fanout", "fanin", "state", "events", "latency", "connect", "memory",
-             "workers", "metrics", "durable", "auth"]
+             "workers", "metrics", "durable", "tls_fanout", "deflate_fanout", "tls_memory", "auth"]
 
 DESCRIPTIONS = {
     "throughput": "1 publisher → 1 subscriber, SET with 32-byte values",
@@ -18,6 +18,10 @@ DESCRIPTIONS = {
     "workers": "fan-out with 1 and 2 workers, CPU per delivered message (all router processes)",
     "metrics": "fan-out 1 → N with metrics off and on (--metrics-enabled, sampled latency), same run",
     "durable": "SETs with persistence off vs on (state file), at QoS fire and QoS commit: SET/s, p99",
+    "tls_fanout": "fan-out 1 → N over wss:// next to ws:// (target ≥ 0.5×)",
+    "deflate_fanout": "fan-out 1 → N of compressible values, permessage-deflate subscribers next to "
+                      "plain ones (target ≥ 0.5×, one compression per broadcast)",
+    "tls_memory": "router RSS per idle wss:// connection next to ws:// (target ≤ 16 KB at 10,000)",
     "auth": "token mode vs open mode: SET fan-out 1 → 100 and throughput 1 → 1 (token ÷ open)",
 }
 
@@ -38,6 +42,7 @@ FULL = {
     "metrics": {"subs": 100, "block": 20},
     "durable": {"clients": 4, "window": 1000, "block": 50, "addresses": 1000, "warmup": 1.0,
                 "duration": 5.0, "repeats": 3},
+    "edge": {"fanout_subs": [100], "value_size": 512},
     "auth": {"subs": 100, "fan_block": 20, "block": 100},
     # which ceiling servers run which scenarios (and with which sizes, if smaller)
     "baselines": {"throughput": ["tick", "send"], "fanout": ["tick", "send"],
@@ -76,6 +81,7 @@ SMOKE.update({
     "metrics": {"subs": 10, "block": 20},
     "durable": {"clients": 2, "window": 200, "block": 50, "addresses": 100, "warmup": 0.1,
                 "duration": 0.3, "repeats": 1},
+    "edge": {"fanout_subs": [10], "value_size": 512},
     "auth": {"subs": 10, "fan_block": 20, "block": 100},
     "baselines": {"throughput": ["tick"]},
     "baseline_sizes": {"latency_search": False},

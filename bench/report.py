@@ -459,6 +459,23 @@ def markdown(data: dict) -> str:
                      f"{r['rss_before_kb']:,} kB → {r['rss_after_kb']:,} kB |")
         L.append("")
 
+    # deployment variants, each next to its plain counterpart (bench/edge_variants.py)
+    ev = [r for r in results if r.get("scenario") in ("tls_fanout", "deflate_fanout")]
+    if ev:
+        L.append("## wss:// and permessage-deflate fan-out, next to plain (target ≥ 0.5×)")
+        L.append("")
+        L.append("| scenario | variant | target | deliveries/s | × plain | loss | router CPU | compressions per message |")
+        L.append("|---|---|---|---|---|---|---|---|")
+        for r in ev:
+            if not _ok(r):
+                L.append(f"| {r['scenario']} | {r['variant']} | {r['target']} | failed: {r['error'][:80]} | | | | |")
+                continue
+            ratio = f"{r['ratio_to_plain']:.2f}×" if "ratio_to_plain" in r else "(plain)"
+            cpm = f"{r['compressions_per_message']:.3f}" if "compressions_per_message" in r else "–"
+            L.append(f"| {r['scenario']} | {r['variant']} | {r['target']} | {_mmm(r)} | {ratio} | "
+                     f"{r.get('loss', '–')} | {_pct(r.get('router_cpu_pct'))} | {cpm} |")
+        L.append("")
+
     # workers
     wk = [r for r in results if r.get("scenario") == "workers"]
     if wk:

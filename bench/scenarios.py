@@ -297,6 +297,24 @@ class Flow:
     block: int = 100
     window: int = 1000
     colocate: bool = True
+    value_size: int = 32            # bytes of each SET's value (filler, then seq + stamp)
+    deflate: bool = False           # subscribers offer permessage-deflate
+
+
+def server_counters(target: Target) -> dict:
+    """The server's Prometheus counters (``*_total``), when the target serves metrics."""
+    if not target.metrics_port:
+        return {}
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{target.metrics_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    from prometheus_client.parser import text_string_to_metric_families
+    out: dict = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:           # summed over labels (e.g. the workers)
+            if sample.name.endswith("_total"):
+                out[sample.name] = out.get(sample.name, 0.0) + sample.value
+    return out
 
 
 def sub_procs_for(n: int, per: int = 250) -> int:
@@ -327,6 +345,7 @@ class FlowRun:
         self.board = None
         self.sampler = None
         self.repeats: list[dict] = []
+        self.counters0: dict = {}
         self.result = {"scenario": flow.scenario, "variant": flow.variant, "target": target.name,
                        "metric": "deliveries/s", "config": flow.__dict__.copy()}
 
@@ -374,12 +393,13 @@ class FlowRun:
         for i, n in enumerate(_split(flow.subs, flow.sub_procs)):
             sub_specs.append({"role": "subs", "n": n, "patterns": flow.patterns,
                               "slot_base": slot, "seq_offset": tail + 8, "stamp_offset": -1,
-                              "max_pubs": flow.pubs})
+                              "max_pubs": flow.pubs, "deflate": flow.deflate})
             slot += n
         base = 0
         for i, n in enumerate(_split(flow.pubs, flow.pub_procs)):
             pub_specs.append({"role": "pubs", "n": n, "kind": flow.kind, "address": flow.address,
                               "addresses": flow.addresses, "block": flow.block, "pub_base": base,
+                              "value_size": flow.value_size,
                               "pub_index": i, "eventfd": self.efds[i]})
             base += n
         layout = []
@@ -419,6 +439,7 @@ class FlowRun:
             time.sleep(0.02)
         _quiesce(board)
         board.set_bases()
+        self.counters0 = server_counters(target)
         self.sampler = Sampler(server, self.gens, ctx)
 
     def repeat(self, rep: int) -> None:
@@ -441,6 +462,12 @@ class FlowRun:
             result.update(_flow_summary(self.repeats))
             stats = call_all(self.pub_gens, {"cmd": "pub_stats"})
             result["publisher_errors"] = sum(s["errors"] for s in stats)
+            counters = server_counters(self.target)
+            if counters and self.counters0:
+                sent = max(1, self.board.sent())
+                delta = {k: counters[k] - self.counters0.get(k, 0) for k in counters}
+                result["server_counters"] = delta
+                result["compressions_per_message"] = delta.get("clasp_deflate_compressions_total", 0) / sent
             samples = [e for s in stats for e in s.get("error_samples", [])]
             if samples:
                 result["publisher_error_samples"] = samples[:5]

@@ -35,7 +35,7 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"ws://{self.host}:{self.port}/"
+        return f"{self.target.scheme}://{self.host}:{self.port}/"
 
     def pids(self) -> list[int]:
         return self.proc.tree()
@@ -55,6 +55,8 @@ class Target:
     mode: str = ""                  # ceiling: tick | send
     command: str = ""               # peer: shell command with {port}
     extra_args: list = field(default_factory=list)
+    scheme: str = "ws"              # wss: extra_args hold --tls-cert/--tls-key
+    metrics_port: int = 0           # scraped by scenarios that report server counters
     tails: Optional[dict] = None    # calibration: bytes after the value in a delivered SET / PUBLISH
     hello_token: Optional[str] = None   # token mode: the token generators send in HELLO
 
@@ -99,9 +101,14 @@ class Target:
         return Server(self, p, host, port)
 
 
-def clasp_fast(workers: int = 1, extra_args=(), name: str = "") -> Target:
+def clasp_fast(workers: int = 1, extra_args=(), name: str = "", scheme: str = "ws",
+               metrics: bool = False) -> Target:
     name = name or ("clasp-fast" if workers == 1 else f"clasp-fast-{workers}w")
-    return Target(name, "clasp-fast", workers=workers, extra_args=list(extra_args))
+    t = Target(name, "clasp-fast", workers=workers, extra_args=list(extra_args), scheme=scheme)
+    if metrics:
+        t.metrics_port = procs.free_port("127.0.0.1")
+        t.extra_args += ["--metrics-port", str(t.metrics_port)]
+    return t
 
 
 def ceiling(mode: str) -> Target:

@@ -12,6 +12,9 @@ class Hub:
     def take_dirty(self) -> list["Endpoint"]: ...
     def sent_by_type(self) -> dict[int, int]: ...     # CLASP type -> messages queued for clients
     def count_error(self, code: int) -> None: ...
+    conflated: int                      # read-only: waiting SETs replaced by newer ones
+    queued: int                         # read-only: bytes queued on all endpoints
+    def pending_output(self) -> int: ...
 
 class Endpoint:
     is_peer: bool                       # read-only
@@ -20,8 +23,15 @@ class Endpoint:
     io: Any
     sent: int                           # read-only
     dropped: int                        # read-only
+    cursors: Optional[list]             # snapshots still being written
+    shut: bool                          # a close was requested: nothing more is queued
+    waiting_sets: int                   # read-only: SETs waiting for it to drain
+    stalled: bool                       # read-only
     def take_output_raw(self) -> bytes: ...
     def take_output(self) -> list[bytes]: ...
+    def refill(self) -> int: ...
+    def request_close(self, code: int, reason: str) -> int: ...
+    def stalled_too_long(self) -> bool: ...
 
 class Session(Endpoint):
     id: str                             # read-only
@@ -33,6 +43,7 @@ class Session(Endpoint):
     access: Optional[Any]               # token mode: an access.Access; None in open mode
     may_hold_locks: bool
     inflight: int
+    inflight_bytes: int
     held: Optional[list[bytes]]
     on_released: Optional[Callable[[], Any]]
     received: int                       # read-only

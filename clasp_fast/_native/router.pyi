@@ -17,6 +17,7 @@ class Router(Hub):
     clock_fresh: bool
     routed: int                         # read-only
     frames_in: int                      # read-only
+    dropped_writes: int                 # read-only: writes refused (503) while the owner was down
     worker_index: int                   # read-only
     is_owner: bool                      # read-only
     owner_link: Optional[PeerLink]

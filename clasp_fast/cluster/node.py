@@ -24,11 +24,18 @@ comes back (highest revision wins) and only then starts accepting clients.  A
 restarted owner also re-learns the locks, frees those of its own dead
 sessions, sends its merged state to every replica, and only then decides the
 requests that peers re-sent to it.
+
+A lost link is normal while a peer restarts (the restarted process links to
+everyone).  A link that stays down for LINK_GRACE seconds is not: the worker
+with the higher index of the pair (never the owner) exits with code 1, the
+supervisor restarts it and the new process links to every peer and syncs.  So
+no worker stays half-alive, taking clients it cannot serve.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 from typing import Optional
 
@@ -38,6 +45,10 @@ from .._native.outbox import PeerLink
 log = logging.getLogger("clasp_fast.cluster")
 
 OWNER = 0
+
+# seconds a lost bus link may stay down (a peer restarting and syncing) before the worker with
+# the higher index of the pair exits to be restarted (docs/operations.md "Bus links")
+LINK_GRACE = 10.0
 
 
 def bus_address(group: str, index: int) -> str:
@@ -102,6 +113,7 @@ class ClusterNode:
         self.syncing: set[int] = set()
         self.sync_done = asyncio.Event()
         self.server: Optional[asyncio.AbstractServer] = None
+        self.stopping = False
         router.attach_cluster(self, index, holding=restarted and index == OWNER)
 
     @property
@@ -163,6 +175,29 @@ class ClusterNode:
             # sees every other go at a clean stop), so this is not worth a line by default
             log.debug("bus: worker %d lost its link to worker %d", self.index, link.index)
             self.syncing.discard(link.index)
+            if self.index > link.index and not self.stopping:
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:        # driven without an event loop (unit tests)
+                    return
+                loop.call_later(LINK_GRACE, self._check_link, link.index)
+
+    def _check_link(self, peer: int) -> None:
+        """LINK_GRACE after losing the link to ``peer``: still down, so restart to relink."""
+        if self.stopping or self.router.linked(peer):
+            return
+        log.error("bus: worker %d has had no link to worker %d for %g s; exiting so that the "
+                  "supervisor restarts it linked to every peer", self.index, peer, LINK_GRACE)
+        logging.shutdown()
+        os._exit(1)
+
+    def drop_links(self) -> None:
+        """Debug hook (CLASP_FAST_DEBUG_HOOKS=1, SIGUSR2): aborts every bus link, as a broken
+        socket would; tests use it to see the links come back."""
+        log.warning("bus: worker %d drops its bus links (debug hook)", self.index)
+        for link in self.router.peer_links():
+            if link.io is not None:
+                link.io.abort()
 
     # --- state sync -----------------------------------------------------------------
 
@@ -176,6 +211,7 @@ class ClusterNode:
         self.sync_done.set()
 
     async def stop(self) -> None:
+        self.stopping = True
         if self.server is not None:
             self.server.close()
         for link in self.router.peer_links():

@@ -67,6 +67,10 @@ async def _serve(config: Config, index: int, nworkers: int, group: str, listener
         from ..state.owner import OwnerJournal
         journal = OwnerJournal(config, router)        # the supervisor holds the file's lock
     node = ClusterNode(router, index, nworkers, group, listener, restarted=restarted)
+    if os.environ.get("CLASP_FAST_DEBUG_HOOKS") == "1":
+        import asyncio
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR2})
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, node.drop_links)
     server = ClaspServer(config, router=router, limits=limits, reuse_port=True,
                          failed_hellos=failed_hellos)
     server.control = Control(server, index, nworkers, group)

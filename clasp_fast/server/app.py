@@ -21,7 +21,7 @@ from ..router import Router
 from ..config import Config
 from ..limits import LocalLimits
 from ..netaddr import TrustedProxies, is_local
-from . import tls
+from . import permessage_deflate, tls
 from .control import Control
 from .figures import SAMPLE_EVERY, EdgeCounters, refusal_reason
 from .gate import HandshakeGate, RateLimitedWarning
@@ -79,6 +79,8 @@ def _offers_clasp(request) -> bool:
 
 
 class ClaspServer:
+    connection_class = Connection       # the listener of every upgrade (a test fixture swaps it)
+
     def __init__(self, config: Config, *, limits=None, router: Optional[Router] = None,
                  reuse_port: bool = False, sock: Optional[socket.socket] = None,
                  failed_hellos=None):
@@ -99,6 +101,7 @@ class ClaspServer:
         self.handshake_timeout = config.handshake_timeout
         self.max_ws_frame = config.max_frame_size + 12
         self.read_buffer_size = config.read_buffer_size
+        self.compression = config.compression
         self.reuse_port = reuse_port
         self.sock = sock
         self.accepting = False
@@ -120,12 +123,19 @@ class ClaspServer:
         tokens = [t.strip().lower() for t in request.headers.get("Connection", "").split(",")]
         if "upgrade" in tokens:
             request.headers["Connection"] = "Upgrade"
-        conn = Connection(self.edge, self.router.open_session(client_ip))
+        conn = self.connection_class(self.edge, self.router.open_session(client_ip))
         conn.peer_port = peer_port
+        headers = {}
         if _offers_clasp(request):
+            headers["Sec-WebSocket-Protocol"] = "clasp"
+        if self.compression:
+            agreement = permessage_deflate.negotiate(request.headers.getall("Sec-WebSocket-Extensions", ()))
+            if agreement is not None:
+                conn.accept_deflate(agreement.server_bits, agreement.client_no_context_takeover)
+                headers["Sec-WebSocket-Extensions"] = agreement.response
+        if headers:
             return WSUpgradeResponseWithListener(
-                WSUpgradeResponse.create_101_response(extra_headers={"Sec-WebSocket-Protocol": "clasp"}),
-                conn)
+                WSUpgradeResponse.create_101_response(extra_headers=headers), conn)
         return conn
 
     def refused(self, ip: str, reason: str) -> None:

@@ -15,6 +15,8 @@ import time
 from bisect import bisect_left
 from typing import Optional
 
+from .._native.deflate import stats as deflate_stats
+
 # seconds; the upper bounds of the histograms' buckets (+Inf is implied)
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                    0.25, 0.5, 1.0)
@@ -113,6 +115,7 @@ def figures(server, worker: int) -> dict:
     router = server.router
     counters: EdgeCounters = server.counters
     sessions = router.sessions.values()
+    deflate = deflate_stats()
     return {
         "worker": worker,
         "pid": os.getpid(),
@@ -128,6 +131,8 @@ def figures(server, worker: int) -> dict:
         "messages_out": router.sent_by_type(),
         "deliveries": router.routed - router.dropped,     # routed copies that were queued
         "dropped": router.dropped,
+        "deflate_compressions": deflate["compressions"],
+        "deflate_reuses": deflate["reuses"],
         "errors": dict(router.errors_sent),
         "websocket_errors": dict(counters.websocket_errors),
         "bus": {link.index: [link.sent, link.bytes_sent] for link in router.peer_links()},

@@ -122,6 +122,14 @@ class RouterCollector:
         yield self._per_worker(CounterMetricFamily(
             "clasp_dropped", "routed messages dropped: a slow consumer's buffer was full",
             labels=["worker"]), "dropped")
+        yield self._per_worker(CounterMetricFamily(
+            "clasp_deflate_compressions",
+            "outgoing messages compressed (permessage-deflate; once per broadcast, not per receiver)",
+            labels=["worker"]), "deflate_compressions")
+        yield self._per_worker(CounterMetricFamily(
+            "clasp_deflate_reuses",
+            "deliveries served an already compressed frame (the other receivers of a broadcast)",
+            labels=["worker"]), "deflate_reuses")
         yield labelled("clasp_errors_sent", "ERROR messages sent, by code", "code",
                        summed(figs, "errors"))
         yield labelled("clasp_websocket_errors", "connections closed for a WebSocket protocol "

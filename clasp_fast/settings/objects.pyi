@@ -6,9 +6,16 @@ ROUTER_SETTINGS: list
 class RouterConfig:
     max_frame_size: int
     buffer_size: int
+    slow_consumer_timeout: float
+    max_pending_output: int
+    output_budget: int
     name: str
     max_subscriptions_per_session: int
     max_messages_per_second: int
+    owner_queue_messages: int
+    owner_queue_bytes: int
+    owner_queue_session_messages: int
+    owner_queue_session_bytes: int
     overflow_notice_interval: float
     param_ttl: float
     expiry_sweep_interval: float
@@ -18,9 +25,16 @@ class RouterConfig:
         *,
         max_frame_size: int = ...,
         buffer_size: int = ...,
+        slow_consumer_timeout: float = ...,
+        max_pending_output: int = ...,
+        output_budget: int = ...,
         name: str = ...,
         max_subscriptions_per_session: int = ...,
         max_messages_per_second: int = ...,
+        owner_queue_messages: int = ...,
+        owner_queue_bytes: int = ...,
+        owner_queue_session_messages: int = ...,
+        owner_queue_session_bytes: int = ...,
         overflow_notice_interval: float = ...,
         param_ttl: float = ...,
         expiry_sweep_interval: float = ...,
@@ -44,6 +58,8 @@ class Config:
     compression: bool
     buffer_size: int
     slow_consumer_timeout: float
+    max_pending_output: int
+    output_budget: int
     allowed_origins: list[str]
     trusted_proxies: list[str]
     proxy_protocol: bool
@@ -53,6 +69,10 @@ class Config:
     hello_timeout: float
     max_subscriptions_per_session: int
     max_messages_per_second: int
+    owner_queue_messages: int
+    owner_queue_bytes: int
+    owner_queue_session_messages: int
+    owner_queue_session_bytes: int
     overflow_notice_interval: float
     param_ttl: float
     expiry_sweep_interval: float
@@ -91,6 +111,8 @@ class Config:
         compression: bool = ...,
         buffer_size: int = ...,
         slow_consumer_timeout: float = ...,
+        max_pending_output: int = ...,
+        output_budget: int = ...,
         allowed_origins: list[str] = ...,
         trusted_proxies: list[str] = ...,
         proxy_protocol: bool = ...,
@@ -100,6 +122,10 @@ class Config:
         hello_timeout: float = ...,
         max_subscriptions_per_session: int = ...,
         max_messages_per_second: int = ...,
+        owner_queue_messages: int = ...,
+        owner_queue_bytes: int = ...,
+        owner_queue_session_messages: int = ...,
+        owner_queue_session_bytes: int = ...,
         overflow_notice_interval: float = ...,
         param_ttl: float = ...,
         expiry_sweep_interval: float = ...,

@@ -52,13 +52,25 @@ SETTINGS: list[Setting] = [
     Setting("pong_timeout", "server.websocket.pong_timeout", Number(above=0, unit="seconds"), 10.0,
             "seconds a client has to answer a ping"),
     Setting("compression", "server.websocket.compression", Boolean(), False,
-            "permessage-deflate (RFC 7692) for clients that offer it"),
+            "permessage-deflate (RFC 7692) for clients that offer it: messages of 128 bytes or "
+            "more are compressed, once per broadcast (docs/deploy.md, Compression)"),
     Setting("buffer_size", "server.websocket.buffer_size", Integer(1, unit="bytes"), 16384,
             "bytes of routed output a connection may have queued beyond what its socket "
-            "accepted; beyond it routed messages are dropped (503)", layer="router"),
+            "accepted; beyond it SETs wait (the latest per address) and events are dropped (503)",
+            layer="router"),
     Setting("slow_consumer_timeout", "server.websocket.slow_consumer_timeout",
             Number(0, unit="seconds", zero="never"), 30.0,
-            "seconds a connection may stay over buffer_size before it is closed"),
+            "seconds a connection may stay unable to drain (SETs conflated, events dropped) "
+            "before it is closed 1008 \"slow consumer\"", layer="router"),
+    Setting("max_pending_output", "server.websocket.max_pending_output", Integer(65536, unit="bytes"),
+            4194304,
+            "bytes of direct replies and conflated SETs one connection may have waiting to be "
+            "written; beyond it the connection is closed 1008 \"slow consumer\"", layer="router"),
+    Setting("output_budget", "server.output_budget", Integer(0, unit="bytes", zero="unlimited"),
+            268435456,
+            "bytes of queued output for all connections of one process; beyond it the "
+            "connection adding to it, if over buffer_size, is closed 1008 \"slow consumer\"",
+            layer="router"),
     Setting("allowed_origins", "server.websocket.allowed_origins", ListOf(Text("an origin", "ORIGIN"), "origins (scheme://host[:port])"), [],
             "Origin header values allowed to open a WebSocket; empty = any (others get 403; "
             "native clients, which send no Origin, always pass)"),
@@ -82,6 +94,18 @@ SETTINGS: list[Setting] = [
     Setting("max_messages_per_second", "limits.max_messages_per_second", Integer(0, zero="unlimited"),
             0, "frames per second per session; beyond it ERROR 429 and the frame is dropped",
             layer="router"),
+    Setting("owner_queue_messages", "limits.owner_queue.messages", Integer(1), 100000,
+            "writes (SET, PUBLISH, BUNDLE) a worker holds for the state owner while it restarts; "
+            "beyond it ERROR 503", layer="router"),
+    Setting("owner_queue_bytes", "limits.owner_queue.bytes", Integer(65536, unit="bytes"), 67108864,
+            "bytes of writes a worker holds for the state owner while it restarts; beyond it "
+            "ERROR 503", layer="router"),
+    Setting("owner_queue_session_messages", "limits.owner_queue.session_messages", Integer(1), 10000,
+            "writes one session may have held for the restarting state owner; beyond it ERROR 503",
+            layer="router"),
+    Setting("owner_queue_session_bytes", "limits.owner_queue.session_bytes", Integer(65536, unit="bytes"),
+            8388608, "bytes of writes one session may have held for the restarting state owner; "
+            "beyond it ERROR 503", layer="router"),
     Setting("overflow_notice_interval", "limits.overflow_notice_interval",
             Number(above=0, unit="seconds"), 10.0,
             "seconds between two ERROR 503 (messages dropped) notices to one session", layer="router"),

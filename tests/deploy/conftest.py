@@ -8,10 +8,6 @@ Node reads ``NODE_EXTRA_CA_CERTS`` at start-up.
 
 The real-client fixtures (``py_clients``, ``js_clients``, ``node_env``) are the interop
 tests' own (tests/interop/conftest.py).
-
-``@pytest.mark.needs(feature)`` skips a test while clasp-fast cannot do ``feature`` yet
-(``tls``, ``proxy_protocol``, ``compression``, ``allowed_origins``), found by trying it:
-see capabilities.py.
 """
 from __future__ import annotations
 
@@ -20,22 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy import capabilities
 from tests.interop.conftest import js_clients, node_env, py_clients  # noqa: F401  (fixtures)
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "needs(feature): skip while clasp-fast cannot do feature "
-                                       "yet (tests/deploy/capabilities.py)")
-
-
-@pytest.fixture(autouse=True)
-def _needs(request):
-    for mark in request.node.iter_markers("needs"):
-        feature = mark.args[0]
-        if not capabilities.capable(feature):
-            pytest.skip(f"clasp-fast cannot do {capabilities.WHAT[feature]} yet (probe in "
-                        f"tests/deploy/capabilities.py failed)")
 
 
 @dataclass

@@ -79,7 +79,6 @@ async def test_chromium_wss_through_nginx(browser, router_process, py_clients, t
         await browser_and_python_exchange(browser, py_clients, url, url)
 
 
-@pytest.mark.needs("tls")
 async def test_chromium_wss(browser, router_process, py_clients, trust_test_ca):
     router = router_process("--tls-cert", str(trust_test_ca.cert), "--tls-key", str(trust_test_ca.key),
                             workers=2)
@@ -87,7 +86,6 @@ async def test_chromium_wss(browser, router_process, py_clients, trust_test_ca):
     await browser_and_python_exchange(browser, py_clients, url, url)
 
 
-@pytest.mark.needs("allowed_origins")
 async def test_chromium_origin_allow_list(browser, router_process, py_clients):
     """A browser sends its page's Origin: a router that allows only another origin refuses
     the upgrade (the page sees the connection fail); allowing the page's origin lets it in."""

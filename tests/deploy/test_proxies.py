@@ -128,7 +128,6 @@ async def test_untrusted_proxy_counts_every_client_as_the_proxy(kind, router_pro
         assert status == 503 and "127.0.0.1" in body, refused
 
 
-@pytest.mark.needs("proxy_protocol")
 @pytest.mark.parametrize("version", ["v2", "v1"])
 async def test_haproxy_proxy_protocol(version, router_process, proxy, py_clients, js_clients):
     """examples/haproxy.cfg's send-proxy-v2 variant (and the same with v1's ``send-proxy``):

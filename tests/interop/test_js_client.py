@@ -208,11 +208,12 @@ async def test_js_publish_not_echoed_set_echoed(shared_router, js_clients, py_cl
     assert [(m["value"], m["revision"]) for m in precv.sets()] == [(4.0, 1)]
     assert type(precv.sets()[0]["value"]) is float
 
-    # the sender: none of its own PUBLISHes, its SET echoed, and one ACK: for the SET
+    # the sender: none of its own PUBLISHes, its SET echoed, an ACK for emit() and the SET
     assert sender.msgs("PUBLISH") == []
     assert sender.calls("x") == [(f"{P}/param", 4)]
     assert [(m["address"], m["value"], m["revision"]) for m in js_sets(sender)] == [(f"{P}/param", 4, 1)]
-    assert sender.acks() == [(f"{P}/param", 1)]
+    # emit() sends QoS confirm: ACK{address} (no revision); stream() and gesture() send QoS 0
+    assert sender.acks() == [(f"{P}/cue", ...), (f"{P}/param", 1)]
     for c in (sender, jrecv):
         assert js_errors(c) == [] and c.of("warn") == []
     assert precv.alive()
@@ -508,5 +509,5 @@ async def test_python_and_js_connected_at_once_see_each_other(shared_router, js_
         (f"{P}/p1", 1), (f"{P}/j1", 1), (f"{P}/j1", 2), (f"{P}/p1", 2)]
     assert [(m["address"], m["revision"]) for m in js_sets(js, prefix=P)] == [
         (f"{P}/p1", 1), (f"{P}/j1", 1), (f"{P}/j1", 2), (f"{P}/p1", 2)]
-    assert js.acks() == [(f"{P}/j1", 1), (f"{P}/p1", 2)]
+    assert js.acks() == [(f"{P}/j1", 1), (f"{P}/je", ...), (f"{P}/p1", 2)]     # emit(): ACK{address}
     assert js_errors(js) == [] and js.of("warn") == [] and py.errors() == [] and py.alive()

@@ -12,7 +12,7 @@ import pytest
 from clasp_fast.protocol import decode_frame
 from clasp_fast.protocol import messages as M
 
-from .test_router_support import (Net, frame, frames_of, is_uuid4, msgs, only)
+from .test_router_support import (Net, frame, frames_of, is_uuid4, msgs, only, take_all)
 
 
 def hello(net, s, name="peer"):
@@ -103,7 +103,7 @@ def test_large_state_snapshot_is_split_below_64k():
     a.take_output()
     b = net.open()
     net.send(b, M.Hello(name="late"))
-    raw = b.take_output()
+    raw = take_all(b)
     decoded = [decode_frame(f) for f in raw]
     assert type(decoded[0].message) is M.Welcome
     snaps = decoded[1:]

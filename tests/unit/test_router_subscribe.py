@@ -7,7 +7,7 @@ import pytest
 
 from clasp_fast.protocol import messages as M
 
-from .test_router_support import Net, msgs, only
+from .test_router_support import Net, msgs, only, take_all
 
 S = M.SignalType
 
@@ -432,7 +432,7 @@ def test_subscribe_snapshot_is_split_below_64k():
         net.set(w, f"/big/p{i:05d}", "v" * 100)
     net.set(w, "/small", 1)
     net.send(r, M.Subscribe(1, "/big/**"))
-    raw = r.take_output()
+    raw = take_all(r)
     assert len(raw) >= 2
     seen = []
     from clasp_fast.protocol import decode_frame

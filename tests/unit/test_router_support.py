@@ -78,6 +78,18 @@ def frames_of(s) -> list:
     return [decode_frame(f) for f in s.take_output()]
 
 
+def take_all(s) -> list:
+    """Every frame ``s`` gets as its transport drains (the edge's write + refill until
+    nothing is left: snapshots and waiting SETs are written as a connection drains)."""
+    out = s.take_output()
+    while True:
+        s.refill()
+        got = s.take_output()
+        if not got:
+            return out
+        out += got
+
+
 def msgs(s) -> list:
     """Messages queued for ``s`` (clears its buffer)."""
     return [f.message for f in frames_of(s)]

@@ -17,10 +17,14 @@ from libc.stdint cimport uint8_t
 from picows.picows cimport WSListener, WSTransport, WSFrame, WSMsgType, WSCloseCode
 from clasp_fast._native.router cimport Router
 from clasp_fast._native.outbox cimport Session, Endpoint
+from clasp_fast._native.deflate cimport Inflater
 
 import logging
 
 log = logging.getLogger("clasp_fast.server")
+
+# seconds a connection being closed has to complete the close before its socket is aborted
+CLOSE_GRACE = 3.0
 
 
 cdef inline bint valid_close_code(int code) noexcept:
@@ -37,6 +41,12 @@ cdef class Connection(WSListener):
     cdef Edge edge
     cdef readonly WSTransport transport
     cdef bytearray fragments        # a fragmented message being put together
+    cdef int kind                   # TEXT/BINARY of the fragmented message, 0 = none
+    cdef bint compressed            # ... and it is compressed (RSV1 on its first frame)
+    cdef bint deflate               # permessage-deflate agreed: RSV1 messages are inflated
+    cdef bint inflate_reset         # client_no_context_takeover agreed
+    cdef Inflater inflater          # created on the first compressed message
+    cdef bint plain                 # on_ws_message not overridden: messages go to the router
     cdef Py_ssize_t max_message
     cdef long last_rx_tick
     cdef double opened_at            # loop time of the upgrade
@@ -50,6 +60,7 @@ cdef class Connection(WSListener):
         self.session = session
         self.max_message = edge.max_message
         session.io = self
+        self.plain = type(self).on_ws_message is Connection.on_ws_message
 
     cpdef on_ws_connected(self, WSTransport transport):
         self.transport = transport
@@ -66,35 +77,48 @@ cdef class Connection(WSListener):
         cdef Edge edge
         self.last_rx_tick = self.edge.tick
         self.ping_tick = 0                  # any traffic proves the peer is alive
-        if frame.rsv1 | frame.rsv2 | frame.rsv3:
-            # no extension is negotiated, so no reserved bit may be set (RFC 6455 5.2)
-            self._protocol_error("reserved bits (RSV1-3) set without a negotiated extension")
+        if frame.rsv2 | frame.rsv3 or (frame.rsv1 and not (
+                self.deflate and (mt == WSMsgType.BINARY or mt == WSMsgType.TEXT))):
+            # RSV1 marks a compressed message, on its first frame only, and only once
+            # permessage-deflate was agreed (RFC 7692 6); nothing else may set one (RFC 6455 5.2)
+            if self.deflate and frame.rsv1 and not (frame.rsv2 | frame.rsv3):
+                self._protocol_error("RSV1 set on a continuation or control frame (RFC 7692 6)")
+            else:
+                self._protocol_error("reserved bits (RSV1-3) set without a negotiated extension")
             return
-        if mt == WSMsgType.BINARY:
-            if frame.fin and self.fragments is None:
-                edge = self.edge
-                edge.frame_count += 1
-                if edge.sample_mask == 0 or edge.frame_count & edge.sample_mask or edge.sample_at:
-                    self.router.feed(self.session, <const uint8_t*>frame.payload_ptr, frame.payload_size)
+        if mt == WSMsgType.BINARY or mt == WSMsgType.TEXT:
+            if self.kind:
+                self._protocol_error("a new message started before the fragmented one finished")
+            elif frame.rsv1:
+                self.compressed = True
+                self._inflate(mt, frame)
+            elif frame.fin:
+                if mt == WSMsgType.BINARY and self.plain:       # the hot path
+                    edge = self.edge
+                    edge.frame_count += 1
+                    if edge.sample_mask == 0 or edge.frame_count & edge.sample_mask or edge.sample_at:
+                        self.router.feed(self.session, <const uint8_t*>frame.payload_ptr, frame.payload_size)
+                    else:   # one frame in sample_mask + 1 is timed to its write (metrics)
+                        edge.sample(self.session, <const uint8_t*>frame.payload_ptr, frame.payload_size)
                 else:
-                    edge.sample(self.session, <const uint8_t*>frame.payload_ptr, frame.payload_size)
-            elif self.fragments is None:
+                    self._deliver(mt, <const uint8_t*>frame.payload_ptr, frame.payload_size)
+            else:
+                self.kind = <int>mt
                 self.fragments = bytearray(frame.get_payload_as_memoryview())
                 self._check_fragments()
-            else:
-                self._protocol_error("a new message started before the fragmented one finished")
         elif mt == WSMsgType.CONTINUATION:
-            if self.fragments is None:
+            if not self.kind:
                 self._protocol_error("continuation frame without a message to continue")
+            elif self.compressed:
+                self._inflate(<WSMsgType>self.kind, frame)
             else:
                 self.fragments += frame.get_payload_as_memoryview()
                 if self._check_fragments() and frame.fin:
-                    data = bytes(self.fragments)
+                    data = self.fragments
+                    mt = <WSMsgType>self.kind
                     self.fragments = None
-                    self.router.receive(self.session, data)
-        elif mt == WSMsgType.TEXT:
-            self.router.reject(self.session, "text WebSocket message: CLASP frames travel in "
-                                             "binary messages")
+                    self.kind = 0
+                    self._deliver(mt, <const uint8_t*><char*>data, len(data))
         elif mt == WSMsgType.CLOSE:
             if frame.payload_size >= 2 and not valid_close_code(frame.get_close_code()):
                 self._protocol_error(f"close code {<int>frame.get_close_code()} may not be sent "
@@ -114,6 +138,71 @@ cdef class Connection(WSListener):
             code, reason = self.session.close_request
             self.close(code, reason)
 
+    cdef int _inflate(self, WSMsgType mt, WSFrame frame) except -1:
+        """One frame of a compressed message: inflated onto the message so far, delivered
+        at its last frame; past max_frame_size + 12 bytes of output: close 1009."""
+        cdef int over
+        if self.inflater is None:           # created on the first compressed message only
+            self.inflater = Inflater(15, self.inflate_reset, self.max_message)
+        try:
+            over = self.inflater.feed(<const uint8_t*>frame.payload_ptr, frame.payload_size, frame.fin)
+        except ValueError as exc:
+            self._end_message()
+            self.close(WSCloseCode.INVALID_TEXT, str(exc))     # 1007: invalid payload data
+            return 0
+        if over:
+            self._end_message()
+            self.close(WSCloseCode.MESSAGE_TOO_BIG, f"message inflates to more than max_frame_size "
+                                                    f"+ 12 ({self.max_message} bytes)")
+        elif frame.fin:
+            self.kind = 0
+            self.compressed = False
+            try:
+                self._deliver(mt, self.inflater.out, self.inflater.out_size)
+            finally:
+                if self.inflater is not None:
+                    self.inflater.done()
+        else:
+            self.kind = <int>mt
+        return 0
+
+    cdef void _end_message(self) noexcept:
+        self.kind = 0
+        self.compressed = False
+        self.fragments = None
+        if self.inflater is not None:
+            self.inflater.done()
+
+    cdef int _deliver(self, WSMsgType mt, const uint8_t* p, Py_ssize_t n) except -1:
+        """A complete message, after every frame check (and inflated)."""
+        if not self.plain:
+            self.on_ws_message(mt, PyBytes_FromStringAndSize(<const char*>p, n))
+        elif mt == WSMsgType.BINARY:
+            self.router.feed(self.session, p, n)
+        else:
+            self.router.reject(self.session, "text WebSocket message: CLASP frames travel in "
+                                             "binary messages")
+        return 0
+
+    def on_ws_message(self, WSMsgType msg_type, bytes payload):
+        """Each complete data message, after every frame check (reserved bits, fragmentation,
+        size cap) and inflated when it was compressed.  The server never calls this (it
+        hands binary messages to the router without a Python object); a subclass that
+        overrides it receives every message here instead (the Autobahn echo fixture)."""
+        raise NotImplementedError
+
+    def send_frame(self, bytes frame):
+        """Queues one complete server frame (header and payload) as a direct reply:
+        compressed when permessage-deflate was agreed (the Autobahn echo fixture)."""
+        self.session.push_direct(<const uint8_t*><const char*>frame, len(frame))
+
+    def accept_deflate(self, int server_bits, bint client_no_context_takeover):
+        """permessage-deflate was agreed in the upgrade: compress output at ``server_bits``
+        and accept compressed (RSV1) messages."""
+        self.session.deflate_bits = server_bits
+        self.deflate = True
+        self.inflate_reset = client_no_context_takeover
+
     def _finish_close(self):
         """Answers the client's close frame and closes the socket (once)."""
         if self.transport is not None and not self.transport.is_close_frame_sent:
@@ -122,19 +211,20 @@ cdef class Connection(WSListener):
 
     cdef bint _check_fragments(self) except -1:
         if len(self.fragments) > self.max_message:
-            self.fragments = None
+            self._end_message()
             self.close(WSCloseCode.MESSAGE_TOO_BIG,
                        f"message larger than max_frame_size + 12 ({self.max_message} bytes)")
             return False
         return True
 
     cdef _protocol_error(self, str reason):
-        self.fragments = None
+        self._end_message()
         self.close(WSCloseCode.PROTOCOL_ERROR, reason)
 
     cpdef on_ws_disconnected(self, WSTransport transport):
         self.closing = True
         self.edge.connections.discard(self)
+        self.inflater = None
         self.router.close_session(self.session)
         self.session.io = None
         if log.isEnabledFor(10):
@@ -146,6 +236,7 @@ cdef class Connection(WSListener):
 
     cpdef resume_writing(self):
         self.session.paused = False
+        self.session.refill()           # waiting SETs and unfinished snapshots go out now
         if self.session.out_size:
             self.session.mark_dirty()
 
@@ -160,6 +251,15 @@ cdef class Connection(WSListener):
         cdef bytes r = reason.encode()[:120]
         self.transport.send_close(<WSCloseCode>code, r)
         self.transport.disconnect(True)
+        # a peer that does not read never completes the close: free its socket and buffers
+        self.edge.loop.call_later(CLOSE_GRACE, self._abort)
+
+    def _abort(self):
+        """The close did not complete within CLOSE_GRACE seconds: drop the socket."""
+        if self.transport is not None and not self.transport.is_disconnected:
+            log.info("connection from %s:%d did not complete the close within %g s; aborted",
+                     self.session.peer, self.peer_port, CLOSE_GRACE)
+            self.transport.underlying_transport.abort()
 
     @property
     def peer(self):
@@ -240,6 +340,13 @@ cdef class Edge:
     cpdef write(self, Endpoint ep):
         cdef Connection conn
         cdef WSTransport t
+        if ep.shut:
+            # the core asked for it to be closed (slow consumer, output caps)
+            conn = <Connection>ep.io if ep.io is not None else None
+            if conn is not None and (<Session>ep).close_request is not None:
+                code, reason = (<Session>ep).close_request
+                conn.close(code, reason)
+            return
         if ep.out_size == 0 or ep.paused:
             return
         if ep.is_peer:
@@ -262,6 +369,9 @@ cdef class Edge:
             # the core asked to close it outside a read (a HELLO answered after a barrier,
             # a revoked token): close once its last output is out
             conn.close(*conn.session.close_request)
+            return
+        if not ep.paused:
+            ep.refill()                 # drained: waiting SETs, the rest of a snapshot
 
     # --- timers -------------------------------------------------------------------
 
@@ -295,6 +405,8 @@ cdef class Edge:
         for c in list(self.connections):
             if c.closing:
                 continue
+            if c.session.stalled and c.session.stalled_too_long():
+                continue                # closed at the flush its close request scheduled
             if not c.session.welcomed and now - c.opened_at >= self.hello_timeout:
                 c.close(WSCloseCode.POLICY_VIOLATION, f"no HELLO within hello_timeout "
                                                       f"({self.hello_timeout:g} s)")

@@ -23,6 +23,11 @@ cdef class Hub:
     cdef readonly uint64_t dropped      # routed messages dropped for full buffers, all endpoints
     cdef uint64_t out_by_type[256]      # messages queued for clients, by CLASP type (metrics)
     cdef readonly dict errors_sent      # ERROR code -> how many were sent (rare: Python)
+    cdef readonly uint64_t conflated    # routed SETs replaced by a newer one while waiting
+    cdef Py_ssize_t max_pending         # bytes of direct replies + conflated SETs per connection
+    cdef Py_ssize_t output_budget       # bytes queued on all endpoints (0 = unlimited)
+    cdef double slow_timeout            # seconds a connection may stay unable to drain (0 = never)
+    cdef readonly Py_ssize_t queued     # bytes queued on all endpoints, conflated SETs included
     cdef int overflow(self, Endpoint e) except -1
 
 
@@ -35,16 +40,26 @@ cdef class Endpoint:
     cdef readonly bint is_peer
     cdef public bint paused             # the transport asked us to stop writing
     cdef public bint closed
+    cdef public uint8_t deflate_bits    # permessage-deflate window agreed (9-15), 0 = plain
     cdef Hub hub
     cdef public object io               # the I/O edge's handle (opaque to the core)
     cdef readonly uint64_t sent         # messages queued, all kinds
     cdef readonly uint64_t dropped      # routed messages dropped: buffer full
     cdef uint64_t drops_at_notice
     cdef double last_overflow_notice
+    cdef dict waiting                   # address -> latest SET frame not yet queued (conflation)
+    cdef Py_ssize_t waiting_bytes
+    cdef public list cursors            # snapshots still being written (resumed on drain)
+    cdef double stalled_since           # when it first could not take a routed message (0 = not)
+    cdef public bint shut               # a close was requested: queue nothing more
 
     cdef int append(self, const uint8_t* data, Py_ssize_t n) except -1
     cdef int push_routed(self, const uint8_t* frame, Py_ssize_t n) except -1
     cdef int push_direct(self, const uint8_t* frame, Py_ssize_t n) except -1
+    cdef int full(self, const uint8_t* frame, Py_ssize_t n) except -1
+    cdef int over_budget(self, Py_ssize_t n) except -1
+    cpdef int refill(self) except -1
+    cpdef int request_close(self, int code, str reason) except -1
     cdef void mark_dirty(self) except *
     cdef void reset_output(self) noexcept
 
@@ -62,6 +77,7 @@ cdef class Session(Endpoint):
     cdef dict subs                      # id -> Subscription
     cdef public bint may_hold_locks     # sent a SET with lock: tell the owner on close
     cdef public uint32_t inflight       # requests sent to the owner, not yet decided
+    cdef public uint64_t inflight_bytes # their payload bytes
     cdef public list held               # frames waiting for `inflight` to drain (in order)
     cdef public object on_released      # called once the owner confirmed its locks are free
     cdef double rate_window

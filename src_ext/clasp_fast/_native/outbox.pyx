@@ -6,9 +6,10 @@ from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memmove
 
-from clasp_fast._native.wire cimport store_u32
+from clasp_fast._native.wire cimport store_u32, Reader, SetView, parse_set, T_SET
 from clasp_fast._native.bus cimport R_PUBLISH
 from clasp_fast._native.clock cimport Clock
+from clasp_fast._native.deflate cimport deflated_frame, DEFLATE_MIN_FRAME
 
 cdef enum:
     INITIAL_OUT = 512
@@ -36,6 +37,9 @@ cdef class Hub:
         self.dirty = []
         self.limit_buffer = 16384
         self.overflow_interval = 10.0
+        self.max_pending = 4194304
+        self.output_budget = 0
+        self.slow_timeout = 0.0
         self.errors_sent = {}
 
     def sent_by_type(self) -> dict:
@@ -70,8 +74,13 @@ cdef class Hub:
         from clasp_fast.protocol import encode_frame, ws_frame, Error
         frame = ws_frame(encode_frame(Error(
             503, f"send buffer full (buffer_size {self.limit_buffer} bytes): {dropped} "
-                 f"message(s) dropped for this connection; read faster or subscribe to less")))
+                 f"event(s) dropped for this connection (SETs are kept: the latest value per "
+                 f"address follows); read faster or subscribe to less")))
         return e.push_direct(<const uint8_t*>PyBytes_AS_STRING(frame), len(frame))
+
+    def pending_output(self) -> int:
+        """Bytes queued on all endpoints (conflated SETs included): what output_budget caps."""
+        return self.queued
 
 
 cdef class Endpoint:
@@ -88,8 +97,17 @@ cdef class Endpoint:
                 self.hub.on_dirty()
 
     cdef int append(self, const uint8_t* data, Py_ssize_t n) except -1:
+        """Copies one complete frame into the buffer.  Every queued client frame passes
+        here, so this is where it is counted by type and, for a connection that agreed
+        permessage-deflate, compressed (once per broadcast: the receivers after the first
+        reuse the compressed frame).  What waits before it (conflated SETs, byte caps) sees
+        the plain frame."""
         cdef Py_ssize_t cap
         cdef uint8_t* nb
+        if not self.is_peer:
+            self.hub.out_by_type[clasp_type(data, n)] += 1
+            if self.deflate_bits and n >= DEFLATE_MIN_FRAME:
+                n = deflated_frame(self.deflate_bits, data, n, &data)
         if self.out_size + n > self.out_cap:
             cap = self.out_cap if self.out_cap else INITIAL_OUT
             while cap < self.out_size + n:
@@ -101,6 +119,7 @@ cdef class Endpoint:
             self.out_cap = cap
         memcpy(self.out + self.out_size, data, n)
         self.out_size += n
+        self.hub.queued += n
         self.sent += 1
         self.mark_dirty()
         return 0
@@ -109,30 +128,139 @@ cdef class Endpoint:
         """Queues a routed message (SET/PUBLISH fan-out).  At most ``limit_buffer`` bytes
         of routed output wait here (beyond what the transport accepted; an empty buffer
         takes one message of any size): past that the edge is asked to write now, and if
-        it cannot (the transport is paused) the message is dropped and counted."""
-        if self.closed:
+        it cannot (the transport is paused) the connection is full (see ``full``)."""
+        if self.closed or self.shut:
             return 0
-        if self.out_routed and self.out_routed + n > self.hub.limit_buffer:
-            if not self.paused and self.hub.on_pressure is not None:
+        if self.waiting is not None or (self.out_routed and self.out_routed + n > self.hub.limit_buffer):
+            if self.waiting is None and not self.paused and self.hub.on_pressure is not None:
                 self.hub.on_pressure(self)
-            if self.out_routed and self.out_routed + n > self.hub.limit_buffer:
-                self.dropped += 1
-                self.hub.dropped += 1
-                self.hub.overflow(self)
-                return 0
+            if self.waiting is not None or (self.out_routed and self.out_routed + n > self.hub.limit_buffer):
+                return self.full(frame, n)
         self.out_routed += n
-        self.hub.out_by_type[clasp_type(frame, n)] += 1
         return self.append(frame, n)
 
+    cdef int full(self, const uint8_t* frame, Py_ssize_t n) except -1:
+        """A routed message that does not fit now, or SETs are waiting.  A SET waits,
+        replacing any older SET to the same address that waits too (conflation: the
+        connection ends on the latest value), and goes out as the connection drains
+        (``refill``); while SETs wait every SET to this connection waits with them, so none
+        overtakes a newer one.  An event that does not fit is dropped and counted (the
+        newest is dropped: what is queued keeps its order)."""
+        cdef SetView v
+        cdef Reader r
+        cdef Py_ssize_t hl = 2 if n < 2 or (frame[1] & 0x7F) < 126 else (4 if (frame[1] & 0x7F) == 126 else 10)
+        cdef bint fits = not (self.out_routed and self.out_routed + n > self.hub.limit_buffer)
+        cdef bytes key, old
+        if n > hl + 4 and frame[hl + 4] == T_SET and not parse_set(frame + hl + 4, n - hl - 4, &v, &r):
+            if not self.stalled_since:
+                self.stalled_since = self.hub.clock.mono_s()
+            key = PyBytes_FromStringAndSize(<const char*>frame + hl + 4 + v.addr_pos, v.addr_len)
+            if self.waiting is None:
+                self.waiting = {}
+            old = self.waiting.get(key)
+            if old is not None:
+                self.waiting_bytes -= len(old)
+                self.hub.queued -= len(old)
+                self.hub.conflated += 1
+            elif self.waiting_bytes + self.out_size + n > self.hub.max_pending:
+                return self.request_close(1008, f"slow consumer: more than {self.hub.max_pending} "
+                                                f"bytes of SETs to distinct addresses waiting "
+                                                f"(max_pending_output)")
+            self.over_budget(n)
+            if self.shut:
+                return 0
+            self.waiting[key] = PyBytes_FromStringAndSize(<const char*>frame, n)
+            self.waiting_bytes += n
+            self.hub.queued += n
+            if fits:
+                self.refill()
+            return 0
+        if fits:
+            self.out_routed += n
+            return self.append(frame, n)
+        if not self.stalled_since:
+            self.stalled_since = self.hub.clock.mono_s()
+        self.dropped += 1
+        self.hub.dropped += 1
+        return self.hub.overflow(self)
+
+    cdef int over_budget(self, Py_ssize_t n) except -1:
+        """Closes this connection if queuing ``n`` more bytes would pass output_budget and it
+        is one of those holding the memory: stalled, with more than buffer_size waiting.
+        (A connection that drains, e.g. a new one taking its snapshot, is not closed.)"""
+        if self.hub.output_budget and self.hub.queued + n > self.hub.output_budget \
+                and self.stalled_since and self.out_size + self.waiting_bytes > self.hub.limit_buffer:
+            self.request_close(1008, f"slow consumer: the router's output_budget "
+                                     f"({self.hub.output_budget} bytes for all connections) is "
+                                     f"spent and this connection holds "
+                                     f"{self.out_size + self.waiting_bytes} bytes of it")
+        return 0
+
+    cpdef int refill(self) except -1:
+        """The connection drained (its buffer was written and the transport takes more):
+        queue waiting SETs, then resume unfinished snapshots, up to ``limit_buffer``
+        bytes.  Called by the I/O edge."""
+        cdef bytes f
+        cdef Py_ssize_t n
+        if self.waiting is None and not self.cursors and not self.stalled_since:
+            return 0                    # the usual case: nothing waits
+        if self.closed or self.shut or self.paused:
+            return 0
+        if self.waiting is not None:
+            while self.waiting and self.out_routed < self.hub.limit_buffer:
+                key = next(iter(self.waiting))
+                f = self.waiting.pop(key)
+                n = len(f)
+                self.waiting_bytes -= n
+                self.hub.queued -= n
+                self.out_routed += n
+                self.append(<const uint8_t*>PyBytes_AS_STRING(f), n)
+            if not self.waiting:
+                self.waiting = None
+        if self.waiting is None and self.cursors:
+            while self.cursors and self.out_size < self.hub.limit_buffer:
+                if self.cursors[0].resume(self, 0):
+                    self.cursors.pop(0)
+        # it drained: the timeout counts from now while output still waits
+        self.stalled_since = 0 if self.waiting is None and not self.cursors else self.hub.clock.mono_s()
+        return 0
+
+    cpdef int request_close(self, int code, str reason) except -1:
+        """The core wants this connection closed (slow consumer, caps): nothing more is
+        queued, what was queued is discarded, and the edge closes it at its next flush."""
+        if self.is_peer or self.shut:
+            return 0
+        self.shut = True
+        (<Session>self).close_request = (code, reason)
+        self.waiting = None
+        self.hub.queued -= self.waiting_bytes
+        self.waiting_bytes = 0
+        self.cursors = None
+        self.reset_output()
+        self.mark_dirty()
+        return 0
+
     cdef int push_direct(self, const uint8_t* frame, Py_ssize_t n) except -1:
-        """Queues a direct reply (WELCOME, SNAPSHOT, ACK, ERROR, ...): never dropped."""
-        if self.closed:
+        """Queues a direct reply (WELCOME, SNAPSHOT, ACK, ERROR, ...): never dropped, but a
+        connection that lets more than ``max_pending`` bytes of them wait is closed."""
+        if self.closed or self.shut:
             return 0
         if not self.is_peer:
-            self.hub.out_by_type[clasp_type(frame, n)] += 1
+            if self.out_size + self.waiting_bytes + n > self.hub.max_pending:
+                return self.request_close(1008, f"slow consumer: more than {self.hub.max_pending} "
+                                                f"bytes of replies not read (max_pending_output)")
+            if self.hub.output_budget and self.hub.queued + n > self.hub.output_budget:
+                self.over_budget(n)
+                if self.shut:
+                    return 0
         return self.append(frame, n)
 
     cdef void reset_output(self) noexcept:
+        self.hub.queued -= self.out_size
+        if self.closed and self.waiting_bytes:
+            self.hub.queued -= self.waiting_bytes
+            self.waiting_bytes = 0
+            self.waiting = None
         self.out_size = 0
         self.out_routed = 0
         # a buffer that never grew goes back to malloc (idle connections hold none);
@@ -141,6 +269,26 @@ cdef class Endpoint:
             free(self.out)
             self.out = NULL
             self.out_cap = 0
+
+    @property
+    def waiting_sets(self) -> int:
+        """SETs waiting for the connection to drain (at most one per address)."""
+        return len(self.waiting) if self.waiting is not None else 0
+
+    @property
+    def stalled(self) -> bool:
+        """True while it has output it could not take."""
+        return self.stalled_since != 0
+
+    def stalled_too_long(self) -> bool:
+        """Closes it (request_close) if it stayed unable to drain for slow_consumer_timeout;
+        the edge asks once a second, so an idle stalled connection is closed too."""
+        if self.stalled_since and self.hub.slow_timeout and not self.shut \
+                and self.hub.clock.mono_s() - self.stalled_since > self.hub.slow_timeout:
+            self.request_close(1008, f"slow consumer: could not take its messages for "
+                                     f"{self.hub.slow_timeout:g} s (slow_consumer_timeout)")
+            return True
+        return False
 
     # Python surface ---------------------------------------------------------
     def take_output_raw(self) -> bytes:

@@ -50,6 +50,7 @@ cdef class Router(Hub):
     cdef readonly uint64_t routed       # deliveries queued for clients (not bus forwards)
     cdef readonly uint64_t frames_in
     cdef uint64_t in_by_type[256]       # frames received, by CLASP type (payload byte 0)
+    cdef readonly uint64_t dropped_writes   # writes refused (503) while the owner was down
 
     # cluster
     cdef readonly int worker_index
@@ -85,6 +86,7 @@ cdef class Router(Hub):
     cdef uint64_t now_us(self) noexcept
     cdef int forward_request(self, Session s, uint8_t kind, uint8_t record, const uint8_t* p,
                              Py_ssize_t n, uint8_t qos) except -1
+    cdef bint owner_queue_full(self, Session s, Py_ssize_t n) except -1
     cdef int forward_publish_copy(self, Session s, const uint8_t* p, Py_ssize_t n) except -1
     cdef int gated(self, Session s, const uint8_t* data, Py_ssize_t n, FrameHeader* h) except -1
     cdef int complete(self, Pending* f) except -1
@@ -108,6 +110,7 @@ cdef class Router(Hub):
     cdef int push_param(self, PeerLink link, Param* prm) except -1
     cdef int want_commit(self, uint64_t position) except -1
     cdef Param* merge_record(self, bytes body) except? NULL
+    cdef int send_publish_ack(self, Session s, const char* addr, Py_ssize_t n) except -1
     cdef int error(self, Session s, int code, str message, str address=*) except -1
     cdef int forbidden(self, Session s, str action, const char* addr, Py_ssize_t n) except -1
     cdef int reject_frame(self, Session s, str message) except -1

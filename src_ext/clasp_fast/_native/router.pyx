@@ -81,9 +81,24 @@ cdef enum:
     E_LOCKED = 423
     E_LIMIT = 429
     E_UNSUPPORTED = 501
+    E_UNAVAILABLE = 503
 
 _TYPE_NAMES = {0: "null", 1: "bool", 2: "i8", 3: "i16", 4: "i32", 5: "i64", 6: "f32", 7: "f64",
                8: "string", 9: "bytes", 10: "array", 11: "map"}
+
+
+# ERROR text echoes client input (addresses, values): clipped so the frame always fits,
+# here and in a bus record (characters; UTF-8 takes at most 4 bytes each)
+cdef enum:
+    ECHO_MESSAGE = 2048
+    ECHO_ADDRESS = 1024
+
+
+def _clip(str text, Py_ssize_t limit):
+    """``text`` cut to ``limit`` characters, marked with "..." when cut."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[:limit - 3] + "..."
 
 
 cdef struct CacheEntry:
@@ -153,6 +168,9 @@ cdef class Router(Hub):
         self.holder_origin = {}
         self.limit_buffer = self.config.buffer_size
         self.overflow_interval = self.config.overflow_notice_interval
+        self.max_pending = self.config.max_pending_output
+        self.output_budget = self.config.output_budget
+        self.slow_timeout = self.config.slow_consumer_timeout
         self.max_payload = min(self.config.max_frame_size, MAX_PAYLOAD)
         self.max_rate_in = self.config.max_messages_per_second
         self.max_subs = self.config.max_subscriptions_per_session
@@ -372,14 +390,38 @@ cdef class Router(Hub):
         (R_REPLICATE / R_DONE / R_REJECT) and is matched with the pending queue."""
         cdef uint8_t head[REQUEST_HEAD_MAX]
         cdef uint64_t seq
+        if self.owner_link is None and self.owner_queue_full(s, n):
+            return 0
         self.next_seq += 1
         seq = self.next_seq
         self.pending.push(seq, s, qos, kind, p, n)
         s.inflight += 1
+        s.inflight_bytes += n
         if self.owner_link is not None:
             self.owner_link.push_record(record, head, write_request_head(head, seq, qos, s.idc, s.idlen),
                                         p, n)
         return 0
+
+    cdef bint owner_queue_full(self, Session s, Py_ssize_t n) except -1:
+        """The owner is down (restarting): a write waits in the pending queue, within the
+        owner_queue_* limits; beyond them it is refused with ERROR 503 (True)."""
+        cdef object why = None
+        cdef object cfg = self.config
+        if len(self.pending) >= cfg.owner_queue_messages:
+            why = f"this worker already holds {len(self.pending)} writes (owner_queue_messages)"
+        elif self.pending.log_size - self.pending.log_head + n > cfg.owner_queue_bytes:
+            why = f"this worker's writes held pass {cfg.owner_queue_bytes} bytes (owner_queue_bytes)"
+        elif s.inflight >= cfg.owner_queue_session_messages:
+            why = f"this session already has {s.inflight} writes held (owner_queue_session_messages)"
+        elif s.inflight_bytes + n > cfg.owner_queue_session_bytes:
+            why = (f"this session's writes held pass {cfg.owner_queue_session_bytes} bytes "
+                   f"(owner_queue_session_bytes)")
+        if why is None:
+            return False
+        self.dropped_writes += 1
+        self.error(s, E_UNAVAILABLE, f"state owner (worker 0) restarting and {why}: the write was "
+                                     f"not applied; retry in a moment")
+        return True
 
     cdef int apply_set(self, const char* wid, uint8_t wlen, Session local, int origin, uint64_t seq,
                        const uint8_t* p, SetView* v, Seg* segs, int nseg, uint8_t qos) except -1:
@@ -464,6 +506,7 @@ cdef class Router(Hub):
 
     def _write_error(self, Session local, int origin, uint64_t seq, int code, str message, str address):
         """A SET (or BUNDLE) was refused: tell its writer, here or on its worker."""
+        message, address = _clip(message, ECHO_MESSAGE), _clip(address, ECHO_ADDRESS)
         if local is not None:
             return self.error(local, code, message, address)
         if origin < MAX_WORKERS and seq > self.applied[origin]:
@@ -564,21 +607,26 @@ cdef class Router(Hub):
             if n - pos - 4 < size:
                 break
             kind = buf[pos + 4]
-            if kind == R_PUBLISH:
-                self.on_forwarded_publish(buf + pos + 5, size - 1)
-            elif kind == R_REPLICATE:
-                self.on_replicate(buf + pos + 5, size - 1)
-            elif kind == R_SET_REQ and not self.holding:
-                self.on_set_request(link, buf + pos + 5, size - 1)
-            elif kind == R_PUB_REQ and not self.holding:
-                self.on_publish_request(link, buf + pos + 5, size - 1)
-            elif kind == R_DONE:
-                self.on_done(buf + pos + 5, size - 1)
-            elif kind == R_BARRIER and not self.holding:
-                self.answer_barrier(link, buf + pos + 5)
-            elif self.cluster is not None:
-                self.on_record(link, kind, PyBytes_FromStringAndSize(<const char*>buf + pos + RECORD_HEAD,
-                                                                     size - 1))
+            try:
+                if kind == R_PUBLISH:
+                    self.on_forwarded_publish(buf + pos + 5, size - 1)
+                elif kind == R_REPLICATE:
+                    self.on_replicate(buf + pos + 5, size - 1)
+                elif kind == R_SET_REQ and not self.holding:
+                    self.on_set_request(link, buf + pos + 5, size - 1)
+                elif kind == R_PUB_REQ and not self.holding:
+                    self.on_publish_request(link, buf + pos + 5, size - 1)
+                elif kind == R_DONE:
+                    self.on_done(buf + pos + 5, size - 1)
+                elif kind == R_BARRIER and not self.holding:
+                    self.answer_barrier(link, buf + pos + 5)
+                elif self.cluster is not None:
+                    self.on_record(link, kind, PyBytes_FromStringAndSize(<const char*>buf + pos + RECORD_HEAD,
+                                                                         size - 1))
+            except Exception:
+                # a bug, never the client's doing: the record is skipped, the link stays up
+                self._record_failed(link, kind, PyBytes_FromStringAndSize(<const char*>buf + pos + RECORD_HEAD,
+                                                                          size - 1))
             pos += 4 + size
         rest = n - pos
         self.clock_fresh = False
@@ -589,6 +637,17 @@ cdef class Router(Hub):
         elif rest:
             link.buffer_input(data + pos, rest)
         return 0
+
+    def _record_failed(self, PeerLink link, int kind, bytes body):
+        """A bus record could not be applied (a bug).  It is logged and skipped; a request
+        from another worker is answered ERROR 500 for its one session, so that session is
+        not left waiting and the link keeps serving everybody else."""
+        log.exception("bus: record kind %d (%d bytes) from worker %d failed; skipped", kind,
+                      len(body), link.index)
+        if kind in (R_SET_REQ, R_PUB_REQ, R_BUNDLE_REQ) and len(body) >= 8:
+            link.send_record(R_REJECT, bus.reject(load_u64(<const uint8_t*>PyBytes_AS_STRING(body)), 500,
+                                                  "internal error applying this request on the state "
+                                                  "owner (logged there); it was not applied", None))
 
     cdef int on_forwarded_publish(self, const uint8_t* b, Py_ssize_t n) except -1:
         """Another worker's PUBLISH (a ready frame): deliver it to our own subscribers."""
@@ -719,6 +778,7 @@ cdef class Router(Hub):
             callback()
         if s is not None and counted and s.inflight:
             s.inflight -= 1
+            s.inflight_bytes -= min(<uint64_t>f.len, s.inflight_bytes)
             if s.inflight == 0 and s.held is not None and not s.closed:
                 self._drain(s)
         return 0
@@ -771,6 +831,8 @@ cdef class Router(Hub):
             nseg = split_address(<const char*>p + v.addr_pos, v.addr_len, segs)
             if nseg >= 0:
                 self.route_publish(<Session>f.session, False, p, &v, segs, nseg)
+            if f.qos:
+                self.send_publish_ack(<Session>f.session, <const char*>p + v.addr_pos, v.addr_len)
         return self.complete(f)
 
     def resolve_reject(self, bytes body):
@@ -838,11 +900,14 @@ cdef class Router(Hub):
 
     def _forward_request(self, int kind, int record, Session s, int qos, bytes payload):
         """Not the owner: queue a BUNDLE or lock-release request and send it if the owner is up."""
+        if kind == PK_BUNDLE and self.owner_link is None and self.owner_queue_full(s, len(payload)):
+            return
         self.next_seq += 1
         seq = self.next_seq
         self.pending.push(seq, s, qos, kind, <const uint8_t*>PyBytes_AS_STRING(payload), len(payload))
         if kind != PK_RELEASE:
             s.inflight += 1
+            s.inflight_bytes += len(payload)
         if self.owner_link is not None:
             self.owner_link.send_record(record, bus.request_head(seq, qos, s.id if s is not None else "")
                                         + payload)
@@ -914,8 +979,12 @@ cdef class Router(Hub):
             # nothing of this session in flight: deliver here now (everything it sent before is
             # delivered here already); the owner gets a copy for the other workers
             self.route_publish(s, False, p, &v, segs, nseg)
-            return self.forward_publish_copy(s, p, v.end)
-        return self.route_publish(s, True, p, &v, segs, nseg)
+            self.forward_publish_copy(s, p, v.end)
+        else:
+            self.route_publish(s, True, p, &v, segs, nseg)
+        if qos:
+            self.send_publish_ack(s, <const char*>p + v.addr_pos, v.addr_len)
+        return 0
 
     def forward_publish(self, Session s, bytes payload):
         """Routes a PUBLISH payload that already passed the gesture throttle."""
@@ -1129,6 +1198,19 @@ cdef class Router(Hub):
         if prm != NULL:
             prm.holder_len = 0
 
+    cdef int send_publish_ack(self, Session s, const char* addr, Py_ssize_t n) except -1:
+        """ACK{address}: a PUBLISH with QoS >= 1 was routed (no revision: events have none)."""
+        cdef Py_ssize_t size = 1 + 1 + 2 + n
+        cdef uint8_t* frame = self.reserve_scratch(MAX_WS_HEADER + 4 + size)
+        cdef Py_ssize_t hl = ws_binary_header(frame, 4 + size)
+        cdef uint8_t* o = frame + hl + 4
+        clasp_header(frame + hl, 0, size)
+        o[0] = T_ACK
+        o[1] = 0x01                 # address
+        store_u16(o + 2, <uint16_t>n)
+        memcpy(o + 4, addr, n)
+        return s.push_direct(frame, hl + 4 + size)
+
     def send(self, Session s, msg, int qos=0):
         """Queues one message (a protocol dataclass) for ``s``."""
         cdef bytes frame = ws_frame(encode_frame(msg, qos))
@@ -1136,7 +1218,7 @@ cdef class Router(Hub):
 
     cdef int error(self, Session s, int code, str message, str address=None) except -1:
         self.count_error(code)
-        self.send(s, M.Error(code, message, address))
+        self.send(s, M.Error(code, _clip(message, ECHO_MESSAGE), _clip(address, ECHO_ADDRESS)))
         return 0
 
     cdef int forbidden(self, Session s, str action, const char* addr, Py_ssize_t n) except -1:

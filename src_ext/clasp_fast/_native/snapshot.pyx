@@ -26,52 +26,106 @@ cdef int write_snapshot(ParamStore params, Session s, object pattern, bint alway
     """SNAPSHOT(s) of the params matching ``pattern`` (None: all), oldest write first (a
     client replays the state in the order it was written), split to fit 65535 bytes.
     ``since`` (wall µs, 0: none): only the params written after it, unless a matching param
-    expired after it (the client's copy of that one is stale: then all of them)."""
-    cdef bint stale = False
-    cdef SnapshotWriter w = SnapshotWriter(s)
+    expired after it (the client's copy of that one is stale: then all of them).
+    Written as the connection drains: the first SNAPSHOT_STEP bytes now, the rest by a
+    cursor that the session resumes each time its output was written (Endpoint.refill), so
+    a client that does not read holds one step of it, not the whole state."""
+    cdef Pattern pat = Pattern(pattern) if pattern is not None else None
+    cdef SnapshotCursor c = SnapshotCursor(params, pat, always, now)
+    if since and not _expired_since(params, pat, since, now):
+        c.since = since
+    if s.cursors:
+        s.cursors.append(c)             # after the snapshots already being written
+    elif not c.resume(s, SNAPSHOT_STEP):
+        if s.cursors is None:
+            s.cursors = []
+        s.cursors.append(c)
+    return 0
+
+
+cdef bint _expired_since(ParamStore params, Pattern pat, uint64_t since, uint64_t now) except -1:
+    """A param matching ``pat`` expired after ``since``: the client's copy of it is stale, so
+    a replay from ``since`` is not enough (the whole snapshot goes)."""
     cdef Seg asegs[MAX_SEGMENTS]
     cdef int na
-    cdef Pattern pat = Pattern(pattern) if pattern is not None else None
-    cdef Py_ssize_t i, count = 0, kept
+    cdef Py_ssize_t i
     cdef Param* prm
-    cdef Param** found = <Param**>malloc(max(len(params), 1) * sizeof(Param*))
-    # token mode: the WELCOME snapshot holds only what the session may read (a SUBSCRIBE
-    # pattern was checked whole, so its snapshot needs no filter)
-    readable = s.access.may_read if pattern is None and s.access is not None \
-        and not s.access.read_all else None
-    if found == NULL:
-        raise MemoryError()
-    try:
-        for i in range(params.capacity()):
-            prm = params.slot(i)
-            if prm == NULL:
+    for i in range(params.capacity()):
+        prm = params.slot(i)
+        if prm == NULL or not param_expired(prm, now) or prm.expires_us <= since:
+            continue
+        if pat is not None:
+            na = split_address(prm.address, prm.addr_len, asegs)
+            if na < 0 or not pat.matches(prm.address, asegs, na):
                 continue
-            if pat is not None:
-                na = split_address(prm.address, prm.addr_len, asegs)
-                if na < 0 or not pat.matches(prm.address, asegs, na):
-                    continue
-            if param_expired(prm, now):
-                stale = stale or prm.expires_us > since
-                continue
-            if readable is not None and not readable(prm.address[:prm.addr_len].decode()):
-                continue
-            found[count] = prm
-            count += 1
-        if since and not stale:
-            kept = 0
-            for i in range(count):
-                if found[i].timestamp_us > since:
-                    found[kept] = found[i]
-                    kept += 1
-            count = kept
-        if count > 1:
-            qsort(found, count, sizeof(Param*), _by_write_order)
-        for i in range(count):
-            w.add(found[i])
-        w.finish(always)
-    finally:
-        free(found)
+        return True
+    return False
     return 0
+
+
+cdef class SnapshotCursor:
+    """Where a snapshot being written stands: every param with a write order above ``last``
+    (and matching) is still to go.  A param written again meanwhile moves past ``last`` and
+    goes out with its new value, so the client never ends on an older one."""
+
+    def __cinit__(self, ParamStore params, Pattern pattern, bint always, uint64_t now):
+        self.params = params
+        self.pattern = pattern
+        self.always = always
+        self.now = now
+
+    def resume(self, Session s, Py_ssize_t budget) -> bool:
+        """Queues about ``budget`` bytes more (0: SNAPSHOT_STEP; at least one param); True
+        when finished."""
+        cdef SnapshotWriter w
+        cdef ParamStore params = self.params
+        cdef Seg asegs[MAX_SEGMENTS]
+        cdef int na
+        cdef Py_ssize_t i, count = 0, step = 0
+        cdef Param* prm
+        cdef bint done = True
+        if s.closed or s.shut:
+            return True
+        if budget <= 0:
+            budget = SNAPSHOT_STEP
+        cdef Param** found = <Param**>malloc(max(len(params), 1) * sizeof(Param*))
+        # token mode: the WELCOME snapshot holds only what the session may read (a SUBSCRIBE
+        # pattern was checked whole, so its snapshot needs no filter)
+        readable = s.access.may_read if self.pattern is None and s.access is not None \
+            and not s.access.read_all else None
+        if found == NULL:
+            raise MemoryError()
+        try:
+            for i in range(params.capacity()):
+                prm = params.slot(i)
+                if prm == NULL or prm.order <= self.last or param_expired(prm, self.now):
+                    continue
+                if self.since and prm.timestamp_us <= self.since:
+                    continue
+                if self.pattern is not None:
+                    na = split_address(prm.address, prm.addr_len, asegs)
+                    if na < 0 or not self.pattern.matches(prm.address, asegs, na):
+                        continue
+                if readable is not None and not readable(prm.address[:prm.addr_len].decode()):
+                    continue
+                found[count] = prm
+                count += 1
+            if count > 1:
+                qsort(found, count, sizeof(Param*), _by_write_order)
+            w = SnapshotWriter(s)
+            w.sent_any = self.sent_any
+            for i in range(count):
+                if step >= budget:
+                    done = False
+                    break
+                w.add(found[i])
+                step += w.entry_size(found[i])
+                self.last = found[i].order
+            w.finish(self.always)
+            self.sent_any = w.sent_any
+        finally:
+            free(found)
+        return done
 
 
 cdef list params_where(ParamStore params, str text, bint exact, uint64_t now):
