@@ -266,7 +266,7 @@ def calibrate(ctx: Ctx, target: Target, server: Server) -> dict:
     if target.tails is not None:
         return target.tails
     g = GenProc(ctx, f"calibrate-{target.name}", {"role": "calibrate", "url": server.url,
-                                                 "ips": SOURCE_IPS[:4]})
+                                                 "ips": SOURCE_IPS[:4], "token": target.hello_token})
     try:
         info = wait_ready([g], 30)[0]
     finally:
@@ -414,7 +414,7 @@ class FlowRun:
             off = (i * 37) % 200
             spec = {"role": "multi", "parts": parts, "url": server.url, "board": self.board_path,
                     "board_subs": flow.subs, "ips": SOURCE_IPS[off:] + SOURCE_IPS[:off],
-                    "setup_timeout": 120 + flow.subs / 20}
+                    "setup_timeout": 120 + flow.subs / 20, "token": self.target.hello_token}
             g = GenProc(ctx, f"{flow.scenario}-{target.name}-{i}", spec, tuple(self.efds))
             self.gens.append(g)
             if any(pt["role"] == "subs" for pt in parts):
@@ -711,6 +711,12 @@ def metrics(ctx: Ctx, off: "Target", on: "Target") -> list[dict]:
                                  sub_procs=sub_procs_for(n), address="/bench/fan/x",
                                  block=c["block"], window=ctx.profile["window"])))
     return run_flows(ctx, out)
+
+
+def auth(ctx: Ctx, target: Target) -> list[dict]:
+    """Token mode vs open mode: fan-out and SET throughput (bench/auth.py)."""
+    from . import auth as scenario
+    return scenario.run(ctx, target)
 
 
 # --- latency ----------------------------------------------------------------------------

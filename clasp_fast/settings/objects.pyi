@@ -82,6 +82,11 @@ class Config:
     lazy_commit_ms: float
     compact_wal_bytes: int
     gesture_interval_ms: float
+    security_mode: str
+    auth_tokens: Optional[str]
+    max_failed_hellos: int
+    failed_hello_window: float
+    failed_hello_block: float
     ui: bool
     metrics_port: int
     metrics_enabled: bool
@@ -130,6 +135,11 @@ class Config:
         lazy_commit_ms: float = ...,
         compact_wal_bytes: int = ...,
         gesture_interval_ms: float = ...,
+        security_mode: str = ...,
+        auth_tokens: Optional[str] = ...,
+        max_failed_hellos: int = ...,
+        failed_hello_window: float = ...,
+        failed_hello_block: float = ...,
         ui: bool = ...,
         metrics_port: int = ...,
         metrics_enabled: bool = ...,

@@ -14,7 +14,8 @@ from clasp_fast.settings.loader import load
 # values other settings need for a row's sample value to pass the rules across settings
 COMPANIONS = {"tls_enabled": {"tls_cert": "c.pem", "tls_key": "k.pem"},
               "tls_client_auth": {"tls_ca": "ca.pem"},
-              "proxy_protocol": {"trusted_proxies": "127.0.0.1"}}
+              "proxy_protocol": {"trusted_proxies": "127.0.0.1"},
+              "security_mode": {"auth_tokens": "tokens.txt"}}
 
 
 def sample(row):
