@@ -132,6 +132,7 @@ class Base:
     def __init__(self, spec: dict):
         self.spec = spec
         self.url = spec["url"]
+        self.hello_frame = encode_frame(Hello("bench", token=spec["token"])) if spec.get("token") else HELLO
         self.sources = Sources(spec.get("ips", ["127.0.0.1"]))
         self.ssl = None
         if self.url.startswith("wss:"):
@@ -167,7 +168,7 @@ class Base:
     async def hello(self, rx: Receiver, read_buffer: int = 16384, raw: bool = False,
                     url: Optional[str] = None):
         tr = await self.connect(rx, read_buffer, raw, url)
-        tr.send(WSMsgType.BINARY, HELLO)
+        tr.send(WSMsgType.BINARY, self.hello_frame)
         await wait_ctl(rx, lambda: rx.welcomed, 20)
         return tr
 
@@ -595,7 +596,7 @@ class Calibrate(Base):
     async def setup(self) -> dict:
         rx = Receiver(deliveries_only=True, capture=True)
         tr = await self.hello(rx, 65536)
-        tr.send(WSMsgType.BINARY, encode_frame(Subscribe(1, "/**")))
+        tr.send(WSMsgType.BINARY, encode_frame(Subscribe(1, "/bench/**")))   # (token mode: in scope)
         tr.send(WSMsgType.BINARY, PING)
         await wait_ctl(rx, lambda: rx.pongs >= 1, 20)
         prx = Receiver(deliveries_only=True)

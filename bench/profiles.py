@@ -4,7 +4,7 @@ from __future__ import annotations
 import copy
 
 SCENARIOS = ["throughput", "fanout", "fanin", "state", "events", "latency", "connect", "memory",
-             "workers", "metrics", "durable", "tls_fanout", "deflate_fanout", "tls_memory", "nodes"]
+             "workers", "metrics", "durable", "tls_fanout", "deflate_fanout", "tls_memory", "auth", "nodes"]
 
 DESCRIPTIONS = {
     "throughput": "1 publisher → 1 subscriber, SET with 32-byte values",
@@ -22,6 +22,7 @@ DESCRIPTIONS = {
     "deflate_fanout": "fan-out 1 → N of compressible values, permessage-deflate subscribers next to "
                       "plain ones (target ≥ 0.5×, one compression per broadcast)",
     "tls_memory": "router RSS per idle wss:// connection next to ws:// (target ≤ 16 KB at 10,000)",
+    "auth": "token mode vs open mode: SET fan-out 1 → 100 and throughput 1 → 1 (token ÷ open)",
     "nodes": "fan-out 1 → 100 with publisher and subscribers on two nodes joined by NATS vs on one node",
 }
 
@@ -43,6 +44,7 @@ FULL = {
     "durable": {"clients": 4, "window": 1000, "block": 50, "addresses": 1000, "warmup": 1.0,
                 "duration": 5.0, "repeats": 3},
     "edge": {"fanout_subs": [100], "value_size": 512},
+    "auth": {"subs": 100, "fan_block": 20, "block": 100},
     "nodes": {"subs": 100, "block": 20, "set_rate": 10_000},
     # which ceiling servers run which scenarios (and with which sizes, if smaller)
     "baselines": {"throughput": ["tick", "send"], "fanout": ["tick", "send"],
@@ -82,6 +84,7 @@ SMOKE.update({
     "durable": {"clients": 2, "window": 200, "block": 50, "addresses": 100, "warmup": 0.1,
                 "duration": 0.3, "repeats": 1},
     "edge": {"fanout_subs": [10], "value_size": 512},
+    "auth": {"subs": 10, "fan_block": 20, "block": 100},
     "nodes": {"subs": 10, "block": 20, "set_rate": 2_000},
     "baselines": {"throughput": ["tick"]},
     "baseline_sizes": {"latency_search": False},

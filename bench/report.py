@@ -536,6 +536,9 @@ def markdown(data: dict) -> str:
                      f"{r['p99_ms']:.2f} ms |")
         L.append("")
 
+    from .auth import markdown as auth_markdown
+    L += auth_markdown(results, _mmm)
+
     # generator vs router
     L.append("## Is the generator the bottleneck?")
     L.append("")

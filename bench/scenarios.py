@@ -266,7 +266,7 @@ def calibrate(ctx: Ctx, target: Target, server: Server) -> dict:
     if target.tails is not None:
         return target.tails
     g = GenProc(ctx, f"calibrate-{target.name}", {"role": "calibrate", "url": server.url,
-                                                 "ips": SOURCE_IPS[:4]})
+                                                 "ips": SOURCE_IPS[:4], "token": target.hello_token})
     try:
         info = wait_ready([g], 30)[0]
     finally:
@@ -416,7 +416,7 @@ class FlowRun:
             url = server.url if any(pt["role"] == "subs" for pt in parts) else getattr(server, "pub_url", server.url)
             spec = {"role": "multi", "parts": parts, "url": url, "board": self.board_path,
                     "board_subs": flow.subs, "ips": SOURCE_IPS[off:] + SOURCE_IPS[:off],
-                    "setup_timeout": 120 + flow.subs / 20}
+                    "setup_timeout": 120 + flow.subs / 20, "token": self.target.hello_token}
             g = GenProc(ctx, f"{flow.scenario}-{target.name}-{i}", spec, tuple(self.efds))
             self.gens.append(g)
             if any(pt["role"] == "subs" for pt in parts):
@@ -730,6 +730,12 @@ def metrics(ctx: Ctx, off: "Target", on: "Target") -> list[dict]:
                                  sub_procs=sub_procs_for(n), address="/bench/fan/x",
                                  block=c["block"], window=ctx.profile["window"])))
     return run_flows(ctx, out)
+
+
+def auth(ctx: Ctx, target: Target) -> list[dict]:
+    """Token mode vs open mode: fan-out and SET throughput (bench/auth.py)."""
+    from . import auth as scenario
+    return scenario.run(ctx, target)
 
 
 # --- latency ----------------------------------------------------------------------------

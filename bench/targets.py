@@ -60,6 +60,7 @@ class Target:
     scheme: str = "ws"              # wss: extra_args hold --tls-cert/--tls-key
     metrics_port: int = 0           # scraped by scenarios that report server counters
     tails: Optional[dict] = None    # calibration: bytes after the value in a delivered SET / PUBLISH
+    hello_token: Optional[str] = None   # token mode: the token generators send in HELLO
 
     @property
     def description(self) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import sys
 from typing import Optional
 
+from .auth.tokens import TokenFileError, load_tokens
+from .auth.guard import security_note
 from .config import Config
 from .logs import setup_logging
 from .settings.bind_address import check_bind_address
@@ -36,7 +38,7 @@ async def serve(config: Config, *, reuse_port: bool = False, sock=None, limits=N
             on_started(server, host, port)
         else:
             print(f"clasp-fast listening on {server.scheme}://{host}:{port} (name {config.name!r}, "
-                  f"1 worker)", flush=True)
+                  f"1 worker; {security_note(config)})", flush=True)
 
     journal = None
     if config.persistence:
@@ -57,6 +59,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] in commands.COMMANDS:
         return commands.main(args)
+    if args[:1] == ["token"]:            # `clasp-fast token new`: tokens for security.mode token
+        from .auth.command import main as token_main
+        return token_main(args[1:])
     try:
         loaded = load(argv)
         if loaded.print_config:
@@ -64,7 +69,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             return 0
         config = loaded.config
         check_bind_address(config.host, loaded.sources["host"])
-    except ConfigError as exc:
+        if config.security_mode == "token":
+            load_tokens(config.auth_tokens)
+    except (ConfigError, TokenFileError) as exc:
         print(f"clasp-fast: {exc}", file=sys.stderr)
         return 2
     if loaded.check_config:

@@ -40,6 +40,7 @@ class Session(Endpoint):
     welcomed: bool
     peer: Optional[str]                 # read-only
     close_request: Optional[tuple[int, str]]
+    access: Optional[Any]               # token mode: an access.Access; None in open mode
     may_hold_locks: bool
     inflight: int
     inflight_bytes: int

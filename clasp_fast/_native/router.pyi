@@ -12,6 +12,7 @@ class Router(Hub):
     params: ParamStore                  # read-only
     trie: Trie                          # read-only
     sessions: dict[str, Session]        # read-only
+    guard: Optional[Any]                # token mode: clasp_fast.auth.guard.Guard; None: open mode
     signals: dict[str, Any]             # read-only
     clock_fresh: bool
     routed: int                         # read-only
@@ -41,6 +42,9 @@ class Router(Hub):
     def push_frame(self, target: Endpoint, ws_frame: bytes) -> None: ...
     def forward_publish(self, s: Session, payload: bytes) -> None: ...
     # state
+    def recheck_access(self, reloaded: bool = ...) -> int:
+        """Token mode: ERROR 401 and close 1008 for every session whose token is revoked,
+        changed or expired; returns how many."""
     def param_state(self, address: str) -> tuple[int, Optional[str]]: ...
     def get(self, address: str) -> Any: ...
     def snapshot(self, pattern: str = ...) -> list: ...

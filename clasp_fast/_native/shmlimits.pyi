@@ -1,4 +1,4 @@
-"""Python-level API of clasp_fast._native.shmlimits: connection limits shared by the workers."""
+"""Python-level API of clasp_fast._native.shmlimits: connection limits and the failed-HELLO throttle, shared by the workers."""
 from typing import Optional
 
 class SharedLimits:
@@ -12,3 +12,15 @@ class SharedLimits:
     def reclaim(self, worker: int) -> None: ...
     def count(self, ip: Optional[str] = ...) -> int: ...
     def shares(self) -> list[int]: ...
+
+
+class FailedHellos:
+    """Failed HELLOs per client IP, shared by every worker (token mode's throttle)."""
+    worker: int                         # read-only
+    def __init__(self, max_failures: int, window: float, block: float, nslots: int = ...) -> None: ...
+    def bind(self, worker: int) -> None: ...
+    def reclaim(self, worker: int) -> None: ...
+    def blocked_for(self, ip: str, now: float) -> float:
+        """Seconds ``ip`` stays refused (0.0: it may connect)."""
+    def failed(self, ip: str, now: float) -> bool:
+        """Counts a failed HELLO from ``ip``; True when ``ip`` is refused from now on."""

@@ -18,6 +18,7 @@ import time
 import traceback
 from typing import Optional
 
+from ..auth.guard import failed_hellos_table, security_note
 from ..config import Config
 
 log = logging.getLogger("clasp_fast.supervisor")
@@ -42,6 +43,7 @@ class Supervisor:
         self.n = config.workers
         self.group = str(os.getpid())
         self.limits = SharedLimits(config.max_connections, config.max_connections_per_ip, self.n)
+        self.failed_hellos = failed_hellos_table(config)
         self.listeners = [make_bus_listener(self.group, i) for i in range(self.n)]
         self.ready_r, self.ready_w = os.pipe()
         os.set_blocking(self.ready_r, False)
@@ -65,7 +67,7 @@ class Supervisor:
                         sock.close()
                 from .worker import run_worker
                 code = run_worker(self.config, index, self.n, self.group, self.listeners[index],
-                                  self.limits, self.ready_w, restarted)
+                                  self.limits, self.ready_w, restarted, self.failed_hellos)
             except BaseException:
                 traceback.print_exc()
             finally:
@@ -141,11 +143,12 @@ class Supervisor:
             if sig in (signal.SIGTERM, signal.SIGINT):
                 return
             if sig == signal.SIGHUP:
-                log.info("SIGHUP: workers reload the TLS certificate")
+                log.info("SIGHUP: workers reload the TLS certificate and the tokens file")
                 self.signal_all(signal.SIGHUP)
             now = time.monotonic()
             for index, pid, status in self.reap():
                 self.limits.reclaim(index)
+                self.failed_hellos.reclaim(index)
                 recent = [t for t in self.crashes.get(index, []) if now - t < 30.0] + [now]
                 self.crashes[index] = recent
                 delay = min(0.1 * 2 ** (len(recent) - 1), 5.0)
@@ -204,7 +207,7 @@ def run_supervisor(config: Config) -> int:
         return 1
     scheme = "wss" if tls_on else "ws"
     print(f"clasp-fast listening on {scheme}://{config.host}:{config.port} (name {config.name!r}, "
-          f"{config.workers} workers)", flush=True)
+          f"{config.workers} workers; {security_note(config)})", flush=True)
     sup.watch()
     log.info("shutting down: stopping %d worker(s)", len(sup.pids))
     sup.stop()

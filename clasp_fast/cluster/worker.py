@@ -23,7 +23,7 @@ def report(fd: int, line: str) -> None:
 
 
 def run_worker(config: Config, index: int, nworkers: int, group: str, listener: socket.socket,
-               limits, ready_fd: int, restarted: bool) -> int:
+               limits, ready_fd: int, restarted: bool, failed_hellos=None) -> int:
     import uvloop
 
     _exit_with_parent()
@@ -31,8 +31,11 @@ def run_worker(config: Config, index: int, nworkers: int, group: str, listener: 
                                                 signal.SIGHUP})
     tag_worker(index, config.log_format)
     limits.bind(index)
+    if failed_hellos is not None:
+        failed_hellos.bind(index)
     try:
-        return uvloop.run(_serve(config, index, nworkers, group, listener, limits, ready_fd, restarted))
+        return uvloop.run(_serve(config, index, nworkers, group, listener, limits, ready_fd, restarted,
+                                 failed_hellos))
     except Exception as exc:       # anything that escapes is a failed start or a crash
         report(ready_fd, f"error {index} {type(exc).__name__}: {exc}")
         log.exception("worker %d crashed", index)
@@ -51,7 +54,7 @@ def _exit_with_parent() -> None:
 
 
 async def _serve(config: Config, index: int, nworkers: int, group: str, listener: socket.socket,
-                 limits, ready_fd: int, restarted: bool) -> int:
+                 limits, ready_fd: int, restarted: bool, failed_hellos=None) -> int:
     from ..router import Router
     from ..server.app import ClaspServer
     from ..server.control import Control
@@ -68,7 +71,8 @@ async def _serve(config: Config, index: int, nworkers: int, group: str, listener
         import asyncio
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR2})
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, node.drop_links)
-    server = ClaspServer(config, router=router, limits=limits, reuse_port=True)
+    server = ClaspServer(config, router=router, limits=limits, reuse_port=True,
+                         failed_hellos=failed_hellos)
     server.control = Control(server, index, nworkers, group)
     bridge = None
     if config.cluster_nats:

@@ -11,6 +11,7 @@ import gc
 import logging
 import resource
 import socket
+import time
 from typing import Optional
 
 from picows import WSUpgradeResponse, WSUpgradeResponseWithListener
@@ -25,8 +26,12 @@ from .control import Control
 from .figures import SAMPLE_EVERY, EdgeCounters, refusal_reason
 from .gate import HandshakeGate, RateLimitedWarning
 from .pages import Pages
+from ..auth.guard import Guard
+from ..auth.tokens import TokenFileError
 
 log = logging.getLogger("clasp_fast.server")
+
+TOKEN_CHECK_INTERVAL = 1.0      # seconds between checks for sessions whose token expired
 
 
 def tune_gc() -> None:
@@ -77,9 +82,14 @@ class ClaspServer:
     connection_class = Connection       # the listener of every upgrade (a test fixture swaps it)
 
     def __init__(self, config: Config, *, limits=None, router: Optional[Router] = None,
-                 reuse_port: bool = False, sock: Optional[socket.socket] = None):
+                 reuse_port: bool = False, sock: Optional[socket.socket] = None,
+                 failed_hellos=None):
         self.config = config
         self.router = router if router is not None else Router(config.router_config())
+        # token mode: who may open a session (None: open mode, nothing is checked)
+        self.guard = Guard.from_config(config, failed_hellos)
+        self.router.guard = self.guard
+        self._token_timer: Optional[asyncio.TimerHandle] = None
         self.limits = limits if limits is not None else LocalLimits(
             config.max_connections, config.max_connections_per_ip)
         self.trusted_proxies = TrustedProxies(config.trusted_proxies)
@@ -157,6 +167,32 @@ class ClaspServer:
         tls.reload(self.ssl_context, self.config)
         log.info("TLS certificate reloaded from %s", self.config.tls_cert)
 
+    # --- token mode ---------------------------------------------------------------
+
+    def hello_block(self, ip: str) -> float:
+        """Seconds ``ip`` stays refused after too many failed HELLOs (0.0: let it in)."""
+        return self.guard.blocked_for(ip, time.monotonic()) if self.guard is not None else 0.0
+
+    def reload_tokens(self) -> None:
+        """SIGHUP: re-read the tokens file, close the sessions whose token is gone, changed or
+        expired.  A bad file is logged and the old tokens stay."""
+        if self.guard is None:
+            return
+        try:
+            self.guard.reload()
+        except TokenFileError as exc:
+            log.error("SIGHUP: tokens file not reloaded, the old tokens stay: %s", exc)
+            return
+        self.check_tokens()
+
+    def check_tokens(self, reloaded: bool = True) -> None:
+        """Closes the sessions whose token is no longer valid (revoked on reload, expired)."""
+        self.router.recheck_access(reloaded)    # ERROR 401 each; the edge then closes them
+
+    def _token_tick(self) -> None:
+        self.check_tokens(reloaded=False)
+        self._token_timer = asyncio.get_running_loop().call_later(TOKEN_CHECK_INTERVAL, self._token_tick)
+
     # --- lifecycle ----------------------------------------------------------------
 
     def prepare(self) -> None:
@@ -173,6 +209,8 @@ class ClaspServer:
             self.edge.sample_mask = SAMPLE_EVERY - 1
             self.edge.on_sample = self.counters.latency.observe
         self.counters.lag.start()
+        if self.guard is not None:
+            self._token_timer = loop.call_later(TOKEN_CHECK_INTERVAL, self._token_tick)
 
     async def listen(self) -> tuple[str, int]:
         """Starts accepting clients; returns the address it listens on."""
@@ -204,6 +242,8 @@ class ClaspServer:
     async def stop(self, timeout: float = 3.0) -> None:
         """Stops accepting, closes every connection with 1001, waits for them to go."""
         self.accepting = False
+        if self._token_timer is not None:
+            self._token_timer.cancel()
         if self._server is not None:
             self._server.close()
         if self.edge is not None:

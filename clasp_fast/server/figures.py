@@ -101,6 +101,8 @@ class EdgeCounters:
 
 def refusal_reason(text: str) -> str:
     """The label of a refusal, from the limits' text (clasp_fast/limits.py)."""
+    if "max_failed_hellos" in text:
+        return "max_failed_hellos"      # token mode's failed-HELLO throttle (server/gate.py)
     if "max_connections_per_ip" in text:
         return "max_connections_per_ip"
     if "max_connections" in text:

@@ -149,6 +149,13 @@ class HandshakeGate(asyncio.Protocol):
             server.counters.refuse("shutting_down")
             return self._reply("503 Service Unavailable", b"server is shutting down\n",
                                extra="Retry-After: 1\r\n")
+        blocked = server.hello_block(client_ip)
+        if blocked:
+            refusal = (f"too many failed HELLOs from {client_ip} (security.max_failed_hellos): "
+                       f"refused for {blocked:.0f} more second(s)")
+            server.refused(client_ip, refusal)
+            return self._reply("429 Too Many Requests", (refusal + "\n").encode(),
+                               extra=f"Retry-After: {max(1, round(blocked))}\r\n")
         refusal = server.limits.try_admit(client_ip)
         if refusal is not None:
             server.refused(client_ip, refusal)

@@ -2,7 +2,8 @@
 ``--workers N`` (``cluster/worker.py``): signals, listen, metrics, wait, shut down.
 
 SIGTERM/SIGINT stop (connections are closed with 1001); SIGHUP reloads the TLS
-certificate (with ``--workers N`` the supervisor forwards SIGHUP to every worker).
+certificate and, in token mode, the tokens file (with ``--workers N`` the supervisor
+forwards SIGHUP to every worker).
 """
 from __future__ import annotations
 
@@ -100,6 +101,12 @@ def reload_tls(server) -> None:
         log.error("SIGHUP: TLS certificate not reloaded, still serving the old one: %s", exc)
 
 
+def on_sighup(server) -> None:
+    """SIGHUP: the TLS certificate and the tokens file (token mode) again."""
+    reload_tls(server)
+    server.reload_tokens()
+
+
 async def run_server(server, *, metrics_port: int = 0, node=None, journal=None,
                      on_ready: Callable[[str, int], None]) -> int:
     """Runs ``server`` (a ClaspServer; with ``node``, a cluster worker's) until SIGTERM/SIGINT.
@@ -112,7 +119,7 @@ async def run_server(server, *, metrics_port: int = 0, node=None, journal=None,
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, reload_tls, server)
+    loop.add_signal_handler(signal.SIGHUP, on_sighup, server)
     server.prepare()
     if journal is not None:
         journal.restore()

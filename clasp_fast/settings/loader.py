@@ -67,10 +67,14 @@ def _from_flags(ns, values: dict, sources: dict) -> None:
 
 
 def _imply(values: dict, sources: dict) -> None:
-    """A certificate and key given (and TLS not switched off explicitly) mean TLS is on."""
+    """A certificate and key given (and TLS not switched off explicitly) mean TLS is on;
+    a tokens file given (and the mode not set explicitly) means token mode."""
     if sources["tls_enabled"] == DEFAULT and values["tls_cert"] and values["tls_key"]:
         values["tls_enabled"] = True
         sources["tls_enabled"] = "implied by server.tls.cert and server.tls.key"
+    if sources["security_mode"] == DEFAULT and values["auth_tokens"]:
+        values["security_mode"] = "token"
+        sources["security_mode"] = "implied by security.tokens_file"
 
 
 def _check_rules(values: dict, sources: dict) -> None:

@@ -86,6 +86,11 @@ class Config:
     cluster_node: Optional[str]
     cluster_bucket: str
     cluster_queue_size: int
+    security_mode: str
+    auth_tokens: Optional[str]
+    max_failed_hellos: int
+    failed_hello_window: float
+    failed_hello_block: float
     ui: bool
     metrics_port: int
     metrics_enabled: bool
@@ -138,6 +143,11 @@ class Config:
         cluster_node: Optional[str] = ...,
         cluster_bucket: str = ...,
         cluster_queue_size: int = ...,
+        security_mode: str = ...,
+        auth_tokens: Optional[str] = ...,
+        max_failed_hellos: int = ...,
+        failed_hello_window: float = ...,
+        failed_hello_block: float = ...,
         ui: bool = ...,
         metrics_port: int = ...,
         metrics_enabled: bool = ...,

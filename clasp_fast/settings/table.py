@@ -149,6 +149,21 @@ SETTINGS: list[Setting] = [
     Setting("cluster_queue_size", "cluster.queue_size", Integer(1, unit="bytes"), 4194304,
             "bytes of cross-node traffic a node queues while NATS is unreachable; beyond it a "
             "writer gets ERROR 503"),
+    # --- security: who may connect and what each client may touch --------------------------
+    Setting("security_mode", "security.mode", Choice(("open", "token")), "open",
+            "open: anyone who reaches the port may do anything; token: HELLO must carry a token "
+            "from security.tokens_file and each action is checked against its scopes "
+            "(token when tokens_file is given, unless set open)"),
+    Setting("auth_tokens", "security.tokens_file", Nullable(Text("a file path", "FILE")), None,
+            "tokens file (one token per line: name, SHA-256 hash, scopes, optional expiry; "
+            "make lines with `clasp-fast token new`); re-read on SIGHUP"),
+    Setting("max_failed_hellos", "security.max_failed_hellos", Integer(0, zero="never refuse"), 10,
+            "failed HELLOs (bad token) from one client IP within failed_hello_window before that "
+            "IP is refused"),
+    Setting("failed_hello_window", "security.failed_hello_window", Number(above=0, unit="seconds"),
+            60.0, "seconds over which failed HELLOs from one client IP are counted"),
+    Setting("failed_hello_block", "security.failed_hello_block", Number(above=0, unit="seconds"),
+            300.0, "seconds a client IP with too many failed HELLOs is refused (HTTP 429)"),
     # --- metrics, logging -------------------------------------------------------------------
     Setting("ui", "server.ui", Boolean(), True,
             "serve the web inspector at GET / and the status API (GET /status, /status/sessions) "
@@ -201,6 +216,14 @@ RULES: list[Rule] = [
          "cluster.nats_url needs server.workers from 2 to %d: worker 0 is the node's NATS client "
          "and state owner, its link to NATS takes the last worker slot; use --workers 2 or more"
          % (MAX_WORKERS - 1)),
+    Rule(("metrics_port", "workers"),
+         lambda v: v["metrics_port"] == 0 or v["metrics_port"] + v["workers"] - 1 <= 65535,
+         "metrics.port + server.workers - 1 must be a TCP port (worker i serves metrics on "
+         "port + i); pick a lower --metrics-port"),
+    Rule(("security_mode", "auth_tokens"),
+         lambda v: (v["security_mode"] == "token") == (v["auth_tokens"] is not None),
+         "security.mode token needs security.tokens_file (--auth-tokens FILE), and a tokens file "
+         "is only read in token mode; give both, or neither for open mode"),
     Rule(("metrics_port", "port"),
          lambda v: v["metrics_port"] == 0 or v["metrics_port"] != v["port"],
          "metrics.port is the WebSocket port (server.port): pick another --metrics-port, or "

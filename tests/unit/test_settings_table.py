@@ -15,7 +15,8 @@ from clasp_fast.settings.loader import load
 COMPANIONS = {"tls_enabled": {"tls_cert": "c.pem", "tls_key": "k.pem"},
               "tls_client_auth": {"tls_ca": "ca.pem"},
               "proxy_protocol": {"trusted_proxies": "127.0.0.1"},
-              "cluster_nats": {"workers": 2}}
+              "cluster_nats": {"workers": 2},
+              "security_mode": {"auth_tokens": "tokens.txt"}}
 
 
 def sample(row):

@@ -365,6 +365,12 @@ cdef class Edge:
             return
         t._fast_write(<char*>ep.out, ep.out_size)
         ep.reset_output()
+        if conn.session.close_request is not None and not conn.closing and \
+                (not conn.session.welcomed or conn.session.access is not None):
+            # token mode: the core refused a HELLO answered after a barrier, or revoked a
+            # token, outside a read: close once its ERROR 401 is out
+            conn.close(*conn.session.close_request)
+            return
         if not ep.paused:
             ep.refill()                 # drained: waiting SETs, the rest of a snapshot
 

@@ -73,6 +73,7 @@ cdef class Session(Endpoint):
     cdef public bint welcomed
     cdef readonly str peer
     cdef public object close_request    # (code, reason) once the core wants it closed
+    cdef public object access           # token mode: an access.Access; None in open mode
     cdef dict subs                      # id -> Subscription
     cdef public bint may_hold_locks     # sent a SET with lock: tell the owner on close
     cdef public uint32_t inflight       # requests sent to the owner, not yet decided

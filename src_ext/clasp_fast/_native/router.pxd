@@ -33,6 +33,7 @@ cdef class Router(Hub):
     cdef BytesMap pub_cache             # address -> CacheEntry* (PUBLISH receivers)
     cdef Py_ssize_t pub_cache_limit
     cdef readonly dict sessions         # id -> Session (welcomed)
+    cdef public object guard            # token mode: clasp_fast.auth.guard.Guard; None: open mode
     cdef object gestures
     cdef readonly dict signals          # announced signals: address -> SignalDef
     cdef TimerQueue timers
@@ -112,6 +113,7 @@ cdef class Router(Hub):
     cdef Param* merge_record(self, bytes body) except? NULL
     cdef int send_publish_ack(self, Session s, const char* addr, Py_ssize_t n) except -1
     cdef int error(self, Session s, int code, str message, str address=*) except -1
+    cdef int forbidden(self, Session s, str action, const char* addr, Py_ssize_t n) except -1
     cdef int reject_frame(self, Session s, str message) except -1
     cdef int send_snapshot(self, Session s, object pattern, bint always, uint64_t since=*) except -1
     cdef int slow_path(self, Session s, const uint8_t* data, Py_ssize_t n, uint8_t qos, Py_ssize_t hs) except -1

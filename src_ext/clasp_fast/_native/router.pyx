@@ -51,6 +51,7 @@ from clasp_fast._native.clock cimport Clock
 from clasp_fast._native.snapshot cimport (SnapshotWriter, write_snapshot, params_where, SNAPSHOT_HEAD,
                                          ENTRY_OVERHEAD)
 from clasp_fast._native.timers cimport TimerQueue
+from clasp_fast._native.access cimport Access
 from clasp_fast._native.pending cimport (PendingQueue, Pending, PK_SET, PK_BUNDLE, PK_RELEASE,
                                         PK_PUBLISH, PK_READ)
 
@@ -74,6 +75,8 @@ cdef enum:
     E_BAD_FRAME = 400
     E_ADDRESS = 202
     E_NOT_FOUND = 404
+    E_UNAUTHORIZED = 401
+    E_FORBIDDEN = 403
     E_STALE = 409
     E_LOCKED = 423
     E_LIMIT = 429
@@ -341,6 +344,8 @@ cdef class Router(Hub):
             if nseg < 0:
                 address = (<const char*>p + v.addr_pos)[:v.addr_len].decode()
                 return self.error(s, E_ADDRESS, address_error(nseg, "address", address), address)
+        if s.access is not None and not (<Access>s.access).may_write(<const char*>p + v.addr_pos, v.addr_len):
+            return self.forbidden(s, "SET", <const char*>p + v.addr_pos, v.addr_len)
         if v.codes_seen & NARROW_CODES:
             # i8/i16/i32/f32 go out as i64/f64: re-encode (rare: no real client sends them)
             return self._reencode(s, PyBytes_FromStringAndSize(<const char*>p, n), qos, False)
@@ -968,6 +973,8 @@ cdef class Router(Hub):
         if nseg < 0:
             address = (<const char*>p + v.addr_pos)[:v.addr_len].decode()
             return self.error(s, E_ADDRESS, address_error(nseg, "address", address), address)
+        if s.access is not None and not (<Access>s.access).may_write(<const char*>p + v.addr_pos, v.addr_len):
+            return self.forbidden(s, "PUBLISH", <const char*>p + v.addr_pos, v.addr_len)
         if v.codes_seen & NARROW_CODES or v.indicator == 2:
             return self._reencode(s, PyBytes_FromStringAndSize(<const char*>p, n), qos, throttled)
         if v.signal == SIG_GESTURE and not throttled and self.gestures.enabled:
@@ -1225,6 +1232,12 @@ cdef class Router(Hub):
         self.send(s, M.Error(code, _clip(message, ECHO_MESSAGE), _clip(address, ECHO_ADDRESS)))
         return 0
 
+    cdef int forbidden(self, Session s, str action, const char* addr, Py_ssize_t n) except -1:
+        """ERROR 403 naming the address a write was refused for."""
+        address = addr[:n].decode("utf-8", "replace")
+        return self.error(s, E_FORBIDDEN, f"{action} {address} refused: token {s.access.name!r} has "
+                                          f"no write scope covering it", address)
+
     def reject(self, Session s, str message):
         """ERROR 400 for something that is not a valid frame (see reject_frame)."""
         self.reject_frame(s, message)
@@ -1282,6 +1295,14 @@ cdef class Router(Hub):
         if s.welcomed:
             return self.error(s, E_BAD_FRAME, f"duplicate HELLO: this connection already has session "
                                               f"{s.id}; the first session stays")
+        if self.guard is not None:
+            access, why = self.guard.admit(msg.token, s.peer, self.clock.wall_us() / 1e6, self.clock.mono_s())
+            if access is None:
+                self.error(s, E_UNAUTHORIZED, f"{why}: this router admits only clients with a valid "
+                                              f"token in HELLO (security.mode token)")
+                s.close_request = (1008, "authentication failed")
+                return
+            s.access = access
         s.welcomed = True
         s.name = msg.name
         s.features = msg.features
@@ -1289,6 +1310,26 @@ cdef class Router(Hub):
         self.send(s, M.Welcome(session=s.id, name=self.config.name, time=self.clock.wall_us(), version=1,
                                features=0xF8))
         self.send_snapshot(s, None, True)
+
+    def recheck_access(self, bint reloaded=True):
+        """Token mode: ERROR 401 and close 1008 for every session whose token is no longer
+        valid: gone from the tokens file or with other scopes (``reloaded``), or expired.
+        Returns how many sessions it asked to close."""
+        cdef Session s
+        cdef int n = 0
+        if self.guard is None:
+            return 0
+        now = self.clock.wall_us() / 1e6
+        for s in list(self.sessions.values()):
+            if s.access is None or s.close_request is not None:
+                continue
+            entry = s.access.entry
+            if entry.expired(now) or (reloaded and not self.guard.still_valid(entry, now)):
+                self.error(s, E_UNAUTHORIZED, f"token {entry.name!r} was revoked or has expired; "
+                                              f"the session is closed")
+                s.close_request = (1008, "token revoked or expired")
+                n += 1
+        return n
 
     def _set(self, Session s, msg, int qos):
         try:
@@ -1308,6 +1349,10 @@ cdef class Router(Hub):
         problem = check_pattern(msg.pattern)
         if problem is not None:
             return self.error(s, E_ADDRESS, problem, msg.pattern)
+        if s.access is not None and not s.access.covers_read(msg.pattern):
+            return self.error(s, E_FORBIDDEN, f"SUBSCRIBE {msg.pattern} refused: token {s.access.name!r} "
+                                              f"has no read scope covering every address it matches "
+                                              f"(a pattern wider than the scopes is refused)", msg.pattern)
         if msg.id not in s.subs and len(s.subs) >= self.max_subs:
             now = self.clock.mono_s()
             if now - s.last_limit_notice >= 1.0:
@@ -1348,6 +1393,9 @@ cdef class Router(Hub):
         problem = check_address(msg.address)
         if problem is not None:
             return self.error(s, E_ADDRESS, problem, msg.address)
+        if s.access is not None and not s.access.may_read(msg.address):
+            return self.error(s, E_FORBIDDEN, f"GET {msg.address} refused: token {s.access.name!r} has no "
+                                              f"read scope covering it", msg.address)
         b = msg.address.encode()
         prm = param_get(self.params, b, len(b), bm_hash(b, len(b)))
         if prm == NULL or param_expired(prm, self.clock.wall_us()):
@@ -1388,6 +1436,8 @@ cdef class Router(Hub):
             if p.address not in announced:
                 found.append(M.SignalDef(address=p.address, signal=M.SignalType.PARAM,
                                          datatype=_TYPE_NAMES.get(_value_code(p.value)), access="rw"))
+        if s.access is not None and not s.access.read_all:
+            found = [d for d in found if s.access.may_read(d.address)]
         # one RESULT (the Python client pairs each RESULT with one pending query): keep what fits
         size = 3
         kept = []
@@ -1413,6 +1463,11 @@ cdef class Router(Hub):
             problem = check_address(m.address)
             if problem is not None:
                 return self.error(s, E_ADDRESS, f"BUNDLE rejected, nothing applied: {problem}", m.address)
+            if s.access is not None and not s.access.may_write_address(m.address):
+                return self.error(s, E_FORBIDDEN, f"BUNDLE rejected, nothing applied: "
+                                                  f"{type(m).__name__.upper()} {m.address} refused: token "
+                                                  f"{s.access.name!r} has no write scope covering it",
+                                  m.address)
         now = self.clock.wall_us()
         if msg.timestamp is not None and msg.timestamp > now:
             self.call_later((msg.timestamp - now) / 1e6, self._run_bundle, s, msg, qos)

@@ -1,4 +1,4 @@
-"""Connection limits shared by every worker process, in shared memory.
+"""Connection limits and the failed-HELLO throttle, shared by every worker process.
 
 The supervisor maps the table (``MAP_SHARED | MAP_ANONYMOUS``) before it forks
 the workers, so every worker sees the same bytes.  A worker admits a
@@ -47,6 +47,20 @@ cdef extern from *:
 cdef enum:
     MAXW = 64
 
+
+cdef void* _map_shared(size_t size, str what) except NULL:
+    """``size`` zeroed bytes shared with the processes forked after this call."""
+    cdef void* mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)
+    if mem == MAP_FAILED:
+        raise MemoryError(f"cannot map the shared {what} table")
+    memset(mem, 0, size)
+    return mem
+
+
+cdef void _unmap(void* mem, size_t size) noexcept:
+    if mem != NULL and mem != MAP_FAILED:
+        munmap(mem, size)
+
 cdef struct Header:
     uint32_t lock           # 0 = free, else (worker index + 1) of the holder
     uint32_t nworkers
@@ -80,10 +94,7 @@ cdef class SharedLimits:
         if not 1 <= nworkers <= MAXW:
             raise ValueError(f"workers = {nworkers}: at most {MAXW} workers share one limits table")
         self.size = sizeof(Header) + nslots * sizeof(Slot)
-        self.mem = mmap(NULL, self.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)
-        if self.mem == MAP_FAILED:
-            raise MemoryError("cannot map the shared connection-limits table")
-        memset(self.mem, 0, self.size)
+        self.mem = _map_shared(self.size, "connection-limits")
         self.h = <Header*>self.mem
         self.slots = <Slot*>(<char*>self.mem + sizeof(Header))
         self.h.nworkers = nworkers
@@ -93,8 +104,7 @@ cdef class SharedLimits:
         self.worker = 0
 
     def __dealloc__(self):
-        if self.mem != NULL and self.mem != MAP_FAILED:
-            munmap(self.mem, self.size)
+        _unmap(self.mem, self.size)
 
     def bind(self, int worker):
         """In a worker process after the fork: count this process's connections as ``worker``."""
@@ -114,14 +124,11 @@ cdef class SharedLimits:
         cf_unlock(&self.h.lock)
 
     cdef Slot* _slot(self, const uint8_t* a, uint8_t n, bint create) noexcept nogil:
-        cdef uint64_t hsh = 1469598103934665603ULL
         cdef uint32_t i, start, k, w
         cdef Slot* s
         cdef Slot* reuse = NULL
         cdef int64_t total
-        for k in range(n):
-            hsh = (hsh ^ a[k]) * 1099511628211ULL
-        start = <uint32_t>(hsh % self.h.nslots)
+        start = <uint32_t>(_ip_hash(a, n) % self.h.nslots)
         for k in range(self.h.nslots):
             i = (start + k) % self.h.nslots
             s = &self.slots[i]
@@ -238,6 +245,140 @@ cdef class SharedLimits:
     def shares(self):
         """Connections counted per worker."""
         return [self.h.share[w] for w in range(self.h.nworkers)]
+
+
+cdef inline uint64_t _ip_hash(const uint8_t* a, uint8_t n) noexcept nogil:
+    cdef uint64_t h = 1469598103934665603ULL          # FNV-1a
+    cdef uint8_t k
+    for k in range(n):
+        h = (h ^ a[k]) * 1099511628211ULL
+    return h
+
+
+cdef struct HelloHeader:
+    uint32_t lock           # 0 = free, else (worker index + 1) of the holder
+    uint32_t nslots
+    uint32_t max_failures   # 0 = never block
+    double window           # seconds over which failures are counted
+    double block            # seconds an IP is refused once it has max_failures
+
+cdef struct HelloSlot:
+    uint8_t used
+    uint8_t addr_len
+    uint8_t addr[16]
+    uint32_t failures       # in the window that ends at window_end
+    double window_end
+    double blocked_until
+
+
+cdef class FailedHellos:
+    """Failed HELLOs (bad token) per client IP, shared by every worker: an IP with
+    ``max_failures`` within ``window`` seconds is refused for ``block`` seconds.
+
+    Same scheme as ``SharedLimits``: one anonymous shared mapping made before the
+    workers fork, changed only under its spinlock.  Times are ``time.monotonic()``
+    seconds (one clock for every process of the machine), passed in by the caller.
+    A full table forgets nothing it holds: new IPs are then not tracked (fail open)."""
+
+    cdef void* mem
+    cdef size_t size
+    cdef HelloHeader* h
+    cdef HelloSlot* slots
+    cdef readonly int worker
+
+    def __cinit__(self, uint32_t max_failures, double window, double block, int nslots=4096):
+        self.size = sizeof(HelloHeader) + nslots * sizeof(HelloSlot)
+        self.mem = _map_shared(self.size, "failed-HELLO")
+        self.h = <HelloHeader*>self.mem
+        self.slots = <HelloSlot*>(<char*>self.mem + sizeof(HelloHeader))
+        self.h.nslots = nslots
+        self.h.max_failures = max_failures
+        self.h.window = window
+        self.h.block = block
+
+    def __dealloc__(self):
+        _unmap(self.mem, self.size)
+
+    def bind(self, int worker):
+        """In a worker process after the fork (so a dead holder's lock can be broken)."""
+        self.worker = worker
+
+    def reclaim(self, int worker):
+        """Supervisor: ``worker`` died; break the lock if it held it."""
+        cf_cas(&self.h.lock, worker + 1, 0)
+
+    cdef void _lock(self) noexcept nogil:
+        cdef int spins = 0
+        while not cf_trylock(&self.h.lock, self.worker + 1):
+            spins += 1
+            if spins > 64:
+                sched_yield()
+
+    cdef HelloSlot* _slot(self, const uint8_t* a, uint8_t n, bint create, double now) noexcept nogil:
+        cdef uint32_t i, k
+        cdef uint32_t start = <uint32_t>(_ip_hash(a, n) % self.h.nslots)
+        cdef HelloSlot* s
+        cdef HelloSlot* reuse = NULL
+        for k in range(self.h.nslots):
+            i = (start + k) % self.h.nslots
+            s = &self.slots[i]
+            if not s.used:
+                if create and reuse == NULL:
+                    reuse = s
+                break
+            if s.addr_len == n and memcmp(s.addr, a, n) == 0:
+                return s
+            if create and reuse == NULL and s.window_end <= now and s.blocked_until <= now:
+                reuse = s           # a stale slot inside the chain: safe to take over
+        if reuse != NULL and create:
+            memset(reuse, 0, sizeof(HelloSlot))
+            reuse.used = 1
+            reuse.addr_len = n
+            memcpy(reuse.addr, a, n)
+            return reuse
+        return NULL
+
+    def blocked_for(self, str ip, double now):
+        """Seconds ``ip`` stays refused (0.0: it may connect)."""
+        cdef bytes a = _packed(ip)
+        cdef const uint8_t* ap = a
+        cdef uint8_t an = len(a)
+        cdef HelloSlot* s
+        cdef double left = 0.0
+        if self.h.max_failures == 0:
+            return 0.0
+        with nogil:
+            self._lock()
+            s = self._slot(ap, an, False, now)
+            if s != NULL and s.blocked_until > now:
+                left = s.blocked_until - now
+            cf_unlock(&self.h.lock)
+        return left
+
+    def failed(self, str ip, double now):
+        """Counts a failed HELLO from ``ip``; True when ``ip`` is refused from now on."""
+        cdef bytes a = _packed(ip)
+        cdef const uint8_t* ap = a
+        cdef uint8_t an = len(a)
+        cdef HelloSlot* s
+        cdef bint blocked = False
+        if self.h.max_failures == 0:
+            return False
+        with nogil:
+            self._lock()
+            s = self._slot(ap, an, True, now)
+            if s != NULL:
+                if s.window_end <= now:
+                    s.failures = 0
+                    s.window_end = now + self.h.window
+                s.failures += 1
+                if s.failures >= self.h.max_failures:
+                    s.failures = 0
+                    s.window_end = now
+                    s.blocked_until = now + self.h.block
+                    blocked = True
+            cf_unlock(&self.h.lock)
+        return blocked
 
 
 cdef bytes _packed(str ip):

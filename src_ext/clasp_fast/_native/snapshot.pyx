@@ -89,6 +89,10 @@ cdef class SnapshotCursor:
         if budget <= 0:
             budget = SNAPSHOT_STEP
         cdef Param** found = <Param**>malloc(max(len(params), 1) * sizeof(Param*))
+        # token mode: the WELCOME snapshot holds only what the session may read (a SUBSCRIBE
+        # pattern was checked whole, so its snapshot needs no filter)
+        readable = s.access.may_read if self.pattern is None and s.access is not None \
+            and not s.access.read_all else None
         if found == NULL:
             raise MemoryError()
         try:
@@ -102,6 +106,8 @@ cdef class SnapshotCursor:
                     na = split_address(prm.address, prm.addr_len, asegs)
                     if na < 0 or not self.pattern.matches(prm.address, asegs, na):
                         continue
+                if readable is not None and not readable(prm.address[:prm.addr_len].decode()):
+                    continue
                 found[count] = prm
                 count += 1
             if count > 1:

@@ -1,0 +1,13 @@
+"""Python-level API of clasp_fast._native.access: what one session may do in token mode."""
+from typing import Any
+
+class Access:
+    entry: Any                          # the TokenEntry (read-only)
+    scopes: Any                         # its clasp_fast.auth.scopes.Scopes (read-only)
+    write_all: bool                     # read-only
+    read_all: bool                      # read-only
+    name: str
+    def __init__(self, entry: Any) -> None: ...
+    def may_write_address(self, address: str) -> bool: ...
+    def may_read(self, address: str) -> bool: ...
+    def covers_read(self, pattern: str) -> bool: ...
