@@ -46,7 +46,7 @@ from .._native.patterns import Subscription as _NativeSub, Trie, check_pattern
 from ..protocol import (NO_VALUE, Ack, Bundle, DecodeError, Error, Get, Hello, Phase, Ping, Pong,
                         Publish, Query, Result, Set, SignalType, Snapshot, Subscribe,
                         SubscribeOptions, Sync, Ttl, TtlMode, TypeMask, Unsubscribe, Welcome,
-                        decode_frame, encode_frame)
+                        decode_frame, encode_frame, encode_set_frame)
 from .errors import (ClaspError, ConnectionFailed, ConnectionLost, InvalidAddress, NotConnected,
                      QueueFull, RequestTimeout, error_for)
 
@@ -554,10 +554,12 @@ class Clasp:
         ``confirm=True`` waits for the router's ACK and returns the new revision.
         ``revision=n`` writes only if the current revision is ``n`` (else ``Conflict``;
         implies confirm).  ``ttl`` seconds (0 = never expires), ``absolute`` as in clasp-to."""
-        msg = Set(address, value, revision, False, False, _ttl(ttl, absolute))
+        t = _ttl(ttl, absolute)
+        raw = t.raw if t is not None else None
         if confirm or revision is not None:
-            return await self._ask(encode_frame(msg, 1), _ACK, address, timeout, f"SET {address}")
-        self._fire(encode_frame(msg))
+            return await self._ask(encode_set_frame(address, value, revision, 1, raw), _ACK,
+                                   address, timeout, f"SET {address}")
+        self._fire(encode_set_frame(address, value, None, 0, raw))
         if not self._writable.is_set():
             await self._writable.wait()
         return None

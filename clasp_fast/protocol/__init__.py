@@ -18,6 +18,7 @@ from .._native.wire import (  # noqa: F401
     decode_payload,
     encode_frame,
     encode_payload,
+    encode_set_frame,
     peek,
     splice_revision,
     value_code,

@@ -357,3 +357,14 @@ def test_header_flags_on_decode(flags):
         assert f.timestamp == (ts if flags & 0x20 else None)
         assert f.legacy is (payload[0] >= 0x80)
         assert strict(f.message) == strict(want)
+
+
+@SETTINGS
+@given(msg=MESSAGES["Set"], qos=st.integers(0, 2))
+def test_encode_set_frame_is_encode_frame_of_a_set(msg, qos):
+    """The client's object-free SET encoder writes the same bytes as encode_frame(Set(...))
+    (lock/unlock are not part of it: the client sends those through encode_frame)."""
+    from clasp_fast.protocol import encode_set_frame
+    msg = M.Set(msg.address, msg.value, msg.revision, False, False, msg.ttl)
+    raw = msg.ttl.raw if msg.ttl is not None else None
+    assert encode_set_frame(msg.address, msg.value, msg.revision, qos, raw) == encode_frame(msg, qos)

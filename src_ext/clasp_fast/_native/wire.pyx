@@ -712,22 +712,28 @@ cdef void _signal_defs(Writer w, list signals, bint with_meta) except *:
                 w.string(meta.description, "description")
 
 
+cdef void _encode_set(Writer w, str address, value, revision, bint lock, bint unlock,
+                      ttl_raw) except *:
+    """A SET payload: the one writer behind encode_frame(Set(...)) and encode_set_frame."""
+    cdef uint8_t flags = value_code(value) | (SET_HAS_REVISION if revision is not None else 0) \
+        | (SET_LOCK if lock else 0) | (SET_UNLOCK if unlock else 0) \
+        | (SET_HAS_TTL if ttl_raw is not None else 0)
+    w.u8(T_SET)
+    w.u8(flags)
+    w.string(address, "address")
+    w.value_data(value, 0)
+    if revision is not None:
+        w.u64(revision)
+    if ttl_raw is not None:
+        w.u32(ttl_raw)
+
+
 cdef void _encode_into(Writer w, object msg, int depth) except *:
     cdef uint8_t flags
     t = type(msg)
     if t is M.Set:
-        code = value_code(msg.value)
-        flags = code | (SET_HAS_REVISION if msg.revision is not None else 0) \
-            | (SET_LOCK if msg.lock else 0) | (SET_UNLOCK if msg.unlock else 0) \
-            | (SET_HAS_TTL if msg.ttl is not None else 0)
-        w.u8(T_SET)
-        w.u8(flags)
-        w.string(msg.address, "address")
-        w.value_data(msg.value, 0)
-        if msg.revision is not None:
-            w.u64(msg.revision)
-        if msg.ttl is not None:
-            w.u32(msg.ttl.raw)
+        _encode_set(w, msg.address, msg.value, msg.revision, msg.lock, msg.unlock,
+                    msg.ttl.raw if msg.ttl is not None else None)
     elif t is M.Publish:
         flags = (int(msg.signal) << 5) | (PUB_HAS_TIMESTAMP if msg.timestamp is not None else 0) \
             | (PUB_HAS_ID if msg.id is not None else 0) | (int(msg.phase) & 0x07)
@@ -932,6 +938,11 @@ def encode_frame(msg, int qos=0, timestamp=None, bint legacy=False) -> bytes:
             _encode_into(w, msg, 0)
         except OverflowError as exc:
             raise EncodeError(f"{type(msg).__name__}: integer field out of range ({exc})") from None
+    return _finish_frame(w, hs, qos, timestamp)
+
+
+cdef bytes _finish_frame(Writer w, Py_ssize_t hs, int qos, timestamp):
+    """Writes the frame header in front of the payload ``w`` holds after ``hs`` bytes."""
     cdef Py_ssize_t n = w.size - hs
     if n > MAX_PAYLOAD:
         raise EncodeError(f"payload is {n} bytes; a CLASP frame carries at most 65535")
@@ -941,6 +952,18 @@ def encode_frame(msg, int qos=0, timestamp=None, bint legacy=False) -> bytes:
     if timestamp is not None:
         store_u64(w.buf + 4, timestamp)
     return w.getvalue()
+
+
+def encode_set_frame(str address, value, revision=None, int qos=0, ttl_raw=None) -> bytes:
+    """``encode_frame(Set(address, value, revision, ttl=Ttl.from_raw(ttl_raw)), qos)``
+    without building the message object: the client's fire-and-forget ``set`` path."""
+    cdef Writer w = Writer()
+    w.size = 4
+    try:
+        _encode_set(w, address, value, revision, False, False, ttl_raw)
+    except OverflowError as exc:
+        raise EncodeError(f"Set: integer field out of range ({exc})") from None
+    return _finish_frame(w, 4, qos, None)
 
 
 def splice_revision(frame, unsigned long long revision, int qos=1) -> bytes:
