@@ -4,7 +4,7 @@ import uuid
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, realloc, free
-from libc.string cimport memcpy, memmove
+from libc.string cimport memcmp, memcpy, memmove
 
 from clasp_fast._native.wire cimport store_u32, Reader, SetView, parse_set, T_SET
 from clasp_fast._native.bus cimport R_PUBLISH
@@ -58,6 +58,18 @@ cdef class Hub:
         for e in out:
             e.dirty = False
         return out
+
+    cdef bytes waiting_copy(self, const uint8_t* frame, Py_ssize_t n):
+        """The frame as a bytes object for a SET that must wait (conflation).  One broadcast
+        reaches every stalled receiver with the same frame: they share one copy (checked
+        byte for byte), not one copy each."""
+        cdef bytes last = self.last_waiting
+        if last is not None and len(last) == n \
+                and memcmp(PyBytes_AS_STRING(last), frame, n) == 0:
+            return last
+        last = PyBytes_FromStringAndSize(<const char*>frame, n)
+        self.last_waiting = last
+        return last
 
     cdef int overflow(self, Endpoint e) except -1:
         """A routed message to ``e`` was dropped: tell the client, at most once per interval."""
@@ -169,7 +181,7 @@ cdef class Endpoint:
             self.over_budget(n)
             if self.shut:
                 return 0
-            self.waiting[key] = PyBytes_FromStringAndSize(<const char*>frame, n)
+            self.waiting[key] = self.hub.waiting_copy(frame, n)
             self.waiting_bytes += n
             self.hub.queued += n
             if fits:
