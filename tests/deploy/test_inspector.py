@@ -97,7 +97,6 @@ async def test_inspector_over_ws(chromium, router_process, py_clients):
                              screenshot=os.environ.get("CLASP_FAST_SCREENSHOT", ""))
 
 
-@pytest.mark.needs("tls")
 async def test_inspector_over_wss(chromium, router_process, py_clients, trust_test_ca):
     router = router_process("--tls-cert", str(trust_test_ca.cert), "--tls-key", str(trust_test_ca.key),
                             workers=2)
