@@ -101,6 +101,7 @@ class ClaspServer:
         self.handshake_timeout = config.handshake_timeout
         self.max_ws_frame = config.max_frame_size + 12
         self.read_buffer_size = config.read_buffer_size
+        self.unsent_limit = config.unsent_limit
         self.compression = config.compression
         self.reuse_port = reuse_port
         self.sock = sock

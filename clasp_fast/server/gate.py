@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from typing import Optional
 
@@ -37,6 +38,26 @@ log = logging.getLogger("clasp_fast.server")
 
 MAX_HEAD = 16 * 1024
 WARN_INTERVAL = 60.0
+
+
+def limit_unsent(transport, limit: int) -> None:
+    """Lets at most about ``limit`` bytes of this connection's output wait unsent below the
+    router (``unsent_limit``): in the kernel (TCP_NOTSENT_LOWAT: the socket takes no more
+    once that much is unsent; data in flight does not count, so a fast client's throughput
+    is not limited by it) and in the transport's buffer (its high-water mark: past it the
+    transport pauses and the router conflates).  Without it Linux grows a socket's send
+    buffer to MiBs (net.ipv4.tcp_wmem), so every client that stops reading made the router
+    copy MiBs into the kernel for it: with 1,000 of them, seconds during which nobody else
+    was served (docs/operations.md)."""
+    transport.set_write_buffer_limits(high=limit)
+    sock = transport.get_extra_info("socket")
+    option = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+    if sock is None or option is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, option, limit)
+    except OSError as exc:          # a kernel without it: the transport's limit still holds
+        log.debug("TCP_NOTSENT_LOWAT not set: %s", exc)
 
 
 class RateLimitedWarning:
@@ -259,6 +280,8 @@ class HandshakeGate(asyncio.Protocol):
             server.read_buffer_size,
         )
         transport, data = self.transport, self.buf
+        if server.unsent_limit:
+            limit_unsent(transport, server.unsent_limit)
         self.transport = None
         self.buf = b""
         transport.set_protocol(proto)

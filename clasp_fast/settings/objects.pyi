@@ -57,6 +57,7 @@ class Config:
     pong_timeout: float
     compression: bool
     buffer_size: int
+    unsent_limit: int
     slow_consumer_timeout: float
     max_pending_output: int
     output_budget: int
@@ -114,6 +115,7 @@ class Config:
         pong_timeout: float = ...,
         compression: bool = ...,
         buffer_size: int = ...,
+        unsent_limit: int = ...,
         slow_consumer_timeout: float = ...,
         max_pending_output: int = ...,
         output_budget: int = ...,

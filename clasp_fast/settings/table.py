@@ -58,6 +58,11 @@ SETTINGS: list[Setting] = [
             "bytes of routed output a connection may have queued beyond what its socket "
             "accepted; beyond it SETs wait (the latest per address) and events are dropped (503)",
             layer="router"),
+    Setting("unsent_limit", "server.websocket.unsent_limit",
+            Integer(0, unit="bytes", zero="the kernel's and uvloop's defaults"), 16384,
+            "bytes of a connection's output, not yet sent, that may wait below the router: in "
+            "the kernel (TCP_NOTSENT_LOWAT) and again in its transport; the rest waits in the "
+            "router (buffer_size, SETs conflate). 0: the kernel grows it to MiBs per connection"),
     Setting("slow_consumer_timeout", "server.websocket.slow_consumer_timeout",
             Number(0, unit="seconds", zero="never"), 30.0,
             "seconds a connection may stay unable to drain (SETs conflated, events dropped) "

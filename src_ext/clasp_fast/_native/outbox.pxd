@@ -28,7 +28,8 @@ cdef class Hub:
     cdef Py_ssize_t output_budget       # bytes queued on all endpoints (0 = unlimited)
     cdef double slow_timeout            # seconds a connection may stay unable to drain (0 = never)
     cdef readonly Py_ssize_t queued     # bytes queued on all endpoints, conflated SETs included
-    cdef bytes last_waiting             # the last frame copied for a waiting SET (shared)
+    cdef const uint8_t* fanout_frame    # the frame being fanned out (router.deliver), else NULL
+    cdef bytes fanout_copy              # its copy shared by the receivers where it must wait
     cdef bytes waiting_copy(self, const uint8_t* frame, Py_ssize_t n)
     cdef int overflow(self, Endpoint e) except -1
 

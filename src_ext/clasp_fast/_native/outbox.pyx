@@ -4,9 +4,9 @@ import uuid
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, realloc, free
-from libc.string cimport memcmp, memcpy, memmove
+from libc.string cimport memcpy, memmove
 
-from clasp_fast._native.wire cimport store_u32, Reader, SetView, parse_set, T_SET
+from clasp_fast._native.wire cimport store_u32, Reader, SetView, parse_set_address, T_SET
 from clasp_fast._native.bus cimport R_PUBLISH
 from clasp_fast._native.clock cimport Clock
 from clasp_fast._native.deflate cimport deflated_frame, DEFLATE_MIN_FRAME
@@ -60,16 +60,15 @@ cdef class Hub:
         return out
 
     cdef bytes waiting_copy(self, const uint8_t* frame, Py_ssize_t n):
-        """The frame as a bytes object for a SET that must wait (conflation).  One broadcast
-        reaches every stalled receiver with the same frame: they share one copy (checked
-        byte for byte), not one copy each."""
-        cdef bytes last = self.last_waiting
-        if last is not None and len(last) == n \
-                and memcmp(PyBytes_AS_STRING(last), frame, n) == 0:
-            return last
-        last = PyBytes_FromStringAndSize(<const char*>frame, n)
-        self.last_waiting = last
-        return last
+        """The frame as a bytes object for a SET that must wait (conflation).  The stalled
+        receivers of one broadcast share one copy, not one copy each: during a fan-out
+        (``fanout_frame``, set by the router around it) the frame is the same for every
+        receiver, so it is copied once, with no per-receiver work on its bytes."""
+        if frame != self.fanout_frame:
+            return PyBytes_FromStringAndSize(<const char*>frame, n)
+        if self.fanout_copy is None:
+            self.fanout_copy = PyBytes_FromStringAndSize(<const char*>frame, n)
+        return self.fanout_copy
 
     cdef int overflow(self, Endpoint e) except -1:
         """A routed message to ``e`` was dropped: tell the client, at most once per interval."""
@@ -163,7 +162,8 @@ cdef class Endpoint:
         cdef Py_ssize_t hl = 2 if n < 2 or (frame[1] & 0x7F) < 126 else (4 if (frame[1] & 0x7F) == 126 else 10)
         cdef bint fits = not (self.out_routed and self.out_routed + n > self.hub.limit_buffer)
         cdef bytes key, old
-        if n > hl + 4 and frame[hl + 4] == T_SET and not parse_set(frame + hl + 4, n - hl - 4, &v, &r):
+        if n > hl + 4 and frame[hl + 4] == T_SET \
+                and not parse_set_address(frame + hl + 4, n - hl - 4, &v, &r):
             if not self.stalled_since:
                 self.stalled_since = self.hub.clock.mono_s()
             key = PyBytes_FromStringAndSize(<const char*>frame + hl + 4 + v.addr_pos, v.addr_len)

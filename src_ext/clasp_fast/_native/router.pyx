@@ -1061,20 +1061,25 @@ cdef class Router(Hub):
         cdef MatchEntry* e
         cdef PyObject* skip = <PyObject*>exclude
         cdef Endpoint target
-        for i in range(ml.n):
-            e = &ml.entries[i]
-            if e.target == skip:
-                continue
-            target = <Endpoint>e.target
-            if target.is_peer and not to_peers:
-                continue
-            if e.mask & bit:
-                target.push_routed(frame, n)
-                self.routed += not target.is_peer       # deliveries to clients, not bus forwards
-            elif e.gated_mask & bit:
-                self._deliver_gated(target, <list>e.gated, bit,
-                                    PyBytes_FromStringAndSize(<const char*>frame, n),
-                                    PyBytes_FromStringAndSize(addr, alen), prm)
+        self.fanout_frame = frame       # stalled receivers share one copy (Hub.waiting_copy)
+        try:
+            for i in range(ml.n):
+                e = &ml.entries[i]
+                if e.target == skip:
+                    continue
+                target = <Endpoint>e.target
+                if target.is_peer and not to_peers:
+                    continue
+                if e.mask & bit:
+                    target.push_routed(frame, n)
+                    self.routed += not target.is_peer       # deliveries to clients, not bus forwards
+                elif e.gated_mask & bit:
+                    self._deliver_gated(target, <list>e.gated, bit,
+                                        PyBytes_FromStringAndSize(<const char*>frame, n),
+                                        PyBytes_FromStringAndSize(addr, alen), prm)
+        finally:
+            self.fanout_frame = NULL
+            self.fanout_copy = None
         return 0
 
     cdef _deliver_gated(self, Endpoint target, list gated, uint8_t bit, bytes frame, bytes address,

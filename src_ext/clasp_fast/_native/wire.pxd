@@ -413,12 +413,19 @@ cdef inline int parse_header(const uint8_t* p, Py_ssize_t n, FrameHeader* h) noe
 
 
 # Parse SET / PUBLISH payloads in place (payload byte 0 is the type).
-cdef inline int parse_set(const uint8_t* p, Py_ssize_t n, SetView* v, Reader* r) noexcept nogil:
+# The flags and address of a SET payload, without reading (or validating) its value: what a
+# stalled receiver's conflation needs from a frame the router built (parse_set reads the rest).
+cdef inline int parse_set_address(const uint8_t* p, Py_ssize_t n, SetView* v, Reader* r) noexcept nogil:
     reader_init(r, p, n)
     r.pos = 1
     v.flags = rd_u8(r, b"flags")
     v.vtype = v.flags & SET_TYPE_MASK
     v.addr_pos = rd_str(r, &v.addr_len, b"address")
+    return r.err
+
+
+cdef inline int parse_set(const uint8_t* p, Py_ssize_t n, SetView* v, Reader* r) noexcept nogil:
+    parse_set_address(p, n, v, r)
     v.value_pos = r.pos
     skip_value_fast(r, v.vtype)
     v.value_end = r.pos
