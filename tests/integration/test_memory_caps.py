@@ -34,13 +34,14 @@ async def set_ack_works(url: str, address: str = "/normal/x") -> float:
 
 class AckProbe:
     """A normal client, connected before an attack, that sends a SET with QoS 1 every 50 ms
-    and times each ACK (each must come within 30 s).  ``take()`` returns the times measured
-    since the previous call."""
+    and times each ACK (each must come within 30 s).  ``await take()`` returns the times of
+    the SETs sent since the previous call (waiting for the ACK of one still unanswered)."""
 
     def __init__(self, ws, address: str):
         self.ws, self.address = ws, address
         self.samples: list[float] = []
         self.stopping = False
+        self.idle = asyncio.Event()         # no SET waiting for its ACK
         self.task = asyncio.ensure_future(self._run())
 
     @classmethod
@@ -51,15 +52,20 @@ class AckProbe:
     async def _run(self):
         i = 0
         while not self.stopping:
+            self.idle.clear()
             t0 = time.monotonic()
             await self.ws.send(encode_frame(Set(self.address, i), qos=1))
             ack, _ = await recv_until(self.ws, lambda m: isinstance(m, Ack), 30.0)
             assert ack.address == self.address
             self.samples.append(time.monotonic() - t0)
+            self.idle.set()
             i += 1
             await asyncio.sleep(0.05)
 
-    def take(self) -> list[float]:
+    async def take(self) -> list[float]:
+        answered = asyncio.ensure_future(self.idle.wait())
+        await asyncio.wait([self.task, answered], timeout=35.0, return_when=asyncio.FIRST_COMPLETED)
+        answered.cancel()
         if self.task.done():
             self.task.result()          # raises what stopped it (no ACK within 30 s, ...)
         samples, self.samples = self.samples, []
@@ -130,7 +136,7 @@ async def test_a_get_flood_that_is_never_read_is_closed_at_its_cap(router_proces
             peak = max(peak, router_rss_mb(rp))
         await asyncio.sleep(0.5)
         peak = max(peak, router_rss_mb(rp))
-        during = probe.take()
+        during = await probe.take()
         # it was closed at the cap: what the kernel holds, then the close frame (or the abort)
         flood.writer.transport.resume_reading()
         r = Reader(flood)
@@ -165,15 +171,15 @@ async def test_a_thousand_stalled_subscribers_under_60_kb_writes(router_process)
         peak = rss1
         probe = await AckProbe.start(rp.url)      # its SETs go to the 1,000 as well
         await asyncio.sleep(0.3)
-        before = probe.take()
+        before = await probe.take()
         for i in range(70):
             await w.send(encode_frame(Set(f"/w/{i % 5}", BIG)))
             if i % 10 == 9:
                 await asyncio.sleep(0.1)
                 peak = max(peak, router_rss_mb(rp))
-        during = probe.take()
+        during = await probe.take()
         await asyncio.sleep(1.0)
-        after = probe.take()
+        after = await probe.take()
         await probe.stop()
         peak = max(peak, router_rss_mb(rp))
         queued, holding = kernel_send_queues(rp.port)
@@ -217,7 +223,7 @@ async def test_stalled_hellos_do_not_pin_the_whole_snapshot(router_process):
             hellos.append(await stalled(rp.port, f"h{i}"))
         await asyncio.sleep(2.0)
         peak = router_rss_mb(rp)
-        during = probe.take()
+        during = await probe.take()
         rtt = await set_ack_works(rp.url)
         print(f"\n50 stalled HELLOs with 100,000 params (~8 MB of snapshot each): router RSS "
               f"{rss0:.1f} MB -> {peak:.1f} MB; during the HELLOs and 2 s after: "

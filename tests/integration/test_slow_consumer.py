@@ -8,7 +8,7 @@ import asyncio
 import struct
 import time
 
-from bench.procs import rss_kb
+from bench.procs import rss_kb, tree_pids
 from clasp_fast.protocol import Error, Get, Publish, Set, Snapshot, Subscribe, encode_frame
 from clasp_fast.protocol import messages as M
 
@@ -66,7 +66,8 @@ class Reader:
 
 
 def router_rss_mb(rp) -> float:
-    return rss_kb(rp.proc.pid) / 1024
+    """The router's RSS: its process, and with --workers N its workers too."""
+    return sum(rss_kb(pid) for pid in tree_pids(rp.proc.pid)) / 1024
 
 
 async def quiet(reader: Reader, seconds: float = 0.7, limit: float = 20.0):
