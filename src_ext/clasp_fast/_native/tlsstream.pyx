@@ -12,9 +12,10 @@ gate, then picows):
   input and write to one output buffer shared by the whole process;
 * reads: uvloop reads into one buffer shared by every connection of the process, and the
   records are decrypted straight into the buffer of the protocol above (picows');
-* writes: one ``SSL_write`` per call (the edge's flush: one per connection per tick), whose
-  records go out with one ``send(2)`` when uvloop holds no output for the socket (as picows
-  does for plain connections), else through uvloop's transport.
+* writes: one ``SSL_write`` per call (the edge's flush: one per connection per tick); the
+  BIO sends each record OpenSSL makes (up to 16 KiB) from OpenSSL's own buffer with one
+  ``send(2)`` when uvloop holds no output for the socket (as picows does for plain
+  connections), else hands it to uvloop's transport.
 
 Nothing here is per message: the router's frames reach it already batched per tick.
 """
@@ -25,6 +26,7 @@ from cpython.ref cimport PyObject
 from libc.stdlib cimport realloc
 from libc.string cimport memcpy
 
+import ipaddress
 import logging
 import ssl as _ssl
 
@@ -47,6 +49,9 @@ cdef extern from "openssl/ssl.h" nogil:
     void SSL_free(SSL* s)
     void SSL_set_bio(SSL* s, BIO* rbio, BIO* wbio)
     void SSL_set_accept_state(SSL* s)
+    void SSL_set_connect_state(SSL* s)
+    long SSL_set_tlsext_host_name(SSL* s, const char* name)
+    int SSL_set1_host(SSL* s, const char* hostname)
     int SSL_do_handshake(SSL* s)
     int SSL_read_ex(SSL* s, void* buf, size_t num, size_t* readbytes)
     int SSL_write_ex(SSL* s, const void* buf, size_t num, size_t* written)
@@ -135,10 +140,23 @@ cdef int bio_read(BIO* b, char* out, size_t size, size_t* got) noexcept nogil:
 
 
 cdef int bio_write(BIO* b, const char* data, size_t n, size_t* written) noexcept nogil:
+    """A record OpenSSL made: sent at once when the socket is free (no copy), else (and
+    whatever the socket did not take) kept in the shared buffer for uvloop's transport."""
     global g_out, g_out_n, g_out_cap
+    cdef Feed* f = <Feed*>BIO_get_data(b)
     cdef size_t cap
+    cdef ssize_t k
     cdef char* nb
     BIO_clear_retry_flags(b)
+    written[0] = n
+    if f.direct:
+        k = send(f.fd, data, n, MSG_NOSIGNAL)
+        if k == <ssize_t>n:
+            return 1
+        f.direct = False        # EAGAIN or short: the rest, and what follows, go through uvloop
+        if k > 0:
+            data += k
+            n -= k
     if g_out_n + n > g_out_cap:
         cap = g_out_cap if g_out_cap else 65536
         while cap < g_out_n + n:
@@ -151,7 +169,6 @@ cdef int bio_write(BIO* b, const char* data, size_t n, size_t* written) noexcept
         g_out_cap = cap
     memcpy(g_out + g_out_n, data, n)
     g_out_n += n
-    written[0] = n
     return 1
 
 
@@ -187,6 +204,14 @@ cdef str ssl_reason():
     return buf.decode("utf-8", "replace")
 
 
+def _is_ip(str host):
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
 cdef SSL_CTX* ctx_of(context) except NULL:
     if not isinstance(context, _ssl._ssl._SSLContext):
         raise TypeError("an ssl.SSLContext is needed")
@@ -220,11 +245,13 @@ def prefer_aes128(context):
 
 cdef class TLSStream:
     """One ``wss://`` connection: uvloop's TCP transport below (this is its protocol), the
-    handshake gate and then picows above (this is their transport)."""
+    handshake gate and then picows above (this is their transport).  With
+    ``server_hostname`` it is the client end (the benchmark's load generator)."""
 
-    def __cinit__(self, context, protocol):
+    def __cinit__(self, context, protocol, server_hostname=None):
         self.context = context
         self.fd = -1
+        self.server_hostname = server_hostname
         self.set_protocol(protocol)
 
     def __dealloc__(self):
@@ -242,35 +269,55 @@ cdef class TLSStream:
         bio = BIO_new(bio_method())
         if self.ssl == NULL or bio == NULL:
             raise MemoryError()
+        self.feed.fd = self.fd
         BIO_set_data(bio, &self.feed)
         SSL_set_bio(self.ssl, bio, bio)         # one BIO both ways (the SSL owns it)
-        SSL_set_accept_state(self.ssl)
+        if self.server_hostname is None:
+            SSL_set_accept_state(self.ssl)
+        else:
+            self._client_setup()
         self.protocol.connection_made(self)     # the gate's timer covers the TLS handshake too
+        if self.server_hostname is not None:
+            self._handshake()                   # the ClientHello
+
+    cdef int _client_setup(self) except -1:
+        cdef bytes name = self.server_hostname.encode("idna")
+        SSL_set_connect_state(self.ssl)
+        if not _is_ip(self.server_hostname):
+            SSL_set_tlsext_host_name(self.ssl, name)
+        if self.context.check_hostname:
+            SSL_set1_host(self.ssl, name)
+        return 0
+
+    cdef bint _handshake(self) except -1:
+        """One step of the handshake; True once it is complete (and early writes are out)."""
+        cdef int r, err
+        ERR_clear_error()
+        self._direct()
+        r = SSL_do_handshake(self.ssl)
+        self._flush()
+        if r != 1:
+            err = SSL_get_error(self.ssl, r)
+            if err != SSL_ERROR_WANT_READ:
+                self._fail("TLS handshake failed", err)
+            return False
+        self.handshaken = True
+        if self.early is not None:
+            early, self.early = self.early, None
+            for data in early:
+                self.write(data)
+        return True
 
     def get_buffer(self, Py_ssize_t hint):
         return g_in_view
 
     def buffer_updated(self, Py_ssize_t n):
-        cdef int r, err
         if self.ssl == NULL or self.closing:
             return
         self.feed.p = g_in_ptr
         self.feed.n = n
-        if not self.handshaken:
-            ERR_clear_error()
-            r = SSL_do_handshake(self.ssl)
-            self._flush()
-            if r != 1:
-                err = SSL_get_error(self.ssl, r)
-                if err != SSL_ERROR_WANT_READ:
-                    self._fail("TLS handshake failed", err)
-                return
-            self.handshaken = True
-            if self.early is not None:
-                early, self.early = self.early, None
-                for data in early:
-                    self.write(data)
-        self._read_records()
+        if self.handshaken or self._handshake():
+            self._read_records()
         self.feed.n = 0
 
     cdef int _read_records(self) except -1:
@@ -280,6 +327,7 @@ cdef class TLSStream:
         cdef int ok, err
         while self.ssl != NULL and not self.closing:
             ERR_clear_error()
+            self._direct()
             if self.up_get_buffer is not None:
                 buf = self.up_get_buffer(-1)
                 PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE)
@@ -331,26 +379,29 @@ cdef class TLSStream:
 
     # --- output ---------------------------------------------------------------------
 
+    cdef int _direct(self) except -1:
+        """Before an OpenSSL call that may write: records go straight to the socket unless
+        uvloop holds output for it (or it is closing: its descriptor may be gone)."""
+        self.feed.direct = False
+        if self.tcp is None or self.tcp.is_closing():
+            return 0
+        if self.tcp_backlog:
+            if self.tcp.get_write_buffer_size():
+                return 0
+            self.tcp_backlog = False
+        self.feed.direct = True
+        return 0
+
     cdef int _flush(self) except -1:
-        """Sends what OpenSSL wrote for this connection: straight to the socket when uvloop
-        holds nothing for it, else (or for what the socket did not take) through uvloop."""
+        """After an OpenSSL call: what the socket did not take goes through uvloop."""
         global g_out_n
         cdef size_t n = g_out_n
-        cdef ssize_t k = 0
         if n == 0:
             return 0
         g_out_n = 0
         if self.tcp is None or self.tcp.is_closing():
             return 0
-        if self.tcp_backlog and not self.tcp.get_write_buffer_size():
-            self.tcp_backlog = False
-        if not self.tcp_backlog:
-            k = send(self.fd, g_out, n, MSG_NOSIGNAL)
-            if k == <ssize_t>n:
-                return 0
-            if k < 0:
-                k = 0           # EAGAIN, or an error uvloop's write reports as it does for plain sockets
-        self.tcp.write(PyBytes_FromStringAndSize(g_out + k, n - k))
+        self.tcp.write(PyBytes_FromStringAndSize(g_out, n))
         self.tcp_backlog = True
         return 0
 
@@ -366,6 +417,7 @@ cdef class TLSStream:
             self.early.append(PyBytes_FromStringAndSize(p, n))
             return 0
         ERR_clear_error()
+        self._direct()
         if not SSL_write_ex(self.ssl, p, <size_t>n, &done):
             self._flush()
             self._fail("TLS write failed", SSL_get_error(self.ssl, 0))
@@ -412,6 +464,7 @@ cdef class TLSStream:
         self.closing = True
         if self.ssl != NULL and self.handshaken:
             ERR_clear_error()
+            self._direct()
             SSL_shutdown(self.ssl)
             ERR_clear_error()
             self._flush()
