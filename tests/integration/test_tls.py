@@ -1,11 +1,14 @@
 """wss:// (issue 11, TLS): the real clients over TLS with a test-made CA, with one and two
 workers; HTTP probes over TLS; client certificates; SIGHUP certificate reload while a
-client stays connected; clear start-up errors for bad certificate files."""
+client stays connected; clear start-up errors for bad certificate files; the cipher the
+server prefers, the minimum version, and a reader that stalls and catches up (the TLS
+layer's switch between sending at once and queueing in uvloop, ``tlsstream.pyx``)."""
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -13,7 +16,8 @@ import sys
 import pytest
 import trustme
 
-from clasp_fast.protocol import Set, Subscribe, encode_frame
+from clasp_fast.protocol import Ping, Pong, Set, Subscribe, encode_frame
+from clasp_fast._native import tlsstream
 
 from tests.integration.conftest import connect_hello, read_http_response, recv_msg, recv_until
 from tests.interop.conftest import node_env, run_node_script  # noqa: F401 (fixture)
@@ -195,6 +199,77 @@ async def test_sighup_with_a_broken_certificate_keeps_the_old_one(router_process
     rp.proc.send_signal(signal.SIGHUP)
     assert rp.wait_for_log("not reloaded", T), rp.log()
     assert await served_cert(rp.port, ctx) == old
+
+
+@pytest.mark.parametrize("version", ["TLSv1_3", "TLSv1_2"])
+async def test_the_server_prefers_aes128_gcm(router_process, certs, version):
+    rp = router_process(*certs.args())
+    ctx = certs.client_context()
+    ctx.maximum_version = getattr(ssl.TLSVersion, version)
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection("127.0.0.1", rp.port, ssl=ctx, server_hostname="127.0.0.1"), T)
+    try:
+        name, protocol, bits = writer.get_extra_info("ssl_object").cipher()
+        assert bits == 128 and "AES" in name and "GCM" in name, (name, protocol)
+        assert protocol == version.replace("_", "."), protocol
+    finally:
+        writer.close()
+
+
+async def test_tls_1_1_is_refused(router_process, certs):
+    rp = router_process(*certs.args())
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_ciphers("ALL:@SECLEVEL=0")          # so that the client itself offers TLS 1.1
+    ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    with pytest.raises(ssl.SSLError) as err:
+        await asyncio.wait_for(asyncio.open_connection("127.0.0.1", rp.port, ssl=ctx), T)
+    assert "VERSION" in str(err.value).upper(), err.value
+
+
+async def test_a_stalled_wss_reader_gets_everything_in_order(router_process, certs):
+    """A subscriber with a tiny receive buffer stops reading while 4000 SETs of 2 KB each
+    (more than the kernel's largest send buffer, 4 MB) are routed to it: the server's
+    records then wait in uvloop's transport, behind what the socket took.  Once it reads again every SET arrives intact (a record sent out of order
+    would fail TLS's integrity check), and later SETs, sent straight to the socket again,
+    follow them."""
+    rp = router_process(*certs.args("--max-pending-output", str(32 << 20)))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", rp.port))
+    sock.setblocking(False)
+    slow, _, _ = await connect_hello(wss(rp), ssl=certs.client_context(), sock=sock,
+                                     server_hostname="127.0.0.1", max_queue=1)
+    pub, _, _ = await connect_hello(wss(rp), ssl=certs.client_context())
+    try:
+        await slow.send(encode_frame(Subscribe(1, "/stall/**")))
+        await slow.send(encode_frame(Ping()))
+        await recv_until(slow, lambda m: isinstance(m, Pong), T)       # subscribed
+        n = 4000
+        for i in range(n):
+            await pub.send(encode_frame(Set(f"/stall/{i}", bytes([i % 251]) * 2048)))
+        await pub.send(encode_frame(Set("/stall/after", 1)))
+        got = {}
+        while "/stall/after" not in got:
+            m = await recv_msg(slow, T)
+            if isinstance(m, Set):
+                got[m.address] = m.value
+        assert len(got) == n + 1, len(got)
+        assert all(got[f"/stall/{i}"] == bytes([i % 251]) * 2048 for i in range(n))
+        await pub.send(encode_frame(Set("/stall/later", 2)))
+        later, _ = await recv_until(slow, lambda m: isinstance(m, Set) and m.address == "/stall/later", T)
+        assert later.value == 2
+    finally:
+        await slow.close()
+        await pub.close()
+
+
+def test_the_lean_tls_layer_serves_a_plain_server_context():
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    assert tlsstream.unusable(ctx) is None
+    ctx.sni_callback = lambda *a: None          # its callback needs the ssl module's own objects
+    assert "SNI" in tlsstream.unusable(ctx)
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
