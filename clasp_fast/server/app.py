@@ -100,6 +100,10 @@ class ClaspServer:
         self.ssl_context = tls.make_context(config)      # raises tls.TLSError
         # wss:// over the lean TLSStream (else over uvloop's TLS)
         self.lean_tls = self.ssl_context is not None and tls.lean_tls(self.ssl_context)
+        if self.ssl_context is not None and config.proxy_protocol and not self.lean_tls:
+            raise tls.TLSError("server.proxy_protocol with server.tls needs clasp-fast's own TLS "
+                               "layer (the PROXY header comes before the TLS handshake), which "
+                               "cannot run here (see the warning above): let the proxy terminate TLS")
         self.warn = RateLimitedWarning()
         self.handshake_timeout = config.handshake_timeout
         self.max_ws_frame = config.max_frame_size + 12

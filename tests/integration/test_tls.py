@@ -19,7 +19,10 @@ import trustme
 from clasp_fast.protocol import Ping, Pong, Set, Subscribe, encode_frame
 from clasp_fast._native import tlsstream
 
-from tests.integration.conftest import connect_hello, read_http_response, recv_msg, recv_until
+from clasp_fast.server.proxy_protocol import v1_header, v2_header
+
+from tests.integration.conftest import (connect_hello, read_http_response, recv_msg, recv_until,
+                                        upgrade_request)
 from tests.interop.conftest import node_env, run_node_script  # noqa: F401 (fixture)
 from tests.support import REPO, free_port
 
@@ -263,6 +266,57 @@ async def test_a_stalled_wss_reader_gets_everything_in_order(router_process, cer
     finally:
         await slow.close()
         await pub.close()
+
+
+async def upgrade_over_tls(port: int, certs, preamble: bytes = b"", local_host: str = "127.0.0.1"):
+    """``preamble`` on the TCP connection, then TLS, then an upgrade request; returns
+    (status, body, writer)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(local_host, 0))
+    if preamble:
+        writer.write(preamble)
+        await writer.drain()
+    await asyncio.wait_for(writer.start_tls(certs.client_context(), server_hostname="127.0.0.1"), T)
+    request, _ = upgrade_request("127.0.0.1", port)
+    writer.write(request)
+    status, _, _, _ = await read_http_response(reader)
+    body = b""
+    if status != 101:
+        body = await asyncio.wait_for(reader.read(), T)
+        writer.close()
+    return status, body, writer
+
+
+@pytest.mark.parametrize("header", [v1_header, v2_header])
+async def test_proxy_protocol_header_before_tls(router_process, certs, header):
+    """A proxy passing TLS through (HAProxy ``send-proxy-v2`` on a ``server ... ssl`` line,
+    or in TCP mode) sends the PROXY header and then starts TLS: the client's address counts
+    for the per-IP limit."""
+    rp = router_process(*certs.args("--proxy-protocol", "--trusted-proxies", "127.0.0.1",
+                                    "--max-connections-per-ip", "1"))
+    held = []
+    try:
+        status, body, w = await upgrade_over_tls(rp.port, certs, header("10.2.0.1", "127.0.0.1", 5000, rp.port))
+        assert status == 101, body
+        held.append(w)
+        status, body, _ = await upgrade_over_tls(rp.port, certs, header("10.2.0.1", "127.0.0.1", 5001, rp.port))
+        assert status == 503 and b"10.2.0.1" in body, body
+        status, body, w = await upgrade_over_tls(rp.port, certs, header("10.2.0.2", "127.0.0.1", 5002, rp.port))
+        assert status == 101, body
+        held.append(w)
+        # a peer that is not a trusted proxy connects directly, without a header
+        status, body, w = await upgrade_over_tls(rp.port, certs, local_host="127.0.0.2")
+        assert status == 101, body
+        held.append(w)
+    finally:
+        for w in held:
+            w.close()
+
+
+async def test_trusted_proxy_without_a_header_before_tls_is_dropped(router_process, certs):
+    rp = router_process(*certs.args("--proxy-protocol", "--trusted-proxies", "127.0.0.1"))
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        await upgrade_over_tls(rp.port, certs)
+    assert rp.wait_for_log("refused a connection from trusted proxy 127.0.0.1", T), rp.log()
 
 
 def test_the_lean_tls_layer_serves_a_plain_server_context():

@@ -27,6 +27,9 @@ cdef class TLSStream:
     cdef bint closing
     cdef bint tcp_backlog               # uvloop's transport holds output: write through it
     cdef list early                     # plaintext written before the handshake completed
+    cdef object preamble                # reads the bytes before TLS (a PROXY header), or None
+    cdef bytes pre_buf                  # ... those received so far
+    cdef object _preamble(self, Py_ssize_t n)
     cdef int send(self, const char* p, Py_ssize_t n) except -1
     cdef int _read_records(self) except -1
     cdef int _client_setup(self) except -1

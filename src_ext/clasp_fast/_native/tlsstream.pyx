@@ -15,11 +15,13 @@ gate, then picows):
 * writes: one ``SSL_write`` per call (the edge's flush: one per connection per tick); the
   BIO sends each record OpenSSL makes (up to 16 KiB) from OpenSSL's own buffer with one
   ``send(2)`` when uvloop holds no output for the socket (as picows does for plain
-  connections), else hands it to uvloop's transport.
+  connections), else hands it to uvloop's transport;
+* a PROXY protocol header before the TLS handshake is handed to the gate
+  (``read_preamble``).
 
 Nothing here is per message: the router's frames reach it already batched per tick.
 """
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from cpython.bytearray cimport PyByteArray_AS_STRING
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
 from cpython.ref cimport PyObject
@@ -118,6 +120,7 @@ READ_BUFFER_SIZE = 256 * 1024
 cdef bytearray g_in = bytearray(READ_BUFFER_SIZE)      # uvloop reads every connection here
 cdef object g_in_view = memoryview(g_in)
 cdef const char* g_in_ptr = PyByteArray_AS_STRING(g_in)
+MAX_PREAMBLE = 65536 + 16       # the longest PROXY v2 header
 PLAIN_SIZE = 64 * 1024
 cdef bytearray g_plain = bytearray(PLAIN_SIZE)        # decrypted bytes for a non-buffered protocol
 cdef char* g_plain_ptr = PyByteArray_AS_STRING(g_plain)
@@ -314,11 +317,45 @@ cdef class TLSStream:
     def buffer_updated(self, Py_ssize_t n):
         if self.ssl == NULL or self.closing:
             return
-        self.feed.p = g_in_ptr
-        self.feed.n = n
+        rest = None
+        if self.preamble is not None:          # bytes before TLS: a PROXY protocol header
+            rest = self._preamble(n)
+            if rest is None:
+                return
+            self.feed.p = PyBytes_AS_STRING(rest)
+            self.feed.n = len(rest)
+        else:
+            self.feed.p = g_in_ptr
+            self.feed.n = n
         if self.handshaken or self._handshake():
             self._read_records()
         self.feed.n = 0
+
+    def read_preamble(self, reader):
+        """Before TLS starts, the bytes received go to ``reader(data)`` (all of them so far)
+        until it returns how many it took (None: it needs more); the rest starts TLS.  An
+        exception from it drops the connection.  (The handshake gate reads a PROXY protocol
+        header this way: proxies send it before the TLS handshake.)"""
+        self.preamble = reader
+        self.pre_buf = b""
+
+    cdef object _preamble(self, Py_ssize_t n):
+        """The bytes left for TLS once the preamble is read, or None."""
+        data = self.pre_buf + PyBytes_FromStringAndSize(g_in_ptr, n)
+        try:
+            used = self.preamble(data)
+        except Exception as exc:
+            log.debug("connection from %s dropped before TLS: %s", self._peer(), exc)
+            self.abort()
+            return None
+        if used is None:
+            if len(data) > MAX_PREAMBLE:
+                self.abort()
+            else:
+                self.pre_buf = data
+            return None
+        self.preamble = self.pre_buf = None
+        return data[used:]
 
     cdef int _read_records(self) except -1:
         """Decrypts what was fed into the protocol above, record after record."""
