@@ -25,7 +25,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from cpython.bytearray cimport PyByteArray_AS_STRING
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
 from cpython.ref cimport PyObject
-from libc.stdlib cimport realloc
+from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy
 
 import ipaddress
@@ -111,6 +111,8 @@ cdef extern from *:
 
 # --- the BIO: input from the current read, output to the process's one buffer --------------
 
+cdef enum:
+    KEEP_OUT = 1 << 20              # the shared output buffer is kept up to this size
 cdef char* g_out = NULL            # ciphertext of the current OpenSSL call, not yet sent
 cdef size_t g_out_n = 0
 cdef size_t g_out_cap = 0
@@ -431,15 +433,18 @@ cdef class TLSStream:
 
     cdef int _flush(self) except -1:
         """After an OpenSSL call: what the socket did not take goes through uvloop."""
-        global g_out_n
+        global g_out, g_out_n, g_out_cap
         cdef size_t n = g_out_n
         if n == 0:
             return 0
         g_out_n = 0
-        if self.tcp is None or self.tcp.is_closing():
-            return 0
-        self.tcp.write(PyBytes_FromStringAndSize(g_out, n))
-        self.tcp_backlog = True
+        if self.tcp is not None and not self.tcp.is_closing():
+            self.tcp.write(PyBytes_FromStringAndSize(g_out, n))
+            self.tcp_backlog = True
+        if g_out_cap > KEEP_OUT:        # a big write that waited (a snapshot): do not keep its size
+            free(g_out)
+            g_out = NULL
+            g_out_cap = 0
         return 0
 
     cdef int send(self, const char* p, Py_ssize_t n) except -1:
