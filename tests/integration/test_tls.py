@@ -268,6 +268,41 @@ async def test_a_stalled_wss_reader_gets_everything_in_order(router_process, cer
         await pub.close()
 
 
+async def test_permessage_deflate_over_wss(router_process, certs):
+    """Compression and TLS together: the websockets client negotiates permessage-deflate
+    over wss://, a compressible value goes both ways (compressed by the client, and by the
+    server, once for its receivers) next to a client without deflate."""
+    rp = router_process(*certs.args("--compression", "--metrics-enabled"))
+    big = "abc" * 400
+    deflate, _, _ = await connect_hello(wss(rp), ssl=certs.client_context(), compression="deflate")
+    plain, _, _ = await connect_hello(wss(rp), ssl=certs.client_context(), compression=None)
+    try:
+        assert deflate.protocol.extensions and not plain.protocol.extensions
+        for c in (deflate, plain):
+            await c.send(encode_frame(Subscribe(1, "/z/**")))
+            await c.send(encode_frame(Ping()))
+            await recv_until(c, lambda m: isinstance(m, Pong), T)
+        await deflate.send(encode_frame(Set("/z/big", big)))
+        for c in (deflate, plain):
+            got, _ = await recv_until(c, lambda m: isinstance(m, Set) and m.address == "/z/big", T)
+            assert got.value == big
+        reader, writer = await asyncio.open_connection("127.0.0.1", rp.port, ssl=certs.client_context(),
+                                                       server_hostname="127.0.0.1")
+        try:
+            writer.write(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            status, _, headers, _ = await read_http_response(reader)
+            body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), T)
+        finally:
+            writer.close()
+        assert status == 200
+        compressions = [line for line in body.decode().splitlines()
+                        if line.startswith("clasp_deflate_compressions_total")]
+        assert compressions and float(compressions[0].split()[-1]) >= 1, compressions
+    finally:
+        await deflate.close()
+        await plain.close()
+
+
 async def upgrade_over_tls(port: int, certs, preamble: bytes = b"", local_host: str = "127.0.0.1"):
     """``preamble`` on the TCP connection, then TLS, then an upgrade request; returns
     (status, body, writer)."""
