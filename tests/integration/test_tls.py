@@ -219,6 +219,7 @@ async def test_the_server_prefers_aes128_gcm(router_process, certs, version):
         writer.close()
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
 async def test_tls_1_1_is_refused(router_process, certs):
     rp = router_process(*certs.args())
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
