@@ -18,6 +18,9 @@ from setuptools import Extension, find_packages, setup
 HERE = Path(__file__).parent
 NATIVE = HERE / "src_ext" / "clasp_fast" / "_native"
 BENCH = HERE / "bench"
+# C libraries some modules link: zlib (permessage-deflate), OpenSSL (wss://; the same
+# libssl the ssl module uses, checked at run time by tlsstream.unusable)
+LIBRARIES = {"deflate": ["z"], "tlsstream": ["ssl", "crypto"]}
 
 
 def extensions():
@@ -31,7 +34,7 @@ def extensions():
     exts = [
         Extension(f"clasp_fast._native.{pyx.stem}", [str(pyx.relative_to(HERE))],
                   include_dirs=include, extra_compile_args=flags,
-                  libraries=["z"] if pyx.stem == "deflate" else [])     # zlib: permessage-deflate
+                  libraries=LIBRARIES.get(pyx.stem, []))
         for pyx in sorted(NATIVE.glob("*.pyx"))
     ]
     # the bench report names the Cython that compiled the load generator

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 import mmap
 import os
 import socket
@@ -41,9 +42,12 @@ import traceback
 from typing import Optional
 
 import uvloop
-from picows import WSMsgType, ws_connect
+from picows import WSAutoPingStrategy, WSMsgType, ws_connect
+from picows.picows import WSProtocol
+from picows.url import parse_url
 
 from ._loadgen import Board, Pump, Receiver, board_size, masked_frames, monotonic_ns
+from clasp_fast._native.tlsstream import TLSStream, unusable
 from clasp_fast.protocol import (Hello, Ping, Publish, Set, SignalType, Subscribe, decode_frame,
                                  encode_frame)
 
@@ -140,6 +144,7 @@ class Base:
             self.ssl = ssl.create_default_context()
             self.ssl.check_hostname = False
             self.ssl.verify_mode = ssl.CERT_NONE
+            self.lean_tls = unusable(self.ssl) is None
         self.headers = {"Sec-WebSocket-Protocol": "clasp"}
         if spec.get("deflate"):
             self.headers["Sec-WebSocket-Extensions"] = "permessage-deflate"
@@ -158,12 +163,32 @@ class Base:
         """A picows client connection (to ``url``, default the spec's); ``raw``: on uvloop's
         own TCP transport, so that ``rx.take_over()`` can later replace picows with the
         native RawReader."""
+        if self.ssl is not None and self.lean_tls:
+            return await self.connect_tls(rx, read_buffer, url or self.url)
         tr, _ = await ws_connect(lambda: rx, url or self.url, socket_factory=self.sources,
                                  ssl_context=self.ssl, extra_headers=self.headers,
                                  websocket_handshake_timeout=20, read_buffer_init_size=read_buffer,
                                  enable_auto_pong=True, use_aiofastnet=False if raw else None)
         self.transports.append(tr)
         return tr
+
+    async def connect_tls(self, rx: Receiver, read_buffer: int, url: str):
+        """``wss://`` with clasp-fast's own TLS layer (``TLSStream``, client end) under
+        picows, instead of picows' TLS (aiofastnet's or uvloop's).  The generator decrypts
+        every delivery of a wss:// fan-out on its own cores: with a heavier TLS than the
+        server's, the scenario would measure the generator (``docs/benchmarks.md``)."""
+        u = parse_url(url)
+        loop = asyncio.get_running_loop()
+        sock = self.sources(u)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (u.host, u.port))
+        proto = WSProtocol(u.netloc, u.resource_name, True, lambda: rx, logging.getLogger("picows.client"),
+                           True, 20, False, 10.0, 10.0, WSAutoPingStrategy.PING_WHEN_IDLE, True,
+                           10 * 1024 * 1024, self.headers, read_buffer)
+        await loop.create_connection(lambda: TLSStream(self.ssl, proto, u.host), sock=sock)
+        await asyncio.wait_for(proto.wait_until_handshake_complete(), 20)
+        self.transports.append(proto.transport)
+        return proto.transport
 
     async def hello(self, rx: Receiver, read_buffer: int = 16384, raw: bool = False,
                     url: Optional[str] = None):

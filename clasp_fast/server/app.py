@@ -17,6 +17,7 @@ from typing import Optional
 from picows import WSUpgradeResponse, WSUpgradeResponseWithListener
 
 from .._native.connection import Connection, Edge
+from .._native.tlsstream import TLSStream
 from ..router import Router
 from ..config import Config
 from ..limits import LocalLimits
@@ -97,6 +98,12 @@ class ClaspServer:
         self.allowed_origins = frozenset(o.strip().rstrip("/").lower() for o in config.allowed_origins
                                          if o.strip())
         self.ssl_context = tls.make_context(config)      # raises tls.TLSError
+        # wss:// over the lean TLSStream (else over uvloop's TLS)
+        self.lean_tls = self.ssl_context is not None and tls.lean_tls(self.ssl_context)
+        if self.ssl_context is not None and config.proxy_protocol and not self.lean_tls:
+            raise tls.TLSError("server.proxy_protocol with server.tls needs clasp-fast's own TLS "
+                               "layer (the PROXY header comes before the TLS handshake), which "
+                               "cannot run here (see the warning above): let the proxy terminate TLS")
         self.warn = RateLimitedWarning()
         self.handshake_timeout = config.handshake_timeout
         self.max_ws_frame = config.max_frame_size + 12
@@ -217,18 +224,26 @@ class ClaspServer:
         """Starts accepting clients; returns the address it listens on."""
         loop = asyncio.get_running_loop()
         if self.sock is not None:
-            self._server = await loop.create_server(lambda: HandshakeGate(self), sock=self.sock,
+            self._server = await loop.create_server(self._protocol_factory(), sock=self.sock,
                                                     backlog=4096, **self._tls_args())
         else:
             self._server = await loop.create_server(
-                lambda: HandshakeGate(self), self.config.host, self.config.port,
+                self._protocol_factory(), self.config.host, self.config.port,
                 reuse_port=self.reuse_port or None, backlog=4096, **self._tls_args())
         self.accepting = True
         sockname = self._server.sockets[0].getsockname()
         return sockname[0], sockname[1]
 
+    def _protocol_factory(self):
+        """What each accepted TCP connection gets: the handshake gate, under a TLSStream
+        for wss://."""
+        if self.lean_tls:
+            ctx = self.ssl_context
+            return lambda: TLSStream(ctx, HandshakeGate(self))
+        return lambda: HandshakeGate(self)
+
     def _tls_args(self) -> dict:
-        if self.ssl_context is None:
+        if self.ssl_context is None or self.lean_tls:
             return {}
         return {"ssl": self.ssl_context, "ssl_handshake_timeout": self.handshake_timeout}
 

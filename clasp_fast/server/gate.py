@@ -1,10 +1,11 @@
 """What a TCP connection meets before it is a WebSocket: the handshake gate.
 
-The gate reads the start of the connection itself (after TLS, when ``wss://``), so it can
+The gate reads the start of the connection itself (decrypted, when ``wss://``), so it can
 
 * with ``proxy_protocol`` on, read a PROXY header (v1 or v2) from a trusted proxy and
   take the client address from it; a PROXY header from an untrusted peer, or a trusted
-  proxy that sends none, is refused with ``400`` and a reason;
+  proxy that sends none, is refused with ``400`` and a reason (over ``wss://`` the header
+  comes before the TLS handshake, and a refused connection is dropped);
 * answer plain HTTP probes (load balancers): ``GET``/``HEAD`` without an upgrade
   get ``200 ok``; ``/healthz`` and ``/readyz`` likewise (``/readyz`` says 503
   while the server is not accepting);
@@ -95,6 +96,14 @@ class _ClaspWSProtocol(WSProtocol):
                 limits.release(self._client_ip)
 
 
+class ProxyRefused(Exception):
+    """A PROXY protocol header refused (or missing); ``body`` is the 400 answer's text."""
+
+    def __init__(self, body: bytes):
+        super().__init__(body.decode(errors="replace").strip())
+        self.body = body
+
+
 class HandshakeGate(asyncio.Protocol):
     """One per accepted TCP connection, until the request head is read."""
 
@@ -123,6 +132,9 @@ class HandshakeGate(asyncio.Protocol):
             self.transport = None
             return
         self.timer = loop.call_later(self.server.handshake_timeout, self._timeout)
+        if not self.proxied and hasattr(transport, "read_preamble"):
+            # wss:// over TLSStream: proxies send the PROXY header before the TLS handshake
+            transport.read_preamble(self._proxy_before_tls)
 
     def connection_lost(self, exc):
         self._cancel_timer()
@@ -186,36 +198,57 @@ class HandshakeGate(asyncio.Protocol):
 
     def _read_proxy_header(self) -> bool:
         """True once the PROXY header (if any) is consumed and the HTTP request may follow."""
+        try:
+            used = self._take_proxy_header(self.buf)
+        except ProxyRefused as exc:
+            self._reply("400 Bad Request", exc.body)
+            return False
+        if used is None:
+            return False
+        self.buf = self.buf[used:]
+        return True
+
+    def _proxy_before_tls(self, data: bytes) -> Optional[int]:
+        """``wss://``: the PROXY header comes before the TLS handshake (TLSStream hands us the
+        bytes until we say how many were the header); a refusal drops the connection."""
+        try:
+            return self._take_proxy_header(data)
+        except ProxyRefused:
+            self._cancel_timer()
+            raise
+
+    def _take_proxy_header(self, buf: bytes) -> Optional[int]:
+        """How many bytes at the start of ``buf`` are the PROXY header (0: none, from a peer
+        that is not a trusted proxy), None while more are needed; takes the client address
+        from it.  Raises ProxyRefused: a header from an untrusted peer, none from a trusted
+        proxy, or a malformed one."""
         server = self.server
         trusted = server.trusted_proxies.trusts(self.peer)
         try:
             if not trusted:
-                present = proxy_protocol.has_header(self.buf)
+                present = proxy_protocol.has_header(buf)
                 if present is None:
-                    return False
+                    return None
                 if present:
                     server.warn("proxy-untrusted", "refused a PROXY protocol header from %s: "
                                 "not in server.trusted_proxies (--trusted-proxies)", self.peer)
-                    self._reply("400 Bad Request", f"PROXY protocol header from {self.peer}, which is "
-                                f"not in trusted_proxies: refused\n".encode())
-                    return False
+                    raise ProxyRefused(f"PROXY protocol header from {self.peer}, which is "
+                                       f"not in trusted_proxies: refused\n".encode())
                 self.proxied = True
-                return True
-            source, used = proxy_protocol.parse(self.buf)
+                return 0
+            source, used = proxy_protocol.parse(buf)
         except proxy_protocol.ProxyHeaderError as exc:
             server.warn("proxy-missing", "refused a connection from trusted proxy %s: %s "
                         "(server.proxy_protocol is on: configure the proxy to send it, e.g. HAProxy "
                         "send-proxy-v2, or turn proxy_protocol off)", self.peer, exc)
-            self._reply("400 Bad Request", f"{exc}: proxy_protocol is on and {self.peer} is a "
-                        f"trusted proxy\n".encode())
-            return False
+            raise ProxyRefused(f"{exc}: proxy_protocol is on and {self.peer} is a "
+                               f"trusted proxy\n".encode()) from None
         if not used:
-            return False
-        self.buf = self.buf[used:]
+            return None
         if source is not None:
             self.peer = source
         self.proxied = True
-        return True
+        return used
 
     def _check_upgrade(self, headers: dict) -> Optional[tuple]:
         """None, or the (status, body, ...) refusing a bad upgrade request."""

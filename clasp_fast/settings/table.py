@@ -208,10 +208,6 @@ RULES: list[Rule] = [
          lambda v: not v["proxy_protocol"] or bool(v["trusted_proxies"]),
          "server.proxy_protocol is true but server.trusted_proxies is empty: name the proxies "
          "that send the PROXY header (--trusted-proxies)"),
-    Rule(("proxy_protocol", "tls_enabled"),
-         lambda v: not (v["proxy_protocol"] and v["tls_enabled"]),
-         "server.proxy_protocol cannot be combined with server.tls.enabled (a PROXY header "
-         "before the TLS handshake is not supported): let the proxy terminate TLS"),
     Rule(("port", "workers"),
          lambda v: v["port"] != 0 or v["workers"] == 1,
          "server.port 0 (any free port) cannot be used with server.workers > 1: the workers "

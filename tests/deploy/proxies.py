@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Optional
 
 from tests.deploy.support import EXAMPLES, Service, free_port, require_binary
 
@@ -53,9 +54,11 @@ def nginx(tmp: Path, upstream_port: int, cert: Path, key: Path) -> Service:
 
 
 def haproxy_config(tmp: Path, port: int, upstream_port: int, pem: Path,
-                   proxy_protocol: str = "") -> Path:
+                   proxy_protocol: str = "", upstream_ca: Optional[Path] = None) -> Path:
     """``proxy_protocol``: "" (X-Forwarded-For, the example as it stands), "v2" (the example's
-    commented send-proxy-v2 server line instead) or "v1" (that line with v1's send-proxy)."""
+    commented send-proxy-v2 server line instead) or "v1" (that line with v1's send-proxy).
+    ``upstream_ca``: HAProxy speaks TLS to clasp-fast too (``ssl verify required ca-file``,
+    health checks included): with the PROXY protocol, its header goes before that TLS."""
     text = (EXAMPLES / "haproxy.cfg").read_text()
     xff_server = f"    server clasp1 {EXAMPLE_UPSTREAM} check\n"
     pp_server = f"    # server clasp1 {EXAMPLE_UPSTREAM} send-proxy-v2 check check-send-proxy\n"
@@ -68,6 +71,9 @@ def haproxy_config(tmp: Path, port: int, upstream_port: int, pem: Path,
         server = pp_server.replace("    # ", "    ", 1)
         if proxy_protocol == "v1":
             server = server.replace("send-proxy-v2", "send-proxy")
+        if upstream_ca is not None:
+            server = server.replace(" send-proxy", f" ssl verify required ca-file {upstream_ca} "
+                                                   f"check-ssl send-proxy")
         replacements += [(xff_server, ""), (pp_server, server)]
     text = substitute(text, replacements, "examples/haproxy.cfg")
     text = text.replace(EXAMPLE_UPSTREAM, f"127.0.0.1:{upstream_port}")
@@ -76,9 +82,10 @@ def haproxy_config(tmp: Path, port: int, upstream_port: int, pem: Path,
     return path
 
 
-def haproxy(tmp: Path, upstream_port: int, pem: Path, proxy_protocol: str = "") -> Service:
+def haproxy(tmp: Path, upstream_port: int, pem: Path, proxy_protocol: str = "",
+            upstream_ca: Optional[Path] = None) -> Service:
     """HAProxy in the foreground (``-db``)."""
     binary = require_binary("haproxy")
     port = free_port()
-    conf = haproxy_config(tmp, port, upstream_port, pem, proxy_protocol)
+    conf = haproxy_config(tmp, port, upstream_port, pem, proxy_protocol, upstream_ca)
     return Service("haproxy", [binary, "-db", "-f", str(conf)], port)

@@ -27,10 +27,12 @@ from tests.deploy.support import require_binary, set_and_see
 PROXIES = ["nginx", "haproxy"]
 
 
-def start_proxy(kind: str, tmp_path, router_port: int, tls, proxy_protocol: str = ""):
+def start_proxy(kind: str, tmp_path, router_port: int, tls, proxy_protocol: str = "",
+                upstream_tls: bool = False):
     if kind == "nginx":
         return proxies.nginx(tmp_path, router_port, tls.cert, tls.key).start()
-    return proxies.haproxy(tmp_path, router_port, tls.pem, proxy_protocol).start()
+    return proxies.haproxy(tmp_path, router_port, tls.pem, proxy_protocol,
+                           tls.ca if upstream_tls else None).start()
 
 
 @pytest.fixture
@@ -40,10 +42,10 @@ def proxy(request, tmp_path, trust_test_ca):
     URL.  Stopped at teardown."""
     started = []
 
-    def start(kind: str, router, proxy_protocol: str = "") -> str:
+    def start(kind: str, router, proxy_protocol: str = "", upstream_tls: bool = False) -> str:
         d = tmp_path / f"{kind}{len(started)}"
         d.mkdir()
-        svc = start_proxy(kind, d, router.port, trust_test_ca, proxy_protocol)
+        svc = start_proxy(kind, d, router.port, trust_test_ca, proxy_protocol, upstream_tls)
         started.append(svc)
         return f"wss://127.0.0.1:{svc.port}"
 
@@ -136,6 +138,20 @@ async def test_haproxy_proxy_protocol(version, router_process, proxy, py_clients
     router = router_process("--proxy-protocol", "--trusted-proxies", "127.0.0.1",
                             "--max-connections-per-ip", "2", workers=2)
     url = proxy("haproxy", router, proxy_protocol=version)
+    await set_and_see(py_clients, js_clients, url)
+    async with AsyncExitStack() as stack:
+        await assert_per_ip_limit(url, router, stack)
+
+
+async def test_haproxy_proxy_protocol_to_wss_clasp_fast(router_process, proxy, py_clients,
+                                                      js_clients, trust_test_ca):
+    """HAProxy speaking TLS to clasp-fast too (``ssl verify required`` on the server line):
+    its PROXY v2 header goes before that TLS handshake, health checks included
+    (``check-ssl``), and the router still counts each client under its own address."""
+    router = router_process("--tls-cert", str(trust_test_ca.cert), "--tls-key", str(trust_test_ca.key),
+                            "--proxy-protocol", "--trusted-proxies", "127.0.0.1",
+                            "--max-connections-per-ip", "2", workers=2)
+    url = proxy("haproxy", router, proxy_protocol="v2", upstream_tls=True)
     await set_and_see(py_clients, js_clients, url)
     async with AsyncExitStack() as stack:
         await assert_per_ip_limit(url, router, stack)

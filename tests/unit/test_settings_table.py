@@ -167,9 +167,9 @@ def test_config_validate_applies_the_rules_across_settings():
         Config(tls_enabled=True).validate()
     with pytest.raises(ConfigError, match="trusted_proxies is empty"):
         Config(proxy_protocol=True).validate()
-    with pytest.raises(ConfigError, match="cannot be combined with server.tls.enabled"):
-        Config(proxy_protocol=True, trusted_proxies=["127.0.0.1"], tls_enabled=True,
-               tls_cert="c.pem", tls_key="k.pem").validate()
+    # the PROXY header comes before the TLS handshake (tests/integration/test_tls.py)
+    assert Config(proxy_protocol=True, trusted_proxies=["127.0.0.1"], tls_enabled=True,
+                  tls_cert="c.pem", tls_key="k.pem").validate().proxy_protocol
     with pytest.raises(ConfigError, match="cluster.nats_url needs server.workers from 2 to 63"):
         Config(cluster_nats="nats://127.0.0.1:4222").validate()
     assert Config(cluster_nats="nats://127.0.0.1:4222", workers=2).validate().cluster_bucket == "clasp-state"

@@ -18,6 +18,7 @@ from picows.picows cimport WSListener, WSTransport, WSFrame, WSMsgType, WSCloseC
 from clasp_fast._native.router cimport Router
 from clasp_fast._native.outbox cimport Session, Endpoint
 from clasp_fast._native.deflate cimport Inflater
+from clasp_fast._native.tlsstream cimport TLSStream
 
 import logging
 
@@ -40,6 +41,7 @@ cdef class Connection(WSListener):
     cdef Router router
     cdef Edge edge
     cdef readonly WSTransport transport
+    cdef TLSStream tls              # wss:// through tlsstream: the flush encrypts through it directly
     cdef bytearray fragments        # a fragmented message being put together
     cdef int kind                   # TEXT/BINARY of the fragmented message, 0 = none
     cdef bint compressed            # ... and it is compressed (RSV1 on its first frame)
@@ -68,6 +70,8 @@ cdef class Connection(WSListener):
         # connection's lifetime; nothing needs them after the upgrade
         transport.request = None
         transport.response = None
+        if type(transport.underlying_transport) is TLSStream:
+            self.tls = <TLSStream>transport.underlying_transport
         self.opened_at = self.edge.loop.time()
         self.last_rx_tick = self.edge.tick
         self.edge.connections.add(self)
@@ -363,7 +367,10 @@ cdef class Edge:
         if t.is_disconnected or t.is_close_frame_sent:
             ep.reset_output()
             return
-        t._fast_write(<char*>ep.out, ep.out_size)
+        if conn.tls is not None:
+            conn.tls.send(<const char*>ep.out, ep.out_size)    # one SSL_write, one send(2)
+        else:
+            t._fast_write(<char*>ep.out, ep.out_size)
         ep.reset_output()
         if conn.session.close_request is not None and not conn.closing and \
                 (not conn.session.welcomed or conn.session.access is not None):
