@@ -157,12 +157,40 @@ async def test_a_get_flood_that_is_never_read_is_closed_at_its_cap(router_proces
         await w.close()
 
 
+async def test_a_stalled_subscriber_holds_at_most_unsent_limit_in_the_kernel(router_process):
+    """server.websocket.unsent_limit (16 KiB) bounds what the kernel holds for a client that
+    does not read; with 0 the kernel grows the socket's send buffer on its own (MiBs)."""
+    queued = {}
+    for args in ((), ("--unsent-limit", "0")):
+        rp = router_process(*args)
+        w, _, _ = await connect_hello(rp.url, "writer")
+        sub = await stalled(rp.port, "stalled", Subscribe(1, "/**"))
+        try:
+            await asyncio.sleep(0.3)
+            for i in range(40):                 # 2.4 MB for it
+                await w.send(encode_frame(Set(f"/w/{i % 5}", BIG)))
+            await w.send(encode_frame(Set("/w/last", 1), qos=1))
+            await recv_until(w, lambda m: isinstance(m, Ack), 10.0)
+            await asyncio.sleep(0.3)
+            queued[args], holding = kernel_send_queues(rp.port)
+            assert holding >= 1                 # it does not read: its socket holds output
+        finally:
+            sub.close()
+            await w.close()
+    default, zero = queued[()], queued[("--unsent-limit", "0")]
+    print(f"\none stalled subscriber, 40 writes of 60 KB: the kernel holds {default / 1024:.0f} KiB "
+          f"for it (unsent_limit 16 KiB), {zero / 1024:.0f} KiB with --unsent-limit 0")
+    assert default < 128 * 1024                 # 16 KiB unsent + its 4 KiB window + one segment
+    assert zero > 4 * default
+
+
 @pytest.mark.slow
 async def test_a_thousand_stalled_subscribers_under_60_kb_writes(router_process):
     rp = router_process("--max-connections-per-ip", "0", "--max-connections", "0")
     w, _, _ = await connect_hello(rp.url, "writer")
     rss0 = router_rss_mb(rp)
     subs = []
+    probe = None
     try:
         for i in range(1000):
             subs.append(await stalled(rp.port, f"s{i}", Subscribe(1, "/**")))
@@ -187,7 +215,7 @@ async def test_a_thousand_stalled_subscribers_under_60_kb_writes(router_process)
         print(f"\n1,000 stalled /** subscribers, 70 writes of 60 KB: router RSS {rss0:.1f} MB, "
               f"{rss1:.1f} MB with them connected, peak {peak:.1f} MB after the writes "
               f"(unbounded: ~4 GB); kernel send queues {queued / 1e6:.1f} MB on {holding} sockets "
-              f"(unbounded: ~1.1 GB); probe before the writes: {figures(before)}; during the "
+              f"(without unsent_limit: ~1.1 GB); probe before the writes: {figures(before)}; during the "
               f"writes: {figures(during)}; in the second after: {figures(after)}; then a new "
               f"client's connect+SET->ACK took {rtt * 1000:.1f} ms")
         # the attack is real: the subscribers do not read, so each socket holds output...
@@ -198,6 +226,8 @@ async def test_a_thousand_stalled_subscribers_under_60_kb_writes(router_process)
         # per connection: buffer_size + one waiting SET per address (5 x 60 KB) + the transport's
         assert peak - rss1 < 1000 * 0.75
     finally:
+        if probe is not None:
+            await probe.stop()
         for s in subs:
             s.close()
         await w.close()
