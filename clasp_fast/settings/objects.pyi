@@ -86,6 +86,7 @@ class Config:
     cluster_node: Optional[str]
     cluster_bucket: str
     cluster_queue_size: int
+    cluster_node_timeout: float
     security_mode: str
     auth_tokens: Optional[str]
     max_failed_hellos: int
@@ -143,6 +144,7 @@ class Config:
         cluster_node: Optional[str] = ...,
         cluster_bucket: str = ...,
         cluster_queue_size: int = ...,
+        cluster_node_timeout: float = ...,
         security_mode: str = ...,
         auth_tokens: Optional[str] = ...,
         max_failed_hellos: int = ...,

@@ -45,10 +45,14 @@ from typing import Optional
 import nats
 import nats.errors
 
+from nats.js.errors import NotFoundError
+
 from ..._native import bus
 from ...protocol import decode_frame, peek
-from . import subjects
+from . import epoch, subjects
 from .bucket import open_bucket, with_jetstream
+from .interest import NodeInterest
+from .presence import NodePresence
 
 log = logging.getLogger("clasp_fast.cluster.nats")
 
@@ -69,7 +73,7 @@ def ws_payload_start(frame: bytes) -> int:
 
 class NatsBridge:
     def __init__(self, router, servers: list[str], node_name: str, bucket: str, queue_size: int,
-                 on_link=None):
+                 on_link=None, tag: str = "", node_timeout: float = 10.0):
         self.router = router
         self.queue_size = queue_size
         self.queued = 0                     # bytes written while NATS is away
@@ -89,6 +93,11 @@ class NatsBridge:
         self.js = None
         self.unstored: dict[str, bytes] = {}     # bucket writes not yet acknowledged, by subject
         self.locked: dict[str, bytes] = {}       # bucket subject -> last R_REPLICATE body with a holder
+        self.interest = NodeInterest(self, self._receive)      # per-pattern subscriptions (interest.py)
+        self.presence = NodePresence(self, tag, node_timeout)  # heartbeats, dead nodes' locks
+        self.epoch: Optional[str] = None         # the bucket's epoch this node's cache comes from
+        self.on_epoch = None                     # called with the epoch when it is (re)read
+        self.feed: Optional[asyncio.Task] = None     # follows the bucket (every decided SET)
 
     # --- start, stop -----------------------------------------------------------------
 
@@ -108,16 +117,23 @@ class NatsBridge:
         self.up = True
         self.js = self.nc.jetstream()
         self.kv = await open_bucket(self.js, self.bucket)
+        self._epoch(await with_jetstream(lambda: epoch.read_or_create(self.kv)))
         self.link = self.router.link_up(BRIDGE, False, self, False)
         self.router.on_record(self.link, bus.INTEREST, bus.interest(True, "/**", ALL_SIGNALS))
-        await self.nc.subscribe(subjects.ROOT + ".>", cb=self._on_message)
-        await self.nc.subscribe(subjects.ROOT, cb=self._on_message)
+        self.router.cross_node = self.interest   # the node's patterns -> NATS subscriptions
+        self.interest.start()
+        await self.presence.start()
         self.sender = asyncio.get_running_loop().create_task(self._send_loop())
         log.info("cluster: node %s joined NATS at %s", self.node_name, self.nc.connected_url.netloc
                  if self.nc.connected_url else self.servers)
 
     async def stop(self) -> None:
         self.closing = True
+        self.router.cross_node = None
+        await self.interest.stop()
+        await self.presence.stop()
+        if self.feed is not None:
+            self.feed.cancel()
         if self.link is not None:
             self.router.link_down(self.link)
         if self.sender is not None:
@@ -207,7 +223,7 @@ class NatsBridge:
                     if stored:
                         self._store(subject, payload)
                     else:
-                        await self.nc.publish(subject, payload)
+                        await self.nc.publish(subject, self.interest.stamp(payload))
                 except Exception as exc:
                     log.error("cluster: a frame for %s was not sent to NATS: %s", subject, exc)
 
@@ -234,8 +250,11 @@ class NatsBridge:
 
     async def catch_up(self, timeout: float = 30.0) -> int:
         """Reads the bucket into the node (owner and workers): each param whose revision is
-        newer than the node's; then applies the frames that other nodes sent meanwhile.
-        Returns the number of params taken."""
+        newer than the node's; then applies the frames that other nodes sent meanwhile, and
+        keeps following the bucket (``_follow``).  Returns the number of params taken."""
+        if self.feed is not None:
+            self.feed.cancel()
+            self.feed = None
         count = 0
         watcher = await with_jetstream(self.kv.watchall)
         try:
@@ -243,23 +262,57 @@ class NatsBridge:
                 entry = await watcher.updates(timeout)
                 if entry is None:           # the end of the current values
                     break
-                if entry.value and self._newer(entry.value):
-                    self._apply_set(entry.value)
+                if self._param_entry(entry) and self._newer(entry.value):
+                    self._take(entry)
                     count += 1
-        finally:
+        except BaseException:
             await watcher.stop()
+            raise
         held, self.held = self.held, None
         for data in held or ():
             self._apply_records(data)
+        self.feed = asyncio.get_running_loop().create_task(self._follow(watcher))
         log.info("cluster: node %s caught up from bucket %s (%d params)", self.node_name, self.bucket, count)
         self._tell(self.up)         # behind the state on each link: the workers may take clients
         return count
 
-    async def _on_message(self, msg) -> None:
+    async def _follow(self, watcher) -> None:
+        """Every param decided anywhere reaches this node's replicas through the bucket,
+        whether or not its clients subscribe to it (they then get it on its subject too;
+        the router stores and delivers a SET from another node once, when newer)."""
+        try:
+            while not self.closing:
+                try:
+                    entry = await watcher.updates(5.0)
+                except (asyncio.TimeoutError, nats.errors.TimeoutError):
+                    continue
+                if entry is not None and self._param_entry(entry):
+                    self._take(entry)
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:
+            log.warning("cluster: node %s stopped following bucket %s: %s", self.node_name, self.bucket, exc)
+        finally:
+            try:
+                await watcher.stop()
+            except Exception:
+                pass
+
+    @staticmethod
+    def _param_entry(entry) -> bool:
+        """A param's entry (not the epoch key, not a deletion)."""
+        return bool(entry.value) and entry.key.startswith("/")
+
+    def _take(self, entry) -> None:
+        self._apply_set(entry.value)
+        self.presence.note(subjects.key_address(entry.key), entry.value)
+
+    def _receive(self, data: bytes) -> None:
+        """Bus records that another node published on a subject this node subscribes to."""
         if self.held is not None:
-            self.held.append(msg.data)
+            self.held.append(data)
         else:
-            self._apply_records(msg.data)
+            self._apply_records(data)
 
     def _newer(self, replicate_body: bytes) -> bool:
         frame = bus.replicate_frame(replicate_body)
@@ -322,13 +375,55 @@ class NatsBridge:
             log.error("cluster: node %s could not re-read bucket %s after NATS returned: %s",
                       self.node_name, self.bucket, exc)
 
-    def _tell(self, up: bool) -> None:
-        """The node's workers (R_CLUSTER) and its own server learn the NATS link's state."""
+    def _tell(self, up: bool, reset: bool = False) -> None:
+        """The node's workers (R_CLUSTER) and its own server learn the NATS link's state
+        (``reset``: and that the cluster's record was lost: their replay horizon moves)."""
         for link in self.router.peer_links():
             if link is not self.link:
-                link.send_record(bus.CLUSTER, bytes((up,)))
+                link.send_record(bus.CLUSTER, bytes((up, reset)))
         if self.on_link is not None:
             self.on_link(up)
+
+    # --- locks of dead nodes (presence.py), the epoch (epoch.py) ------------------------
+
+    def free_lock(self, address: str, holder: str) -> bool:
+        """Frees ``address`` in the node's replicas if ``holder`` still holds it."""
+        if self.router.param_state(address)[1] != holder:
+            return False
+        self._apply_records(bus.record(bus.HOLDER, bus.holder(address, "", BRIDGE)))
+        return True
+
+    def store_unlocked(self, address: str, body: bytes) -> None:
+        """Rewrites a param's bucket entry (an R_REPLICATE body) without its lock holder."""
+        self._store(self._subjects(address)[1], bus.replicate_unlocked(body))
+
+    def _epoch(self, value: str) -> None:
+        self.epoch = value
+        if self.on_epoch is not None:
+            self.on_epoch(value)
+
+    async def check_epoch(self) -> bool:
+        """The bucket still has the epoch this node caught up from?  If it is gone or
+        changed (the bucket was lost), recreates what must be, takes the new epoch, moves
+        the node's replay horizon and re-reads the bucket; returns True then."""
+        try:
+            value = (await self.kv.get(epoch.KEY)).value.decode()
+        except NotFoundError:           # the key, or the whole bucket, is gone
+            value = None
+        if value == self.epoch:
+            return False
+        self.kv = await open_bucket(self.js, self.bucket)
+        value = await epoch.read_or_create(self.kv)
+        if value == self.epoch:
+            return False
+        log.error("cluster: node %s found bucket %s lost and recreated (epoch %s, was %s): its params "
+                  "stay; clients that reconnect get whole snapshots", self.node_name, self.bucket, value,
+                  self.epoch)
+        self._epoch(value)
+        self.router.reset_replay_horizon()
+        self._tell(self.up, reset=True)
+        await self.catch_up()
+        return True
 
     async def _error(self, exc) -> None:
         if not self.closing and self.up:
@@ -340,8 +435,9 @@ def node_name(config) -> str:
     return config.cluster_node or f"{socket.gethostname()}-{config.port}"
 
 
-async def start_bridge(router, config, on_link=None) -> NatsBridge:
+async def start_bridge(router, config, tag: str, on_link=None) -> NatsBridge:
     bridge = NatsBridge(router, [u.strip() for u in config.cluster_nats.split(",") if u.strip()],
-                        node_name(config), config.cluster_bucket, config.cluster_queue_size, on_link)
+                        node_name(config), config.cluster_bucket, config.cluster_queue_size, on_link,
+                        tag, config.cluster_node_timeout)
     await bridge.start()
     return bridge

@@ -29,6 +29,7 @@ cdef class Hub:
     cdef double slow_timeout            # seconds a connection may stay unable to drain (0 = never)
     cdef readonly Py_ssize_t queued     # bytes queued on all endpoints, conflated SETs included
     cdef bytes last_waiting             # the last frame copied for a waiting SET (shared)
+    cdef public str session_tag         # cluster mode: session ids start with the node's tag
     cdef bytes waiting_copy(self, const uint8_t* frame, Py_ssize_t n)
     cdef int overflow(self, Endpoint e) except -1
 

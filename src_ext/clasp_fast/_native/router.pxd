@@ -60,6 +60,7 @@ cdef class Router(Hub):
     cdef readonly object cluster        # the Python-level node (clasp_fast.cluster.node)
     cdef readonly bint holding          # owner syncing after a restart: queue requests
     cdef public bint cross_node_full    # owner: the NATS bridge's queue is full: SETs get 503
+    cdef public object cross_node       # owner in cluster mode: the NATS bridge (interest, held SUBSCRIBEs)
     cdef list held_requests             # (link, kind, body) queued while holding
     cdef dict peer_subs                 # worker -> {(pattern, mask): Subscription} it routes to
     cdef uint32_t peer_sub_ids

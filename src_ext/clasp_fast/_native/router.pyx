@@ -238,10 +238,14 @@ cdef class Router(Hub):
             self.interest[key] = n
         else:
             self.interest.pop(key, None)
-        if (n == 1 and delta > 0 or n == 0 and delta < 0) and not self.is_owner:
+        if not (n == 1 and delta > 0 or n == 0 and delta < 0):
+            return
+        if not self.is_owner:
             link = self.links[OWNER]
             if link is not None:
                 (<PeerLink>link).send_record(R_INTEREST, bus.interest(delta > 0, pattern, mask))
+        elif self.cross_node is not None:
+            self.cross_node.interest(pattern, delta > 0, None)
 
     def _provisional_interest(self, msg, int delta):
         """A SUBSCRIBE waiting for its barrier: the owner is told of its interest *before* the
@@ -731,8 +735,10 @@ cdef class Router(Hub):
         if parse_set(p, fn - hl - 4, &v, &r):
             return 0
         addr = <const char*>p + v.addr_pos
+        # from another node (origin: the NATS bridge's link), a SET may come twice (its
+        # subject and the bucket's watch): applied and delivered once, when it is newer
         prm = self._store_replica(addr, v.addr_len, v.vtype, p + v.value_pos, v.value_end - v.value_pos,
-                                  v.revision, st, False)
+                                  v.revision, st, origin == MAX_WORKERS - 1)
         if prm == NULL:
             return 0
         self.deliver(self.param_receivers(prm, segs, -1), 0x01, None, False, frame, fn,
@@ -1281,6 +1287,14 @@ cdef class Router(Hub):
             self._provisional_interest(msg, +1)
             self._forward_request(PK_READ, R_BARRIER, s, qos, payload)
             return
+        if kind is M.Subscribe and self.cross_node is not None and s.welcomed and \
+                self.cross_node.hold_subscribe(s, msg, qos):
+            # the owner in cluster mode: answered once NATS has the subscription
+            # (resume_read); the session's later messages wait behind it
+            s.inflight += 1
+            if s.held is None:
+                s.held = []
+            return
         if not s.welcomed:
             if kind is M.Hello:
                 return self._hello(s, msg)
@@ -1290,6 +1304,16 @@ cdef class Router(Hub):
         if handler is not None:
             handler(self, s, msg, qos)
         # server-only types (WELCOME, SNAPSHOT, ACK, ERROR, RESULT, PONG) are ignored
+
+    def resume_read(self, Session s, msg, int qos):
+        """Owner: a SUBSCRIBE held by ``cross_node.hold_subscribe`` is answered now."""
+        if s.inflight:
+            s.inflight -= 1
+        if s.closed:
+            return
+        self.handle(s, msg, qos)
+        if s.inflight == 0 and s.held is not None:
+            self._drain(s)
 
     def _hello(self, Session s, msg, int qos=0):
         if s.welcomed:
@@ -1657,8 +1681,10 @@ cdef class Router(Hub):
         already replaced."""
         if self.links[link.index] is not link:
             return False
-        for sub in self.peer_subs.pop(link.index, {}).values():
+        for (pattern, mask), sub in self.peer_subs.pop(link.index, {}).items():
             self.trie.remove(sub)
+            if self.cross_node is not None:
+                self.cross_node.interest(pattern, False, link)
         self.links[link.index] = None
         if self.owner_link is link:
             self.owner_link = None
@@ -1714,6 +1740,8 @@ cdef class Router(Hub):
         elif kind == R_DURABLE:
             self.journal_durable(bus.parse_durable(body))
         elif kind == R_CLUSTER:
+            if len(body) > 1 and body[1]:
+                self.reset_replay_horizon()
             self.cluster.cross_node_link(body[0] == 1)
         else:
             log.error("bus: unknown record kind %d from worker %d", kind, link.index)
@@ -1730,6 +1758,10 @@ cdef class Router(Hub):
             self.trie.add(sub)
         elif not add and key in subs:
             self.trie.remove(subs.pop(key))
+        else:
+            return
+        if self.cross_node is not None:
+            self.cross_node.interest(pattern, add, link)
 
     def _send_state(self, PeerLink link):
         """A restarted peer asks for our state: params, announced signals, decided requests."""
@@ -1856,6 +1888,11 @@ cdef class Router(Hub):
         """Runs every timer due at ``now`` (default: the clock's monotonic time)."""
         self.clock_fresh = False
         self.timers.run_due(self.clock.mono_s() if now is None else now)
+
+    def reset_replay_horizon(self):
+        """What changed before now cannot be replayed (SUBSCRIBE ``since`` gets whole
+        snapshots): the cluster's state was lost and rebuilt (a new bucket epoch)."""
+        self.replay_horizon = self.clock.wall_us()
 
     def _sweep(self):
         cdef uint64_t now = self.clock.wall_us()
