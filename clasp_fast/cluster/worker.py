@@ -91,6 +91,7 @@ async def _serve(config: Config, index: int, nworkers: int, group: str, listener
             raise RuntimeError(f"cluster.nats_url is set but the NATS client cannot be imported ({exc}): "
                                f"pip install 'clasp-fast[cluster]'") from None
         bridge = await start_bridge(router, config, node_tag, on_link=node.on_cross_node)
+        server.cross_node_figures = bridge.figures
         linked = node.start
 
         async def start_and_catch_up():

@@ -96,7 +96,6 @@ class NatsBridge:
         self.interest = NodeInterest(self, self._receive)      # per-pattern subscriptions (interest.py)
         self.presence = NodePresence(self, tag, node_timeout)  # heartbeats, dead nodes' locks
         self.epoch: Optional[str] = None         # the bucket's epoch this node's cache comes from
-        self.on_epoch = None                     # called with the epoch when it is (re)read
         self.feed: Optional[asyncio.Task] = None     # follows the bucket (every decided SET)
 
     # --- start, stop -----------------------------------------------------------------
@@ -117,7 +116,7 @@ class NatsBridge:
         self.up = True
         self.js = self.nc.jetstream()
         self.kv = await open_bucket(self.js, self.bucket)
-        self._epoch(await with_jetstream(lambda: epoch.read_or_create(self.kv)))
+        self.epoch = await with_jetstream(lambda: epoch.read_or_create(self.kv))
         self.link = self.router.link_up(BRIDGE, False, self, False)
         self.router.on_record(self.link, bus.INTEREST, bus.interest(True, "/**", ALL_SIGNALS))
         self.router.cross_node = self.interest   # the node's patterns -> NATS subscriptions
@@ -397,10 +396,10 @@ class NatsBridge:
         """Rewrites a param's bucket entry (an R_REPLICATE body) without its lock holder."""
         self._store(self._subjects(address)[1], bus.replicate_unlocked(body))
 
-    def _epoch(self, value: str) -> None:
-        self.epoch = value
-        if self.on_epoch is not None:
-            self.on_epoch(value)
+    def figures(self) -> dict:
+        """For /metrics (server.figures: ``nats``)."""
+        return {"epoch": self.epoch, "subjects": len(self.interest.subscribed()),
+                "received": self.interest.received, "locks_freed": self.presence.freed}
 
     async def check_epoch(self) -> bool:
         """The bucket still has the epoch this node caught up from?  If it is gone or
@@ -419,7 +418,7 @@ class NatsBridge:
         log.error("cluster: node %s found bucket %s lost and recreated (epoch %s, was %s): its params "
                   "stay; clients that reconnect get whole snapshots", self.node_name, self.bucket, value,
                   self.epoch)
-        self._epoch(value)
+        self.epoch = value
         self.router.reset_replay_horizon()
         self._tell(self.up, reset=True)
         await self.catch_up()

@@ -8,7 +8,7 @@ record the node's cache came from was lost (a JetStream store wiped, the bucket 
 and created anew): the node recreates the bucket if it must, takes (or creates) the new
 epoch, re-reads the bucket, and moves its replay horizon (owner and workers), so a
 client that reconnects with SUBSCRIBE ``since`` gets whole snapshots instead of a replay
-across the loss.  The epoch is in the log, on ``/status`` and in ``/metrics``
+across the loss.  The epoch is in the log and in ``/metrics``
 (``clasp_cluster_epoch_info``).
 """
 from __future__ import annotations
