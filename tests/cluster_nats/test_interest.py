@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+from clasp_fast.protocol import Publish, encode_frame
 from tests.cluster_nats.nodes import start_node, two_nodes_two_clients
 from tests.interop.conftest import PyClient
 
@@ -100,4 +101,31 @@ async def test_unsubscribe_and_disconnect_remove_the_subscription(nats_server, r
         await until(lambda: routing_subs(nats_server, "a") == {}, T, "node a to unsubscribe")
     finally:
         await one.close()
+        await pub.close()
+
+
+async def test_order_and_single_copies_across_overlapping_subscriptions(nats_server, router_process):
+    """One client subscribes to two patterns (two NATS subscriptions, each served by its own
+    nats-py task), another to a pattern both overlap: the frames of one publisher on the
+    other node still arrive in its order, each once."""
+    a, b, one, pub = await two_nodes_two_clients(router_process, nats_server.url, ("one", "pub"))
+    wide = await PyClient(a.url, "wide").connect()
+    try:
+        one.subscribe("o", "/o/a/*")
+        one.subscribe("o", "/o/b/*")
+        wide.subscribe("o", "/o/**")
+        await one.barrier()
+        await wide.barrier()
+        assert set(routing_subs(nats_server, "a")) == {"clasp.o.a.*", "clasp.o.b.*", "clasp.o", "clasp.o.>"}
+        frames = [encode_frame(Publish(f"/o/{'ab'[i % 2]}/x", value=i)) for i in range(1, 201)]
+        for frame in frames:                # back to back: node b sends them in few NATS writes
+            await pub.send_raw(frame)
+        await pub.barrier()
+        for client in (one, wide):
+            await client.wait_for(lambda c=client: len(c.calls("o")) >= 200, T, "200 events")
+            await client.barrier()
+            assert [v for _, v in client.calls("o")] == list(range(1, 201))
+    finally:
+        await one.close()
+        await wide.close()
         await pub.close()

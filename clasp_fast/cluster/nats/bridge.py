@@ -304,7 +304,7 @@ class NatsBridge:
 
     def _take(self, entry) -> None:
         self._apply_set(entry.value)
-        self.presence.note(subjects.key_address(entry.key), entry.value)
+        self.presence.note(entry.key, entry.value)
 
     def _receive(self, data: bytes) -> None:
         """Bus records that another node published on a subject this node subscribes to."""

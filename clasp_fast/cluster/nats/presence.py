@@ -22,6 +22,7 @@ import asyncio
 import logging
 
 from ..._native import bus
+from . import subjects
 
 log = logging.getLogger("clasp_fast.cluster.nats")
 
@@ -37,7 +38,7 @@ class NodePresence:
         self.interval = max(timeout / 5, 0.05)
         self.seen: dict[str, float] = {}            # other node's tag -> when last heard
         self.names: dict[str, str] = {}
-        self.locks: dict[str, tuple[str, str, bytes]] = {}  # address -> (tag, holder, R_REPLICATE body)
+        self.locks: dict[str, tuple[str, str, bytes]] = {}  # bucket key -> (tag, holder, R_REPLICATE body)
         self.task = None
         self.freed = 0                              # locks freed because their node died
 
@@ -74,19 +75,22 @@ class NodePresence:
 
     # --- locks of other nodes ------------------------------------------------------------
 
-    def note(self, address: str, body: bytes) -> None:
-        """A decided SET of ``address`` (an R_REPLICATE body) from the bucket: learn or
+    def note(self, key: str, body: bytes) -> None:
+        """A decided SET (an R_REPLICATE body) from the bucket, under ``key``: learn or
         forget a lock held on another node."""
-        holder = bus.replicate_holder(body).decode()
+        holder = bus.replicate_holder(body)
+        if not holder and key not in self.locks:
+            return                          # the common case: no lock, none known
+        holder = holder.decode()
         if holder and not holder.startswith(self.tag):
             tag = holder[:TAG_LEN]
-            self.locks[address] = (tag, holder, body)
+            self.locks[key] = (tag, holder, body)
             self.seen.setdefault(tag, asyncio.get_running_loop().time())   # never heard: from now
             return
-        was = self.locks.pop(address, None)
+        was = self.locks.pop(key, None)
         if was is not None and not holder:
             # freed on its node (its holder left): the bucket's entry lost its holder
-            self.bridge.free_lock(address, was[1])
+            self.bridge.free_lock(subjects.key_address(key), was[1])
 
     def live(self, now: float) -> set[str]:
         return {tag for tag, at in self.seen.items() if now - at < self.timeout} | {self.tag}
@@ -100,9 +104,10 @@ class NodePresence:
             return 0
         write_bucket = min(live) == self.tag        # one survivor rewrites the bucket
         freed = 0
-        for address, (tag, holder, body) in list(self.locks.items()):
+        for key, (tag, holder, body) in list(self.locks.items()):
             if tag in dead:
-                del self.locks[address]
+                del self.locks[key]
+                address = subjects.key_address(key)
                 if self.bridge.free_lock(address, holder):
                     freed += 1
                 if write_bucket:
