@@ -95,6 +95,7 @@ class NatsBridge:
         self.locked: dict[str, bytes] = {}       # bucket subject -> last R_REPLICATE body with a holder
         self.interest = NodeInterest(self, self._receive)      # per-pattern subscriptions (interest.py)
         self.presence = NodePresence(self, tag, node_timeout)  # heartbeats, dead nodes' locks
+        self.own_writer = tag.encode() or None   # session ids of this node start with it
         self.epoch: Optional[str] = None         # the bucket's epoch this node's cache comes from
         self.feed: Optional[asyncio.Task] = None     # follows the bucket (every decided SET)
 
@@ -286,7 +287,7 @@ class NatsBridge:
                 except (asyncio.TimeoutError, nats.errors.TimeoutError):
                     continue
                 if entry is not None and self._param_entry(entry):
-                    self._take(entry)
+                    self._take(entry, follow=True)
         except asyncio.CancelledError:
             pass
         except Exception as exc:
@@ -302,8 +303,11 @@ class NatsBridge:
         """A param's entry (not the epoch key, not a deletion)."""
         return bool(entry.value) and entry.key.startswith("/")
 
-    def _take(self, entry) -> None:
-        self._apply_set(entry.value)
+    def _take(self, entry, follow: bool = False) -> None:
+        """A param's entry into the node (the router keeps it only if newer).  While
+        following, the node's own writes coming back are skipped (the replicas have them)."""
+        if not (follow and self.own_writer and bus.replicate_writer(entry.value).startswith(self.own_writer)):
+            self._apply_set(entry.value)
         self.presence.note(entry.key, entry.value)
 
     def _receive(self, data: bytes) -> None:

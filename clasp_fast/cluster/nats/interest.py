@@ -189,7 +189,12 @@ class NodeInterest:
             fresh = []
             for subject, entry in list(self.subjects.items()):
                 if entry.count > 0 and entry.sub is None:
-                    entry.sub = await nc.subscribe(subject, cb=self._on_message)
+                    try:
+                        entry.sub = await nc.subscribe(subject, cb=self._on_message)
+                    except Exception as exc:     # (a closing connection): nobody may wait forever
+                        log.error("cluster: subscribing to %s failed: %s", subject, exc)
+                        self._confirm(entry)
+                        continue
                     fresh.append(entry)
                 elif entry.count <= 0:
                     del self.subjects[subject]

@@ -108,10 +108,10 @@ class NodePresence:
             if tag in dead:
                 del self.locks[key]
                 address = subjects.key_address(key)
-                if self.bridge.free_lock(address, holder):
+                if self.bridge.free_lock(address, holder):      # still held, by that session
                     freed += 1
-                if write_bucket:
-                    self.bridge.store_unlocked(address, body)
+                    if write_bucket:
+                        self.bridge.store_unlocked(address, body)
         for tag in dead:
             log.warning("cluster: node %s (tag %s) not heard for %.1f s (cluster.node_timeout): freed %d "
                         "lock(s) its sessions held", self.names.get(tag, "?"), tag, self.timeout, freed)
