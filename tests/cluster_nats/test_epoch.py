@@ -4,6 +4,7 @@ replay horizon (a client that asks for what changed since before the loss gets t
 snapshot), and write to the new bucket."""
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 
@@ -57,7 +58,7 @@ async def test_a_lost_bucket_gets_a_new_epoch(nats_server, router_process):
                 entry = await kv.get(subjects.key("/ep/new"))
                 break
             except Exception:
-                time.sleep(0.05)
+                await asyncio.sleep(0.05)
         else:
             raise AssertionError("/ep/new never reached the new bucket")
         assert entry.value

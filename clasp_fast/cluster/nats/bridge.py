@@ -98,6 +98,7 @@ class NatsBridge:
         self.own_writer = tag.encode() or None   # session ids of this node start with it
         self.epoch: Optional[str] = None         # the bucket's epoch this node's cache comes from
         self.feed: Optional[asyncio.Task] = None     # follows the bucket (every decided SET)
+        self.tasks: list[asyncio.Task] = []          # interest.run, presence.run
 
     # --- start, stop -----------------------------------------------------------------
 
@@ -121,8 +122,9 @@ class NatsBridge:
         self.link = self.router.link_up(BRIDGE, False, self, False)
         self.router.on_record(self.link, bus.INTEREST, bus.interest(True, "/**", ALL_SIGNALS))
         self.router.cross_node = self.interest   # the node's patterns -> NATS subscriptions
-        self.interest.start()
-        await self.presence.start()
+        await self.presence.listen()
+        loop = asyncio.get_running_loop()
+        self.tasks = [loop.create_task(self.interest.run()), loop.create_task(self.presence.run())]
         self.sender = asyncio.get_running_loop().create_task(self._send_loop())
         log.info("cluster: node %s joined NATS at %s", self.node_name, self.nc.connected_url.netloc
                  if self.nc.connected_url else self.servers)
@@ -130,10 +132,13 @@ class NatsBridge:
     async def stop(self) -> None:
         self.closing = True
         self.router.cross_node = None
-        await self.interest.stop()
-        await self.presence.stop()
-        if self.feed is not None:
-            self.feed.cancel()
+        for task in self.tasks + [self.feed]:
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
         if self.link is not None:
             self.router.link_down(self.link)
         if self.sender is not None:

@@ -36,7 +36,7 @@ import asyncio
 import logging
 import os
 import struct
-from typing import Callable, Optional
+from typing import Callable
 
 from . import subjects
 
@@ -88,24 +88,12 @@ class NodeInterest:
         self.subjects: dict[str, _Subject] = {}
         self.pattern_cache: dict[str, list[str]] = {}
         self.changed = asyncio.Event()
-        self.task: Optional[asyncio.Task] = None
         self.instance = os.urandom(8)       # this bridge's stamp
         self.counter = 0
         self.last: dict[bytes, int] = {}    # sender instance -> last counter applied
         self.batch: list[tuple[bytes, int, bytes]] = []
         self.received = 0                   # messages taken from NATS (second copies included)
         self.duplicates = 0
-
-    def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self._reconcile())
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            try:
-                await self.task
-            except (asyncio.CancelledError, Exception):
-                pass
 
     # --- what the router tells us --------------------------------------------------
 
@@ -179,8 +167,8 @@ class NodeInterest:
 
     # --- NATS subscriptions -----------------------------------------------------------
 
-    async def _reconcile(self) -> None:
-        """Makes NATS' subscriptions follow the counts; after new ones, a flush (PING/PONG)
+    async def run(self) -> None:
+        """(The bridge's task.)  Makes NATS' subscriptions follow the counts; after new ones, a flush (PING/PONG)
         confirms them and releases what waited."""
         nc = self.bridge.nc
         while True:

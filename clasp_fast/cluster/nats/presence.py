@@ -39,28 +39,18 @@ class NodePresence:
         self.seen: dict[str, float] = {}            # other node's tag -> when last heard
         self.names: dict[str, str] = {}
         self.locks: dict[str, tuple[str, str, bytes]] = {}  # bucket key -> (tag, holder, R_REPLICATE body)
-        self.task = None
         self.freed = 0                              # locks freed because their node died
 
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
+    async def listen(self) -> None:
         await self.bridge.nc.subscribe(f"{SUBJECT}.*", cb=self._heard)
-        self.task = loop.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            try:
-                await self.task
-            except (asyncio.CancelledError, Exception):
-                pass
 
     async def _heard(self, msg) -> None:
         tag = msg.subject[len(SUBJECT) + 1:]
         self.seen[tag] = asyncio.get_running_loop().time()
         self.names[tag] = msg.data.decode(errors="replace")
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
+        """(The bridge's task.)  Heartbeats; dead nodes' locks; the epoch."""
         nc = self.bridge.nc
         name = self.bridge.node_name.encode()
         while True:
