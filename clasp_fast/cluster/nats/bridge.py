@@ -11,7 +11,10 @@ whose transport is this object:
   layout, on the subject of their address (``subjects.subject``): consecutive records of
   one address in one tick travel as one NATS message.  One task publishes in order;
   nats-py batches the writes in its flusher.
-* **in**: a frame from another node enters the owner as if a local worker had sent it:
+* **in**: the node subscribes only to the subjects its clients' patterns need
+  (``interest.py``: reference-counted, a SUBSCRIBE answered once NATS has the
+  subscription, messages stamped so that they are applied in each sender's order, once).
+  A frame from another node enters the owner as if a local worker had sent it:
   a PUBLISH as an R_PUB_REQ copy (the owner delivers it to its sessions and forwards it
   to the interested workers, not back to the bridge), a SET as an R_REPLICATE (stored,
   delivered to the owner's sessions, then passed on to every worker link), a lock freed
@@ -24,7 +27,10 @@ The connection uses ``no_echo``: NATS does not hand a node its own frames back.
 bucket (``bucket.py``; the last one per address of each tick, published in the same
 ordered stream as the routed frames, acknowledged by JetStream and retried until it is).  A starting node reads
 the bucket (``catch_up``) into its owner and workers before its owner takes clients;
-frames that arrive from other nodes meanwhile are held and applied after it.
+frames that arrive from other nodes meanwhile are held and applied after it.  Then it
+keeps following the bucket (``_follow``), so its replicas get every param decided
+anywhere, subscribed or not.  ``presence.py``: heartbeats, and the locks of a dead node
+freed; ``epoch.py``: a lost bucket noticed.
 
 **NATS loss**: the node keeps serving its own clients; the bridge logs it, tells the
 workers (R_CLUSTER: ``/readyz`` answers 503 with the reason, ``clasp_cluster_nats_up`` is
