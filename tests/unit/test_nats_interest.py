@@ -19,12 +19,13 @@ class Bridge:
 def stamped(sender: NodeInterest, payload: bytes):
     class Msg:
         data = sender.stamp(payload)
+        subject = "clasp.x"
     return Msg
 
 
 async def test_messages_are_applied_in_each_senders_order_once():
     applied = []
-    here = NodeInterest(Bridge(), applied.append)
+    here = NodeInterest(Bridge(), lambda payload, subject: applied.append(payload))
     x, y = NodeInterest(Bridge(), None), NodeInterest(Bridge(), None)
     m = {n: stamped(x, b"x%d" % n) for n in range(1, 5)}
     y1 = stamped(y, b"y1")

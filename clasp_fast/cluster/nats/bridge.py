@@ -321,8 +321,9 @@ class NatsBridge:
             self._apply_set(entry.value)
         self.presence.note(entry.key, entry.value)
 
-    def _receive(self, data: bytes) -> None:
-        """Bus records that another node published on a subject this node subscribes to."""
+    def _receive(self, data: bytes, subject: str) -> None:
+        """Bus records that another node published on ``subject`` (one this node subscribes
+        to), in the sender's order (interest.py)."""
         if self.held is not None:
             self.held.append(data)
         else:

@@ -84,14 +84,14 @@ class _Subject:
 class NodeInterest:
     def __init__(self, bridge, apply: Callable[[bytes], None]):
         self.bridge = bridge
-        self.apply = apply                  # applies one message's payload (bus records)
+        self.apply = apply                  # apply(payload, subject): one message's bus records
         self.subjects: dict[str, _Subject] = {}
         self.pattern_cache: dict[str, list[str]] = {}
         self.changed = asyncio.Event()
         self.instance = os.urandom(8)       # this bridge's stamp
         self.counter = 0
         self.last: dict[bytes, int] = {}    # sender instance -> last counter applied
-        self.batch: list[tuple[bytes, int, bytes]] = []
+        self.batch: list[tuple[bytes, int, bytes, str]] = []
         self.received = 0                   # messages taken from NATS (second copies included)
         self.duplicates = 0
 
@@ -227,17 +227,17 @@ class NodeInterest:
         sender, counter = STAMP.unpack_from(data)
         if not self.batch:
             asyncio.get_running_loop().call_soon(self._apply_batch)
-        self.batch.append((sender, counter, data))
+        self.batch.append((sender, counter, data, msg.subject))
 
     def _apply_batch(self) -> None:
         batch, self.batch = self.batch, []
         if len(batch) > 1:
             batch.sort(key=lambda m: (m[0], m[1]))
         last = self.last
-        for sender, counter, data in batch:
+        for sender, counter, data, subject in batch:
             self.received += 1
             if counter <= last.get(sender, 0):
                 self.duplicates += 1
                 continue
             last[sender] = counter
-            self.apply(data[STAMP.size:])
+            self.apply(data[STAMP.size:], subject)
