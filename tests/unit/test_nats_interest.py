@@ -53,3 +53,20 @@ async def test_subjects_are_counted_per_pattern():
     assert {s: e.count for s, e in here.subjects.items() if e.count} == {"clasp.a.b": 1}
     here.interest("/x", True, Link())      # the bridge's own link: not the node's clients
     assert "clasp.x" not in here.subjects
+
+
+async def test_a_subject_leaving_is_not_trusted_by_a_subscribe():
+    """Unsubscribed and wanted again before NATS heard of it: a SUBSCRIBE then waits for
+    the next confirmation instead of trusting the leaving subscription."""
+    bridge = Bridge()
+    here = NodeInterest(bridge, None)
+    here.interest("/l/*", True, None)
+    here.subjects["clasp.l.*"].confirmed = True      # as after the reconcile's flush
+    here.interest("/l/*", False, None)
+    bridge.up = True
+    try:
+        class Msg:
+            pattern = "/l/*"
+        assert here.hold_subscribe(None, Msg, 0) is True
+    finally:
+        bridge.up = False

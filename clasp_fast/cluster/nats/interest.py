@@ -113,7 +113,11 @@ class NodeInterest:
             if entry is None:
                 entry = self.subjects[subject] = _Subject()
             entry.count += delta
-            if delta > 0 and not entry.confirmed:
+            if entry.count <= 0:
+                # leaving: unsubscribed at the next reconcile, unless it is wanted again
+                # before that, and then confirmed again (a SUBSCRIBE may not trust it now)
+                entry.confirmed = False
+            elif delta > 0 and not entry.confirmed:
                 waiting.append(entry)
         self.changed.set()
         return waiting
@@ -184,6 +188,8 @@ class NodeInterest:
                         self._confirm(entry)
                         continue
                     fresh.append(entry)
+                elif entry.count > 0 and not entry.confirmed:
+                    fresh.append(entry)         # wanted again before it was unsubscribed
                 elif entry.count <= 0:
                     del self.subjects[subject]
                     if entry.sub is not None:
