@@ -3,6 +3,7 @@ nats-py's per-subscription tasks hand over out of order are applied in each send
 order, second copies (overlapping subscriptions) dropped."""
 import asyncio
 
+from clasp_fast.cluster.nats import subjects
 from clasp_fast.cluster.nats.interest import NodeInterest
 
 
@@ -70,3 +71,13 @@ async def test_a_subject_leaving_is_not_trusted_by_a_subscribe():
         assert here.hold_subscribe(None, Msg, 0) is True
     finally:
         bridge.up = False
+
+
+def test_receives_says_whether_a_subject_is_covered():
+    here = NodeInterest(Bridge(), None)
+    here.interest("/a/**", True, None)
+    here.interest("/b/*/c", True, None)
+    assert [here.receives(subjects.subject(a)) for a in ("/a", "/a/x/y", "/b/1/c", "/b/1/d", "/c", "/b/1/c/d")] \
+        == [True, True, True, False, False, False]
+    here.interest("/a/**", False, None)
+    assert not here.receives(subjects.subject("/a/x/y"))

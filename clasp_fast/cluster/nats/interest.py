@@ -87,6 +87,7 @@ class NodeInterest:
         self.apply = apply                  # apply(payload, subject): one message's bus records
         self.subjects: dict[str, _Subject] = {}
         self.pattern_cache: dict[str, list[str]] = {}
+        self.covered: dict[str, bool] = {}  # subject -> receives(subject), until the counts change
         self.changed = asyncio.Event()
         self.instance = os.urandom(8)       # this bridge's stamp
         self.counter = 0
@@ -108,6 +109,7 @@ class NodeInterest:
     def _count(self, subject_list: list[str], delta: int) -> list[_Subject]:
         """Counts; returns the entries not confirmed yet."""
         waiting = []
+        self.covered.clear()
         for subject in subject_list:
             entry = self.subjects.get(subject)
             if entry is None:
@@ -216,6 +218,19 @@ class NodeInterest:
             except Exception:
                 log.exception("cluster: resuming a held SUBSCRIBE failed")
 
+    def receives(self, subject: str) -> bool:
+        """Whether frames published on ``subject`` (an address's) reach this node: one of
+        the subjects it wants covers it.  (A write seen in the bucket whose frame will not
+        come routed need not be waited for.)"""
+        got = self.covered.get(subject)
+        if got is None:
+            if len(self.covered) >= 65536:
+                self.covered.clear()
+            tokens = subject.split(".")
+            got = self.covered[subject] = any(
+                _covers(wanted.split("."), tokens) for wanted, e in self.subjects.items() if e.count > 0)
+        return got
+
     def subscribed(self) -> list[str]:
         """The NATS subjects this node subscribes to now (for tests and /status)."""
         return sorted(s for s, e in self.subjects.items() if e.sub is not None)
@@ -247,3 +262,13 @@ class NodeInterest:
                 continue
             last[sender] = counter
             self.apply(data[STAMP.size:], subject)
+
+
+def _covers(pattern: list[str], tokens: list[str]) -> bool:
+    """NATS subject matching, token by token: ``*`` one token, a last ``>`` one or more."""
+    for i, p in enumerate(pattern):
+        if p == ">":
+            return len(tokens) > i
+        if i >= len(tokens) or p != "*" and p != tokens[i]:
+            return False
+    return len(tokens) == len(pattern)
