@@ -36,6 +36,10 @@ async def test_a_lost_bucket_gets_a_new_epoch(nats_server, router_process):
         assert old and await epoch_of(b) == old
         await pa.c.set("/ep/old", 1)
         await pa.barrier()
+        for _ in range(100):                    # node b has it (through the bucket feed)
+            if await pb.wire_get("/ep/old") is not None:
+                break
+            await asyncio.sleep(0.05)
         since = time.time_ns() // 1000          # after the SET: a replay from here has nothing
 
         await nc.jetstream().delete_key_value("clasp-state")
