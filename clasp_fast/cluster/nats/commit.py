@@ -371,6 +371,12 @@ class Commits:
         self.tickets.append(Ticket(self.router.run_in_order, (link, kind, body), True))
         return True
 
+    def then(self, fn, *args) -> None:
+        """``fn(*args)`` once every answer queued before it is out (a bundle's ACK after the
+        SETs it decided)."""
+        self.tickets.append(Ticket(fn, args, True))
+        self._emit()
+
     def ping(self, session) -> None:
         """A PING of the owner's own session: PONG after the cluster barrier."""
         self._spawn(self._pong_after_barrier(session))

@@ -982,9 +982,31 @@ cdef class Router(Hub):
         if ok:
             if seq > self.applied[link.index]:
                 self.applied[link.index] = seq
-            self._publish_bundle_part(link, msg, True)
-            self._bundle_wants_commit(qos)
-            link.send_record(R_DONE, bus.done(seq, last or 0))
+            self._after_bundle(self._bundle_forwarded, link, msg, qos, seq, last)
+
+    def _bundle_forwarded(self, PeerLink link, msg, int qos, uint64_t seq, last):
+        self._publish_bundle_part(link, msg, True)
+        self._bundle_wants_commit(qos)
+        link.send_record(R_DONE, bus.done(seq, last or 0))
+
+    def _after_bundle(self, fn, Endpoint writer, msg, *args):
+        """``fn(writer, msg, *args)``: what an applied bundle sends (its PUBLISHes, ACK or
+        R_DONE).  On a NATS node it waits until the bucket took the bundle's SETs
+        (commit.py), and ``args``' last, the last SET's revision, is read then."""
+        if self.commit is None:
+            return fn(writer, msg, *args)
+        if isinstance(writer, Session):
+            (<Session>writer).inflight += 1
+        self.commit.then(self._bundle_committed, fn, writer, msg, args)
+
+    def _bundle_committed(self, fn, writer, msg, args):
+        last = None
+        for m in msg.messages:
+            if type(m) is M.Set:
+                last = m.address
+        fn(writer, msg, *args[:-1], self.param_state(last)[0] if last is not None else None)
+        if isinstance(writer, Session):
+            self.local_done(writer)
 
     # --- PUBLISH ----------------------------------------------------------------
 
@@ -1520,11 +1542,13 @@ cdef class Router(Hub):
                                   encode_payload(M.Bundle(messages=msg.messages)))
             return
         ok, last = self._apply_bundle_sets(s.id, s, self.worker_index, 0, msg)
-        if not ok:
-            return
+        if ok:
+            self._after_bundle(self._bundle_applied, s, msg, qos, last)
+
+    def _bundle_applied(self, Session s, msg, int qos, last):
         self._publish_bundle_part(s, msg, True)
         self._bundle_wants_commit(qos)
-        if qos >= 1:
+        if qos >= 1 and not s.closed:
             self._ack_maybe_durable(s, M.Ack(revision=last), qos, self.journal_seq)
 
     def _apply_bundle_sets(self, str holder, Session local, int origin, uint64_t seq, msg):
