@@ -217,7 +217,7 @@ class Commits:
                     final, qos = outcome, max(qos, item[5])
             last = self.known.get(key, (0, False))[0]
             if final is None:                   # all refused: against the bucket's state?
-                if await self._current(key, last, deadline):
+                if loop.time() >= deadline or await self._current(key, last, deadline):
                     break
                 continue
             self.flying[key] = final
@@ -226,6 +226,11 @@ class Commits:
                                                   max(0.1, deadline - loop.time()))
             except KeyWrongLastSequenceError:
                 self.flying.pop(key, None)
+                if loop.time() >= deadline:
+                    self._refuse(group, _E_UNAVAILABLE,
+                                 f"{address.decode()} was not written: other nodes kept writing it "
+                                 f"first for {COMMIT_WAIT:.0f} s; retry later", address)
+                    return
                 await self._fetch(key)          # another node won: its state, then decide again
                 continue
             except Exception as exc:
@@ -288,8 +293,7 @@ class Commits:
             return True
         if entry.revision == last:
             return True
-        if not self._apply_entry(key, entry):
-            return True                         # nothing newer than what was decided against
+        self._apply_entry(key, entry)           # (unless it arrived routed meanwhile)
         return False
 
     async def _fetch(self, key: str) -> None:
