@@ -1,6 +1,6 @@
 """Faults: NATS stopped and restarted under two nodes (each keeps serving its own clients'
-events and refuses SETs with 503, says so on /readyz, and catches up when NATS returns), and one NATS server of three
-killed without a lost acknowledged SET."""
+events and refuses SETs with 503, says so on /readyz, and catches up when NATS returns),
+and one NATS server of three killed without a lost acknowledged SET."""
 from __future__ import annotations
 
 import asyncio

@@ -211,70 +211,61 @@ class Commits:
         requests = [item[:6] for item in group]
         while True:
             outcomes = self.router.decide(address, requests)
-            final, qos = None, 0
-            for item, outcome in zip(group, outcomes):
-                if type(outcome) is bytes:
-                    final, qos = outcome, max(qos, item[5])
+            decided = [(outcome, item[5]) for item, outcome in zip(group, outcomes)
+                       if type(outcome) is bytes]
             last = self.known.get(key, (0, False))[0]
-            if final is None:                   # all refused: against the bucket's state?
+            if not decided:                     # all refused: against the bucket's state?
                 if loop.time() >= deadline or await self._current(key, last, deadline):
-                    break
+                    return self._answer(group, outcomes)
                 continue
+            final = decided[-1][0]
             self.flying[key] = final
             try:
                 revision = await asyncio.wait_for(self.kv.update(key, final, last=last),
                                                   max(0.1, deadline - loop.time()))
             except KeyWrongLastSequenceError:
-                self.flying.pop(key, None)
-                if loop.time() >= deadline:
-                    self._refuse(group, _E_UNAVAILABLE,
-                                 f"{address.decode()} was not written: other nodes kept writing it "
-                                 f"first for {COMMIT_WAIT:.0f} s; retry later", address)
-                    return
-                await self._fetch(key)          # another node won: its state, then decide again
-                continue
+                revision, why = None, "other nodes kept writing it first"
+                if loop.time() < deadline:
+                    await self._fetch(key)      # another node won: its state, then decide again
             except Exception as exc:
                 revision = await self._settle(key, final, exc)
-                if revision is None:
-                    self.flying.pop(key, None)
-                    if loop.time() >= deadline:
-                        self._refuse(group, _E_UNAVAILABLE,
-                                     f"{address.decode()} was not written: the cluster's bucket (NATS) "
-                                     f"did not take it within {COMMIT_WAIT:.0f} s; retry later", address)
-                        return
+                why = "the cluster's bucket (NATS) did not take it"
+                if revision is None and loop.time() < deadline:
                     await asyncio.sleep(0.1)
-                    continue
-            self.flying.pop(key, None)
+            finally:
+                self.flying.pop(key, None)
+            if revision is None:
+                if loop.time() >= deadline:
+                    return self._refuse(group, _E_UNAVAILABLE, f"{address.decode()} was not written: "
+                                        f"{why} within {COMMIT_WAIT:.0f} s; retry later", address)
+                continue
             self.known[key] = (revision, False)
             if bus.replicate_holder(final):
                 self.locked[key] = final
             else:
                 self.locked.pop(key, None)
-            position = self.router.commit_store(final, qos)
-            for item, outcome in zip(group, outcomes):
-                ticket = item[6]
-                if type(outcome) is bytes:
-                    ticket.run, ticket.args = self.router.commit_emit, (outcome, item[0], item[5], position,
-                                                                         revision)
-                else:
-                    ticket.run, ticket.args = self.router.commit_error, item[:3] + outcome
-                ticket.ready = True
-            self._emit()
-            return
+            position = self.router.commit_store(final, max(qos for _, qos in decided))
+            return self._answer(group, outcomes, position, revision)
+
+    def _answer(self, group: list, outcomes: list, position: int = 0, revision: int = 0) -> None:
+        """Each SET of the group is answered (in the queue's order): its decision goes out, or
+        its refusal."""
         for item, outcome in zip(group, outcomes):
-            item[6].run, item[6].args = self.router.commit_error, item[:3] + outcome
-            item[6].ready = True
+            ticket = item[6]
+            if type(outcome) is bytes:
+                ticket.run = self.router.commit_emit
+                ticket.args = (outcome, item[0], item[5], position, revision)
+            else:
+                ticket.run, ticket.args = self.router.commit_error, item[:3] + outcome
+            ticket.ready = True
         self._emit()
 
     async def _settle(self, key: str, body: bytes, exc: Exception) -> Optional[int]:
         """A write got no answer: if the bucket has it, its revision; else None (a newer
         state of another node is applied)."""
         log.warning("cluster: bucket write of %s got no answer (%s); reading it back", key, exc)
-        try:
-            entry = await asyncio.wait_for(self.kv.get(key), 1.0)
-        except KeyNotFoundError:
-            return None
-        except Exception:
+        entry = await self._get_quietly(key)
+        if entry is None:
             return None
         if entry.value == body:
             return entry.revision
@@ -312,36 +303,47 @@ class Commits:
         return False
 
     async def _release(self, key: str, release: Release) -> None:
-        """Writes the key's state without the lock holder that left (compare-and-set).  If
-        the bucket holds another state, that one stands (it is applied), unless it is still
-        locked by the same holder (then that state is released)."""
-        locked = release.locked
-        for _ in range(3):
+        """Writes the key's state without the lock holder that left (compare-and-set),
+        retried while NATS is away (the key's SETs wait behind it).  If the bucket holds
+        another state, that one stands (it is applied), unless it is still locked by the same
+        holder (then that state is released)."""
+        locked, refused, warned = release.locked, 0, False
+        while not self.closing and refused < 3:
             body = bus.replicate_unlocked(locked)
             self.flying[key] = body
             try:
-                revision = await asyncio.wait_for(self.kv.update(key, body, last=self.known.get(key, (0,))[0]),
-                                                  COMMIT_WAIT)
+                last = self.known.get(key, (0, False))[0]
+                revision = await asyncio.wait_for(self.kv.update(key, body, last=last), COMMIT_WAIT)
+                entry = None
             except KeyWrongLastSequenceError:
-                pass
+                refused += 1
+                entry = await self._get_quietly(key)
             except Exception as exc:
-                log.warning("cluster: the release of a lock on %s was not written to the bucket (%s)",
-                            key, exc)
-                return
+                if not warned:
+                    log.warning("cluster: the release of a lock on %s is not in the bucket yet (%r); "
+                                "retrying", key, exc)
+                    warned = True
+                await asyncio.sleep(0.5)
+                continue
             else:
                 self.known[key] = (revision, False)
+                self.bridge.apply_bucket(body)      # (a catch-up meanwhile may have re-read the lock)
                 return
             finally:
                 self.flying.pop(key, None)
-            try:
-                entry = await asyncio.wait_for(self.kv.get(key), COMMIT_WAIT)
-            except Exception:
-                return
-            if not entry.value or bus.replicate_holder(entry.value) != bus.replicate_holder(locked):
-                self._apply_entry(key, entry)
+            if entry is None or not entry.value \
+                    or bus.replicate_holder(entry.value) != bus.replicate_holder(locked):
+                if entry is not None:
+                    self._apply_entry(key, entry)
                 return
             self.known[key] = (entry.revision, False)
             locked = entry.value
+
+    async def _get_quietly(self, key: str):
+        try:
+            return await asyncio.wait_for(self.kv.get(key), COMMIT_WAIT)
+        except Exception:
+            return None
 
     def _refuse(self, group: list, code: int, message: str, address: bytes) -> None:
         for item in group:

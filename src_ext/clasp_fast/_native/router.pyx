@@ -722,10 +722,7 @@ cdef class Router(Hub):
 
     cdef int on_replicate(self, const uint8_t* b, Py_ssize_t n) except -1:
         """Replica: the owner decided a SET: store it, deliver it to our subscribers."""
-        cdef SetView v
-        cdef Reader r
         cdef Seg segs[MAX_SEGMENTS]
-        cdef int nseg
         cdef uint8_t origin = b[0]
         cdef uint64_t seq = load_u64(b + 1)
         cdef uint64_t position = load_u64(b + 9)
