@@ -1001,7 +1001,7 @@ cdef class Router(Hub):
         for m in msg.messages:
             if type(m) is M.Set:
                 last = m.address
-        fn(writer, msg, *args[:-1], self.param_state(last)[0] if last is not None else None)
+        fn(writer, msg, *args[:len(args) - 1], self.param_state(last)[0] if last is not None else None)
         if isinstance(writer, Session):
             self.local_done(writer)
 
