@@ -17,9 +17,9 @@ cluster mode that decision is not committed until the bucket took it:
   were decided.
 * **Refused** (wrong last sequence): another node won.  Its state is read (``kv.get``) and
   applied like a SET from another node, and the waiting SETs are decided again: they may
-  now be 409 or 423, or get the next revision.  A group whose SETs were all refused is
-  checked the same way (the replica may have been behind the bucket) before the refusals
-  go out.
+  now be 409 or 423, or get the next revision.  A group whose SETs were all refused for
+  the param's state (409, 423) is checked the same way (the replica may have been behind
+  the bucket) before the refusals go out.
 * **No answer**: the write may have been stored before the answer was lost, so the key is
   read: our own body there means it was taken.  After ``COMMIT_WAIT`` s without the bucket
   the group is refused with ERROR 503: a write is never acknowledged unless the bucket
@@ -59,6 +59,7 @@ BARRIER_WAIT = 2.0          # s a PING waits for this node to apply what the buc
 ROUTED_GRACE = 0.3          # s a write the watch showed may take to arrive routed, before it is read
 _PING = b"\x41"             # CLASP type code of PING
 _E_UNAVAILABLE = 503
+_STATE_REFUSALS = (409, 423)  # refusals that depend on the param's state (stale, locked)
 
 
 class Ticket:
@@ -215,7 +216,8 @@ class Commits:
                        if type(outcome) is bytes]
             last = self.known.get(key, (0, False))[0]
             if not decided:                     # all refused: against the bucket's state?
-                if loop.time() >= deadline or await self._current(key, last, deadline):
+                if loop.time() >= deadline or not any(o[0] in _STATE_REFUSALS for o in outcomes) \
+                        or await self._current(key, last, deadline):
                     return self._answer(group, outcomes)
                 continue
             final = decided[-1][0]
