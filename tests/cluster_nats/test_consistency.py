@@ -94,3 +94,17 @@ async def test_an_acked_set_survives_its_node_killed(nats_server, router_process
             await reader.close()
     finally:
         a.kill_group()
+
+
+async def test_ping_is_a_read_barrier_across_nodes(nats_server, router_process):
+    """A client on node b that PINGs after a client on node a got its ACK reads that write
+    (GET), however soon: its node's PONG waits until the bucket's writes are applied."""
+    a = start_node(router_process, nats_server.url, "a")
+    b = start_node(router_process, nats_server.url, "b")
+    async with await Clasp.connect(a.url, name="writer") as writer, \
+            await Clasp.connect(b.url, name="reader") as reader:
+        for i in range(40):
+            revision = await writer.set(f"/turn/{i % 3}", i, confirm=True, timeout=T)
+            await reader.ping(timeout=T)
+            param = await reader.param(f"/turn/{i % 3}", timeout=T)
+            assert (param.value, param.revision) == (i, revision), (i, param)
