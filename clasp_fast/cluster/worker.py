@@ -83,6 +83,7 @@ async def _serve(config: Config, index: int, nworkers: int, group: str, listener
         server.cross_node_up = True
         node.on_cross_node = lambda up: setattr(server, "cross_node_up", up)
         node.wait_cross_node = index != 0
+        router.ping_barrier = True          # PING waits for the owner's cluster barrier (commit.py)
     if config.cluster_nats and index == 0:
         # the owner is the node's one NATS client (docs/cluster.md); nats is imported only here
         try:

@@ -7,12 +7,13 @@ from (a frame, the bucket), says which node it lives on.
 
 Each node's owner publishes a heartbeat on ``clasp-node.<tag>`` (payload: the node's
 name) every ``cluster.node_timeout`` / 5 seconds and listens to everybody's.  It keeps
-the locks that sessions of *other* nodes hold (learned from the bucket's feed, which
-brings every decided SET).  A node not heard for ``cluster.node_timeout`` seconds (or,
-one never heard, for that long after its lock was learned) is dead: every surviving node
-frees its locks in its own replicas (an R_HOLDER without holder, as when a holder
-disconnects), and the surviving node with the lowest tag also rewrites those entries in
-the bucket without their holder, so nodes that start later do not see the locks either.
+the locks that sessions of *other* nodes hold (learned from the bucket's watch, which
+brings every committed SET: ``note``).  A node not heard for ``cluster.node_timeout``
+seconds (or, one never heard, for that long after its lock was learned) is dead: every
+surviving node frees its locks in its own replicas (an R_HOLDER without holder, as when
+a holder disconnects), and the surviving node with the lowest tag also writes those
+entries to the bucket without their holder (``Commits.release``: a compare-and-set, as
+any lock release), so nodes that start later do not see the locks either.
 
 The same timer checks the bucket's **epoch** (``bridge.check_epoch``).
 """
@@ -77,10 +78,9 @@ class NodePresence:
             self.locks[key] = (tag, holder, body)
             self.seen.setdefault(tag, asyncio.get_running_loop().time())   # never heard: from now
             return
-        was = self.locks.pop(key, None)
-        if was is not None and not holder:
-            # freed on its node (its holder left): the bucket's entry lost its holder
-            self.bridge.free_lock(subjects.key_address(key), was[1])
+        # held here, or freed on its node (its holder left: the entry that lost its holder
+        # frees it in the replicas, bridge.apply_bucket)
+        self.locks.pop(key, None)
 
     def live(self, now: float) -> set[str]:
         return {tag for tag, at in self.seen.items() if now - at < self.timeout} | {self.tag}
@@ -100,8 +100,8 @@ class NodePresence:
                 address = subjects.key_address(key)
                 if self.bridge.free_lock(address, holder):      # still held, by that session
                     freed += 1
-                    if write_bucket:
-                        self.bridge.store_unlocked(address, body)
+                    if write_bucket:           # compare-and-set, as any release (commit.py)
+                        self.bridge.commits.release(address, body)
         for tag in dead:
             log.warning("cluster: node %s (tag %s) not heard for %.1f s (cluster.node_timeout): freed %d "
                         "lock(s) its sessions held", self.names.get(tag, "?"), tag, self.timeout, freed)

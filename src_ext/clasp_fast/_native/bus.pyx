@@ -99,12 +99,6 @@ def replicate_holder(bytes body) -> bytes:
     return body[h + 1:h + 1 + body[h]]
 
 
-def replicate_writer(bytes body) -> bytes:
-    """The writer (session id) in an R_REPLICATE body's state."""
-    cdef Py_ssize_t st = REPLICATE_HEAD
-    return body[st + 22:st + 22 + body[st + 21]]
-
-
 def replicate_unlocked(bytes body) -> bytes:
     """An R_REPLICATE body with the lock holder in its state cleared."""
     cdef Py_ssize_t st = REPLICATE_HEAD
