@@ -1,7 +1,7 @@
 """The bucket's epoch: the bucket is deleted under two running nodes; both find it lost,
 recreate it with one new epoch (in /metrics), keep serving their params, move their
 replay horizon (a client that asks for what changed since before the loss gets the whole
-snapshot), and write to the new bucket."""
+snapshot), and write to the new bucket (also to addresses the old one had)."""
 from __future__ import annotations
 
 import asyncio
@@ -34,7 +34,8 @@ async def test_a_lost_bucket_gets_a_new_epoch(nats_server, router_process):
     try:
         old = await epoch_of(a)
         assert old and await epoch_of(b) == old
-        await pa.c.set("/ep/old", 1)
+        for value in range(1, 6):               # the old bucket's revision of /ep/old: 6
+            await pa.c.set("/ep/old", value)
         await pa.barrier()
         for _ in range(100):                    # node b has it (through the bucket feed)
             if await pb.wire_get("/ep/old") is not None:
@@ -66,6 +67,13 @@ async def test_a_lost_bucket_gets_a_new_epoch(nats_server, router_process):
         else:
             raise AssertionError("/ep/new never reached the new bucket")
         assert entry.value
+        # an address written before the loss too: its bucket revision in the new bucket (3)
+        # is below the old one (6), and node b still takes it (PING: the barrier)
+        await pa.c.set("/ep/old", 30)
+        await pa.barrier()
+        await pb.barrier()
+        got = await pb.wire_get("/ep/old")
+        assert got is not None and got["value"] == 30, got
     finally:
         await nc.close()
         await pa.close()
