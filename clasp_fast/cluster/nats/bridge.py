@@ -98,7 +98,7 @@ class NatsBridge:
         self.out: asyncio.Queue = asyncio.Queue()
         self.sender: Optional[asyncio.Task] = None
         self.closing = False
-        self.subject_cache: dict[str, tuple[str, str]] = {}
+        self.subject_cache: dict[str, str] = {}     # address -> routing subject
         self.js = None
         self.commits: Optional[Commits] = None
         self.watching: Optional[asyncio.Task] = None    # the bucket's watch (_watch)
@@ -262,9 +262,11 @@ class NatsBridge:
         return count
 
     async def _watch(self, watcher) -> None:
-        """Every later write of the bucket, in stream order (``Commits.watched``): what this
-        node lacks is applied (a routed frame lost with a NATS server), and the PING
-        barrier counts on it."""
+        """The node's one watcher of the bucket: every later write, in stream order
+        (``Commits.watched``).  What this node lacks is applied (at once a write of an
+        address no pattern of the node covers; a routed frame lost with a NATS server),
+        presence learns the locks of other nodes, and the PING barrier counts on it.  The
+        ``epoch`` key is not a param."""
         try:
             while not self.closing:
                 try:
