@@ -39,11 +39,13 @@ class NatsServer:
                  cluster_port: Optional[int] = None, routes: tuple[int, ...] = ()):
         self.name = name
         self.port = free_port("127.0.0.1")
+        self.http_port = free_port("127.0.0.1")     # NATS' monitoring (/connz, /subsz), for tests
         self.cluster_port = cluster_port
         self.dir = workdir / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.config = self.dir / "nats.conf"
         lines = [f'server_name: "{name}"', 'listen: "127.0.0.1:%d"' % self.port,
+                 'http: "127.0.0.1:%d"' % self.http_port,
                  'jetstream {', f'  store_dir: "{self.dir / "js"}"', '  sync_interval: always', '}']
         if cluster:
             lines += ['cluster {', f'  name: "{cluster}"', f'  listen: "127.0.0.1:{cluster_port}"',
@@ -86,6 +88,17 @@ class NatsServer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
+
+    def connection(self, name: str) -> Optional[dict]:
+        """NATS' own view (monitoring ``/connz``) of the client connection named ``name``
+        (a clasp-fast node connects under its node name): its subscriptions with their
+        message counts in ``subscriptions_list_detail``."""
+        import json
+        import urllib.request
+        url = f"http://127.0.0.1:{self.http_port}/connz?subs=detail&limit=1024"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            conns = json.load(answer).get("connections") or []
+        return next((c for c in conns if c.get("name") == name), None)
 
 
 class NatsCluster:

@@ -15,6 +15,7 @@ class Hub:
     conflated: int                      # read-only: waiting SETs replaced by newer ones
     queued: int                         # read-only: bytes queued on all endpoints
     def pending_output(self) -> int: ...
+    session_tag: Optional[str]          # cluster mode: session ids start with the node's tag
 
 class Endpoint:
     is_peer: bool                       # read-only

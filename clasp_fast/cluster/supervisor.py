@@ -42,6 +42,8 @@ class Supervisor:
         self.config = config
         self.n = config.workers
         self.group = str(os.getpid())
+        #: cluster mode: this node's tag, new at every start (cluster/nats/presence.py)
+        self.node_tag = os.urandom(4).hex()
         self.limits = SharedLimits(config.max_connections, config.max_connections_per_ip, self.n)
         self.failed_hellos = failed_hellos_table(config)
         self.listeners = [make_bus_listener(self.group, i) for i in range(self.n)]
@@ -67,7 +69,7 @@ class Supervisor:
                         sock.close()
                 from .worker import run_worker
                 code = run_worker(self.config, index, self.n, self.group, self.listeners[index],
-                                  self.limits, self.ready_w, restarted, self.failed_hellos)
+                                  self.limits, self.ready_w, restarted, self.failed_hellos, self.node_tag)
             except BaseException:
                 traceback.print_exc()
             finally:

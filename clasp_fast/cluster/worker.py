@@ -23,7 +23,8 @@ def report(fd: int, line: str) -> None:
 
 
 def run_worker(config: Config, index: int, nworkers: int, group: str, listener: socket.socket,
-               limits, ready_fd: int, restarted: bool, failed_hellos=None) -> int:
+               limits, ready_fd: int, restarted: bool, failed_hellos=None,
+               node_tag: str = "") -> int:
     import uvloop
 
     _exit_with_parent()
@@ -35,7 +36,7 @@ def run_worker(config: Config, index: int, nworkers: int, group: str, listener: 
         failed_hellos.bind(index)
     try:
         return uvloop.run(_serve(config, index, nworkers, group, listener, limits, ready_fd, restarted,
-                                 failed_hellos))
+                                 failed_hellos, node_tag))
     except Exception as exc:       # anything that escapes is a failed start or a crash
         report(ready_fd, f"error {index} {type(exc).__name__}: {exc}")
         log.exception("worker %d crashed", index)
@@ -54,7 +55,8 @@ def _exit_with_parent() -> None:
 
 
 async def _serve(config: Config, index: int, nworkers: int, group: str, listener: socket.socket,
-                 limits, ready_fd: int, restarted: bool, failed_hellos=None) -> int:
+                 limits, ready_fd: int, restarted: bool, failed_hellos=None,
+                 node_tag: str = "") -> int:
     from ..router import Router
     from ..server.app import ClaspServer
     from ..server.control import Control
@@ -62,6 +64,8 @@ async def _serve(config: Config, index: int, nworkers: int, group: str, listener
     from .node import ClusterNode
 
     router = Router(config.router_config())
+    if config.cluster_nats:
+        router.session_tag = node_tag       # a lock holder's id names its node (nats/presence.py)
     journal = None
     if config.persistence and index == 0:
         from ..state.owner import OwnerJournal
@@ -79,6 +83,7 @@ async def _serve(config: Config, index: int, nworkers: int, group: str, listener
         server.cross_node_up = True
         node.on_cross_node = lambda up: setattr(server, "cross_node_up", up)
         node.wait_cross_node = index != 0
+        router.ping_barrier = True          # PING waits for the owner's cluster barrier (commit.py)
     if config.cluster_nats and index == 0:
         # the owner is the node's one NATS client (docs/cluster.md); nats is imported only here
         try:
@@ -86,7 +91,8 @@ async def _serve(config: Config, index: int, nworkers: int, group: str, listener
         except ImportError as exc:
             raise RuntimeError(f"cluster.nats_url is set but the NATS client cannot be imported ({exc}): "
                                f"pip install 'clasp-fast[cluster]'") from None
-        bridge = await start_bridge(router, config, on_link=node.on_cross_node)
+        bridge = await start_bridge(router, config, node_tag, on_link=node.on_cross_node)
+        server.cross_node_figures = bridge.figures
         linked = node.start
 
         async def start_and_catch_up():

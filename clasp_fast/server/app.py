@@ -115,6 +115,8 @@ class ClaspServer:
         self.accepting = False
         #: cluster mode: whether this node's NATS link is up (None: a standalone router)
         self.cross_node_up: Optional[bool] = None
+        #: cluster mode, worker 0: the NATS bridge's figures (a callable returning a dict)
+        self.cross_node_figures = None
         self.refusals = 0
         self.counters = EdgeCounters()
         # file descriptors are handed out lowest first: a connection whose descriptor is

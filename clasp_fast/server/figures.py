@@ -139,6 +139,7 @@ def figures(server, worker: int) -> dict:
         "bus": {link.index: [link.sent, link.bytes_sent] for link in router.peer_links()},
         "pending": len(router.pending),
         "nats_up": server.cross_node_up,        # cluster mode: the node's NATS link (else None)
+        "nats": server.cross_node_figures() if server.cross_node_figures else None,   # worker 0
         "loop_lag": counters.lag.take_worst(),
         "latency": counters.latency.state(),
         "handshake": counters.handshake.state(),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
-                                    HistogramMetricFamily)
+                                    HistogramMetricFamily, InfoMetricFamily)
 
 from .. import __version__
 
@@ -114,6 +114,17 @@ class RouterCollector:
         if owner and owner.get("nats_up") is not None:
             yield GaugeMetricFamily("clasp_cluster_nats_up", "1 while this node's NATS link is up "
                                     "(cluster mode, docs/cluster.md)", value=int(owner["nats_up"]))
+        nats = owner.get("nats") if owner else None
+        if nats:
+            yield InfoMetricFamily("clasp_cluster_epoch", "the epoch of the cluster's bucket this node's "
+                                   "state comes from (docs/cluster.md)", value={"epoch": nats["epoch"] or ""})
+            yield GaugeMetricFamily("clasp_cluster_nats_subscriptions", "NATS subjects this node "
+                                    "subscribes to for its clients' patterns", value=nats["subjects"])
+            yield CounterMetricFamily("clasp_cluster_nats_messages_received", "messages taken from the "
+                                      "node's NATS subscriptions (second copies included)",
+                                      value=nats["received"])
+            yield CounterMetricFamily("clasp_cluster_locks_freed", "locks freed because their node "
+                                      "was not heard for cluster.node_timeout", value=nats["locks_freed"])
         yield labelled("clasp_frames_received", "CLASP frames received from clients, by type",
                        "type", by_type(figs, "frames_in"))
         yield labelled("clasp_messages_sent", "CLASP messages queued for clients, by type",

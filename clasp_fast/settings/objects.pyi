@@ -87,6 +87,7 @@ class Config:
     cluster_node: Optional[str]
     cluster_bucket: str
     cluster_queue_size: int
+    cluster_node_timeout: float
     security_mode: str
     auth_tokens: Optional[str]
     max_failed_hellos: int
@@ -145,6 +146,7 @@ class Config:
         cluster_node: Optional[str] = ...,
         cluster_bucket: str = ...,
         cluster_queue_size: int = ...,
+        cluster_node_timeout: float = ...,
         security_mode: str = ...,
         auth_tokens: Optional[str] = ...,
         max_failed_hellos: int = ...,

@@ -154,6 +154,9 @@ SETTINGS: list[Setting] = [
     Setting("cluster_queue_size", "cluster.queue_size", Integer(1, unit="bytes"), 4194304,
             "bytes of cross-node traffic a node queues while NATS is unreachable; beyond it a "
             "writer gets ERROR 503"),
+    Setting("cluster_node_timeout", "cluster.node_timeout", Number(above=0, unit="seconds"), 10.0,
+            "a node not heard on NATS for this long is taken as dead: the other nodes free the "
+            "locks its sessions held (each node announces itself every node_timeout / 5 s)"),
     # --- security: who may connect and what each client may touch --------------------------
     Setting("security_mode", "security.mode", Choice(("open", "token")), "open",
             "open: anyone who reaches the port may do anything; token: HELLO must carry a token "

@@ -1,11 +1,12 @@
-"""Faults: NATS stopped and restarted under two nodes (each keeps serving its own clients,
-says so on /readyz, and catches up when NATS returns), and one NATS server of three
-killed without a lost acknowledged SET."""
+"""Faults: NATS stopped and restarted under two nodes (each keeps serving its own clients'
+events and refuses SETs with 503, says so on /readyz, and catches up when NATS returns),
+and one NATS server of three killed without a lost acknowledged SET."""
 from __future__ import annotations
 
 import asyncio
 
 from tests.cluster_nats.nodes import start_node, two_nodes_two_clients
+from clasp_fast.client import Clasp, Overloaded
 from tests.interop.conftest import PyClient
 
 T = 10.0
@@ -48,58 +49,67 @@ async def test_nats_stopped_and_restarted(nats_server, router_process):
         assert "NATS unreachable" in body
         assert "clasp_cluster_nats_up 0.0" in (await http_get(a, "/metrics"))[1]
         assert a.wait_for_log("lost NATS", 5), a.log()
-        # each node keeps serving its own clients
+        # each node keeps serving its own clients: events flow; a SET is refused with 503
+        # after a bounded wait (the bucket must take a SET before anyone hears of it)
         other = await PyClient(a.url, "pa2").connect()
         try:
             other.subscribe("w", "/f/**")
             await other.barrier()
-            await pa.c.set("/f/during", 2)
-            await other.wait_for(lambda: ("/f/during", 2) in other.calls("w"), T, "a SET on the same node")
+            await pa.c.emit("/f/during", 2)
+            await other.wait_for(lambda: ("/f/during", 2) in other.calls("w"), T, "an event on the same node")
+            await pa.c.set("/f/refused", 3)
+            await pa.wait_for(lambda: pa.errors("/f/refused"), 20, "ERROR 503 for a SET without the bucket")
+            assert [e["code"] for e in pa.errors("/f/refused")] == [503]
+            assert await pa.wire_get("/f/refused") is None
+            await other.barrier()
+            assert ("/f/refused", 3) not in other.calls("w")        # nobody heard of the refused SET
         finally:
             await other.close()
 
         nats_server.start()
         await all_readyz(a, 200, timeout=20)
         await all_readyz(b, 200, timeout=20)
-        # what a decided while NATS was away reaches b (its queue, or the bucket re-read)
-        await pb.wait_for(lambda: ("/f/during", 2) in pb.calls("w"), 20, "the SET made during the outage")
-        got = await pb.wire_get("/f/during")
-        assert got is not None and (got["value"], got["revision"]) == (2, 1)
         await pa.c.set("/f/after", 3)
         await pb.wait_for(lambda: ("/f/after", 3) in pb.calls("w"), T, "a SET after the outage")
+        got = await pb.wire_get("/f/after")
+        assert got is not None and (got["value"], got["revision"]) == (3, 1)
     finally:
         await pa.close()
         await pb.close()
+
+
+async def set_all(client, values: dict) -> tuple[set, set]:
+    """SETs every address with confirm (QoS 1), all at once: (ACKed, refused with 503)."""
+    results = await asyncio.gather(*[client.set(address, value, confirm=True, timeout=40)
+                                     for address, value in values.items()], return_exceptions=True)
+    for r in results:
+        assert isinstance(r, (int, Overloaded)), repr(r)
+    acked = {address for address, r in zip(values, results) if isinstance(r, int)}
+    return acked, set(values) - acked
 
 
 async def test_a_nats_server_of_three_killed(nats_cluster, router_process):
-    """Nodes on different servers of the 3-server cluster; the server of one node is
-    killed: its node moves to another server, and no acknowledged SET is lost (the
-    bucket has 3 replicas): a node started afterwards reads every one of them."""
+    """Nodes on different servers of the 3-server cluster; the server of one node is killed
+    while its client writes: its node moves to another server, and no acknowledged SET is
+    lost (a SET is ACKed only once the bucket, 3 replicas, took it): the other node and a
+    node started afterwards read every acknowledged one.  A SET the bucket could not take
+    during the failover is refused (ERROR 503), never ACKed."""
     urls = [s.url for s in nats_cluster.servers]
     a = start_node(router_process, ",".join(urls), "a")
     b = start_node(router_process, ",".join(reversed(urls)), "b")
-    pa, pb = await PyClient(a.url, "pa").connect(), await PyClient(b.url, "pb").connect()
-    try:
-        pb.subscribe("w", "/k/**")
-        await pb.barrier()
-        for i in range(1, 21):
-            await pa.c.set(f"/k/{i}", i)
-        await pa.barrier()
-        await pb.wait_for(lambda: len(pb.calls("w")) >= 20, T, "20 SETs from the other node")
+    async with await Clasp.connect(a.url, name="writer") as writer:
+        acked, refused = await set_all(writer, {f"/k/{i}": i for i in range(1, 21)})
+        assert not refused
         nats_cluster.servers[0].kill()
-        for i in range(21, 41):
-            await pa.c.set(f"/k/{i}", i)
-        await pa.barrier()
-        await pb.wait_for(lambda: len(pb.calls("w")) >= 40, 20, "the SETs after the server kill")
-        c = start_node(router_process, ",".join(urls[1:]), "c")
-        pc = await PyClient(c.url, "pc").connect()
+        later, refused = await set_all(writer, {f"/k/{i}": i for i in range(21, 41)})
+        acked |= later
+        print(f"during the failover: {len(later)} ACKed, {len(refused)} refused with 503")
+    for rp in (b, start_node(router_process, ",".join(urls[1:]), "c")):
+        reader = await PyClient(rp.url, "reader").connect()
         try:
-            for i in range(1, 41):
-                got = await pc.wire_get(f"/k/{i}")
-                assert got is not None and got["value"] == i, (i, got)
+            await reader.barrier()
+            for address in sorted(acked):
+                got = await reader.wire_get(address)
+                assert got is not None and got["value"] == int(address[3:]), (address, got)
         finally:
-            await pc.close()
-    finally:
-        await pa.close()
-        await pb.close()
+            await reader.close()

@@ -120,8 +120,7 @@ async def test_a_lock_crosses_nodes_and_is_freed_when_its_holder_leaves(nats_ser
             assert (got["value"], got["writer"]) == (5, late.session), got
         finally:
             await late.close()
-        # and node b, which had the lock live, has freed it too (once late's SET is there:
-        # two nodes writing one address at once is not decided across nodes yet)
+        # and node b, which had the lock live, has freed it too
         await other.wait_for(lambda: ("/lk/x", 5) in other.calls("x"), T, "the late node's SET")
         assert await write_until_accepted(other, "/lk/x", 7) == 0
         got = await other.wire_get("/lk/x")

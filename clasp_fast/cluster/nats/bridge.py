@@ -11,7 +11,10 @@ whose transport is this object:
   layout, on the subject of their address (``subjects.subject``): consecutive records of
   one address in one tick travel as one NATS message.  One task publishes in order;
   nats-py batches the writes in its flusher.
-* **in**: a frame from another node enters the owner as if a local worker had sent it:
+* **in**: the node subscribes only to the subjects its clients' patterns need
+  (``interest.py``: reference-counted, a SUBSCRIBE answered once NATS has the
+  subscription, messages stamped so that they are applied in each sender's order, once).
+  A frame from another node enters the owner as if a local worker had sent it:
   a PUBLISH as an R_PUB_REQ copy (the owner delivers it to its sessions and forwards it
   to the interested workers, not back to the bridge), a SET as an R_REPLICATE (stored,
   delivered to the owner's sessions, then passed on to every worker link), a lock freed
@@ -20,11 +23,16 @@ whose transport is this object:
 
 The connection uses ``no_echo``: NATS does not hand a node its own frames back.
 
-**State**: each decided SET is also written, unchanged, to the cluster's key-value
-bucket (``bucket.py``; the last one per address of each tick, published in the same
-ordered stream as the routed frames, acknowledged by JetStream and retried until it is).  A starting node reads
-the bucket (``catch_up``) into its owner and workers before its owner takes clients;
-frames that arrive from other nodes meanwhile are held and applied after it.
+**State**: a SET is committed only once the cluster's key-value bucket took it with a
+compare-and-set (``commit.py``); its R_REPLICATE reaches this link only then, with the
+bucket revision of its state in the head's sequence field, so a receiving node applies
+only states newer than its own.  A starting node reads the bucket (``catch_up``) into its
+owner and workers before its owner takes clients; frames that arrive from other nodes
+meanwhile are held and applied after it.  The node then keeps watching the bucket
+(``_watch``, the node's one watcher): what it does not receive routed (no client of the
+node subscribes to it) or what a lost routed frame missed, the PING barrier, and the
+locks of other nodes (``presence.py``: heartbeats, and the locks of a dead node freed).
+``epoch.py``: a lost bucket noticed.
 
 **NATS loss**: the node keeps serving its own clients; the bridge logs it, tells the
 workers (R_CLUSTER: ``/readyz`` answers 503 with the reason, ``clasp_cluster_nats_up`` is
@@ -45,10 +53,15 @@ from typing import Optional
 import nats
 import nats.errors
 
+from nats.js.errors import NotFoundError
+
 from ..._native import bus
 from ...protocol import decode_frame, peek
-from . import subjects
+from . import epoch, subjects
 from .bucket import open_bucket, with_jetstream
+from .commit import Commits
+from .interest import NodeInterest
+from .presence import NodePresence
 
 log = logging.getLogger("clasp_fast.cluster.nats")
 
@@ -69,7 +82,7 @@ def ws_payload_start(frame: bytes) -> int:
 
 class NatsBridge:
     def __init__(self, router, servers: list[str], node_name: str, bucket: str, queue_size: int,
-                 on_link=None):
+                 on_link=None, tag: str = "", node_timeout: float = 10.0):
         self.router = router
         self.queue_size = queue_size
         self.queued = 0                     # bytes written while NATS is away
@@ -85,10 +98,14 @@ class NatsBridge:
         self.out: asyncio.Queue = asyncio.Queue()
         self.sender: Optional[asyncio.Task] = None
         self.closing = False
-        self.subject_cache: dict[str, tuple[str, str]] = {}
+        self.subject_cache: dict[str, str] = {}     # address -> routing subject
         self.js = None
-        self.unstored: dict[str, bytes] = {}     # bucket writes not yet acknowledged, by subject
-        self.locked: dict[str, bytes] = {}       # bucket subject -> last R_REPLICATE body with a holder
+        self.commits: Optional[Commits] = None
+        self.watching: Optional[asyncio.Task] = None    # the bucket's watch (_watch)
+        self.interest = NodeInterest(self, self._receive)      # per-pattern subscriptions (interest.py)
+        self.presence = NodePresence(self, tag, node_timeout)  # heartbeats, dead nodes' locks
+        self.epoch: Optional[str] = None         # the bucket's epoch this node's cache comes from
+        self.tasks: list[asyncio.Task] = []      # interest.run, presence.run
 
     # --- start, stop -----------------------------------------------------------------
 
@@ -108,16 +125,30 @@ class NatsBridge:
         self.up = True
         self.js = self.nc.jetstream()
         self.kv = await open_bucket(self.js, self.bucket)
+        self.epoch = await with_jetstream(lambda: epoch.read_or_create(self.kv))
+        self.commits = self.router.commit = Commits(self.router, self)
         self.link = self.router.link_up(BRIDGE, False, self, False)
         self.router.on_record(self.link, bus.INTEREST, bus.interest(True, "/**", ALL_SIGNALS))
-        await self.nc.subscribe(subjects.ROOT + ".>", cb=self._on_message)
-        await self.nc.subscribe(subjects.ROOT, cb=self._on_message)
+        self.router.cross_node = self.interest   # the node's patterns -> NATS subscriptions
+        await self.presence.listen()
+        loop = asyncio.get_running_loop()
+        self.tasks = [loop.create_task(self.interest.run()), loop.create_task(self.presence.run())]
         self.sender = asyncio.get_running_loop().create_task(self._send_loop())
         log.info("cluster: node %s joined NATS at %s", self.node_name, self.nc.connected_url.netloc
                  if self.nc.connected_url else self.servers)
 
     async def stop(self) -> None:
         self.closing = True
+        self.router.cross_node = None
+        for task in self.tasks + [self.watching]:
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
+        if self.commits is not None:
+            await self.commits.stop()
         if self.link is not None:
             self.router.link_down(self.link)
         if self.sender is not None:
@@ -140,21 +171,19 @@ class NatsBridge:
     def close(self) -> None:
         self.closing = True
 
-    def _subjects(self, address: str) -> tuple[str, str]:
-        """(routing subject, bucket subject) of ``address`` (cached)."""
+    def _subject(self, address: str) -> str:
+        """The routing subject of ``address`` (cached)."""
         got = self.subject_cache.get(address)
         if got is None:
             if len(self.subject_cache) >= 65536:
                 self.subject_cache.clear()
-            got = self.subject_cache[address] = (subjects.subject(address),
-                                                 f"$KV.{self.bucket}.{subjects.key(address)}")
+            got = self.subject_cache[address] = subjects.subject(address)
         return got
 
     def write(self, data: bytes) -> None:
         """One tick of the owner's records for the bridge link."""
         pos, n = 0, len(data)
         batch = []              # [subject, start, end] runs of records of one address
-        latest = {}             # bucket subject -> the last R_REPLICATE body of the tick
         while pos + 5 <= n:
             (size,) = _LEN.unpack_from(data, pos)
             kind = data[pos + 4]
@@ -171,24 +200,15 @@ class NatsBridge:
                 address = bus.parse_holder(data[start + 5:pos])[0].decode()
             else:
                 _, address = peek(frame[ws_payload_start(frame):])
-            subject, kv_subject = self._subjects(address)
+            subject = self._subject(address)
             if batch and batch[-1][0] == subject and batch[-1][2] == start:
                 batch[-1][2] = pos
             else:
                 batch.append([subject, start, pos])
-            if kind == bus.REPLICATE:
-                body = latest[kv_subject] = data[start + 5:pos]
-                if bus.replicate_holder(body):
-                    self.locked[kv_subject] = body          # for the bucket when it is freed
-                else:
-                    self.locked.pop(kv_subject, None)
-            elif kind == bus.HOLDER and kv_subject in self.locked:
-                # the holder left: the bucket's entry loses its holder too
-                latest[kv_subject] = bus.replicate_unlocked(self.locked.pop(kv_subject))
+            if kind == bus.HOLDER:
+                self.commits.release(address)        # the bucket's entry loses its holder too
         if batch:
-            batch = [(subject, data[a:b], False) for subject, a, b in batch]
-            batch += [(subject, body, True) for subject, body in latest.items()]
-            self.out.put_nowait(batch)
+            self.out.put_nowait([(subject, data[a:b]) for subject, a, b in batch])
             if not self.up:
                 self.queued += n
                 if self.queued + 65536 >= self.queue_size and not self.router.cross_node_full:
@@ -202,78 +222,108 @@ class NatsBridge:
             batch = await self.out.get()
             if batch is None:
                 return
-            for subject, payload, stored in batch:
+            for subject, payload in batch:
                 try:
-                    if stored:
-                        self._store(subject, payload)
-                    else:
-                        await self.nc.publish(subject, payload)
+                    await self.nc.publish(subject, self.interest.stamp(payload))
                 except Exception as exc:
                     log.error("cluster: a frame for %s was not sent to NATS: %s", subject, exc)
-
-    def _store(self, kv_subject: str, body: bytes) -> None:
-        """Writes a decided SET to the bucket: JetStream acknowledges it, and until it has,
-        the write is retried (unless a newer write of that key replaced it meanwhile).  One
-        task per write; tasks start in order, so the writes of a key reach NATS in order."""
-        self.unstored[kv_subject] = body
-        asyncio.get_running_loop().create_task(self._store_until_acked(kv_subject, body))
-
-    async def _store_until_acked(self, kv_subject: str, body: bytes) -> None:
-        while self.unstored.get(kv_subject) is body and not self.closing:
-            try:
-                await self.js.publish(kv_subject, body, timeout=2)
-            except Exception as exc:
-                log.warning("cluster: bucket write for %s not acknowledged (%s); retrying", kv_subject, exc)
-                await asyncio.sleep(0.2)
-                continue
-            if self.unstored.get(kv_subject) is body:
-                del self.unstored[kv_subject]
-            return
 
     # --- frames from other nodes -----------------------------------------------------
 
     async def catch_up(self, timeout: float = 30.0) -> int:
         """Reads the bucket into the node (owner and workers): each param whose revision is
-        newer than the node's; then applies the frames that other nodes sent meanwhile.
-        Returns the number of params taken."""
+        newer than the node's; then applies the frames that other nodes sent meanwhile, and
+        keeps watching the bucket.  Returns the number of params taken."""
         count = 0
+        if self.watching is not None:
+            self.watching.cancel()
+            self.watching = None
         watcher = await with_jetstream(self.kv.watchall)
         try:
             while True:
                 entry = await watcher.updates(timeout)
                 if entry is None:           # the end of the current values
                     break
-                if entry.value and self._newer(entry.value):
-                    self._apply_set(entry.value)
-                    count += 1
-        finally:
+                if param_entry(entry):
+                    if self.commits.take(entry.key, entry.revision, False) \
+                            and self.apply_bucket(entry.value, only_newer=True):
+                        count += 1
+                    self.presence.note(entry.key, entry.value)
+                self.commits.seen(entry.revision)
+        except BaseException:
             await watcher.stop()
+            raise
         held, self.held = self.held, None
-        for data in held or ():
-            self._apply_records(data)
+        for data, subject in held or ():
+            self._apply_records(data, subject)
         log.info("cluster: node %s caught up from bucket %s (%d params)", self.node_name, self.bucket, count)
         self._tell(self.up)         # behind the state on each link: the workers may take clients
+        self.watching = asyncio.get_running_loop().create_task(self._watch(watcher))
         return count
 
-    async def _on_message(self, msg) -> None:
-        if self.held is not None:
-            self.held.append(msg.data)
-        else:
-            self._apply_records(msg.data)
+    async def _watch(self, watcher) -> None:
+        """The node's one watcher of the bucket: every later write, in stream order
+        (``Commits.watched``).  What this node lacks is applied (at once a write of an
+        address no pattern of the node covers; a routed frame lost with a NATS server),
+        presence learns the locks of other nodes, and the PING barrier counts on it.  The
+        ``epoch`` key is not a param."""
+        try:
+            while not self.closing:
+                try:
+                    entry = await watcher.updates(5.0)
+                except (asyncio.TimeoutError, nats.errors.TimeoutError):
+                    continue
+                if entry is None:
+                    continue
+                if param_entry(entry):
+                    self.commits.watched(entry)
+                    self.presence.note(entry.key, entry.value)
+                else:
+                    self.commits.seen(entry.revision)       # the epoch key, a deletion
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("cluster: node %s stopped watching bucket %s: %r", self.node_name, self.bucket, exc)
+        finally:
+            try:
+                await watcher.stop()
+            except Exception:
+                pass
 
-    def _newer(self, replicate_body: bytes) -> bool:
-        frame = bus.replicate_frame(replicate_body)
+    def _receive(self, data: bytes, subject: str) -> None:
+        """Bus records that another node published on ``subject`` (one this node subscribes
+        to), in the sender's order (interest.py)."""
+        if self.held is not None:
+            self.held.append((data, subject))
+        else:
+            self._apply_records(data, subject)
+
+    def apply_bucket(self, body: bytes, only_newer: bool = False) -> bool:
+        """A state read from the bucket (an R_REPLICATE body) into the node.  The same CLASP
+        revision as the node's is the same write, perhaps with its lock freed since: only the
+        holder is taken.  ``only_newer``: an older CLASP revision is not taken either."""
+        frame = bus.replicate_frame(body)
         msg = decode_frame(frame[ws_payload_start(frame):]).message
-        return msg.revision > self.router.param_state(msg.address)[0]
+        revision, holder = self.router.param_state(msg.address)
+        if msg.revision == revision or only_newer and msg.revision < revision:
+            now = bus.replicate_holder(body).decode()
+            if msg.revision == revision and now != (holder or ""):
+                self._apply_records(bus.record(bus.HOLDER, bus.holder(msg.address, now, BRIDGE)), None)
+                return True
+            return False
+        self._apply_set(body)
+        return True
 
     def _apply_set(self, replicate_body: bytes) -> None:
         """A SET decided on another node (an R_REPLICATE body): into the owner, then to every
         worker."""
-        self._apply_records(bus.record(bus.REPLICATE, replicate_body))
+        self._apply_records(bus.record(bus.REPLICATE, replicate_body), None)
 
-    def _apply_records(self, data: bytes) -> None:
-        """Bus records from another node: PUBLISHes enter the owner as forwarded copies
-        (R_PUB_REQ, sequence 0), SETs as replicates that the workers get too."""
+    def _apply_records(self, data: bytes, subject: Optional[str]) -> None:
+        """Bus records from another node (on ``subject``; None: read from the bucket):
+        PUBLISHes enter the owner as forwarded copies (R_PUB_REQ, sequence 0), SETs as
+        replicates that the workers get too, if their bucket revision is newer than the
+        node's."""
         if self.link is None or self.link.closed:
             return
         own, sets = [], []
@@ -286,6 +336,9 @@ class NatsBridge:
             if kind == bus.PUBLISH:
                 own.append(bus.record(bus.PUB_REQ, _COPY_HEAD + body[ws_payload_start(body) + 4:]))
             elif kind == bus.REPLICATE:
+                if subject is not None and not self.commits.take(
+                        subjects.key(subjects.address(subject)), int.from_bytes(body[1:9], "big"), True):
+                    continue            # the node has this state or a newer one
                 body = _NO_ORIGIN + body[_REPLICATE_HEAD:]
                 own.append(bus.record(bus.REPLICATE, body))
                 sets.append((bus.REPLICATE, body))
@@ -322,17 +375,66 @@ class NatsBridge:
             log.error("cluster: node %s could not re-read bucket %s after NATS returned: %s",
                       self.node_name, self.bucket, exc)
 
-    def _tell(self, up: bool) -> None:
-        """The node's workers (R_CLUSTER) and its own server learn the NATS link's state."""
+    def _tell(self, up: bool, reset: bool = False) -> None:
+        """The node's workers (R_CLUSTER) and its own server learn the NATS link's state
+        (``reset``: and that the cluster's record was lost: their replay horizon moves)."""
         for link in self.router.peer_links():
             if link is not self.link:
-                link.send_record(bus.CLUSTER, bytes((up,)))
+                link.send_record(bus.CLUSTER, bytes((up, reset)))
         if self.on_link is not None:
             self.on_link(up)
+
+    # --- locks of dead nodes (presence.py), the epoch (epoch.py) ------------------------
+
+    def free_lock(self, address: str, holder: str) -> bool:
+        """Frees ``address`` in the node's replicas if ``holder`` still holds it."""
+        if self.router.param_state(address)[1] != holder:
+            return False
+        self._apply_records(bus.record(bus.HOLDER, bus.holder(address, "", BRIDGE)), None)
+        return True
+
+    def routed_here(self, key: str) -> bool:
+        """Whether the frames of the address of bucket ``key`` reach this node routed (a
+        pattern of its clients covers it)."""
+        return self.interest.receives(self._subject(subjects.key_address(key)))
+
+    def figures(self) -> dict:
+        """For /metrics (server.figures: ``nats``)."""
+        return {"epoch": self.epoch, "subjects": len(self.interest.subscribed()),
+                "received": self.interest.received, "locks_freed": self.presence.freed}
+
+    async def check_epoch(self) -> bool:
+        """The bucket still has the epoch this node caught up from?  If it is gone or
+        changed (the bucket was lost), recreates what must be, takes the new epoch, moves
+        the node's replay horizon and re-reads the bucket; returns True then."""
+        try:
+            value = (await self.kv.get(epoch.KEY)).value.decode()
+        except NotFoundError:           # the key, or the whole bucket, is gone
+            value = None
+        if value == self.epoch:
+            return False
+        self.kv = await open_bucket(self.js, self.bucket)
+        value = await epoch.read_or_create(self.kv)
+        if value == self.epoch:
+            return False
+        log.error("cluster: node %s found bucket %s lost and recreated (epoch %s, was %s): its params "
+                  "stay; clients that reconnect get whole snapshots", self.node_name, self.bucket, value,
+                  self.epoch)
+        self.epoch = value
+        self.commits.new_bucket()
+        self.router.reset_replay_horizon()
+        self._tell(self.up, reset=True)
+        await self.catch_up()
+        return True
 
     async def _error(self, exc) -> None:
         if not self.closing and self.up:
             log.warning("cluster: NATS: %s", exc)
+
+
+def param_entry(entry) -> bool:
+    """A bucket entry of a param (not the epoch key, not a deletion)."""
+    return bool(entry.value) and entry.key.startswith("/")
 
 
 def node_name(config) -> str:
@@ -340,8 +442,9 @@ def node_name(config) -> str:
     return config.cluster_node or f"{socket.gethostname()}-{config.port}"
 
 
-async def start_bridge(router, config, on_link=None) -> NatsBridge:
+async def start_bridge(router, config, tag: str, on_link=None) -> NatsBridge:
     bridge = NatsBridge(router, [u.strip() for u in config.cluster_nats.split(",") if u.strip()],
-                        node_name(config), config.cluster_bucket, config.cluster_queue_size, on_link)
+                        node_name(config), config.cluster_bucket, config.cluster_queue_size, on_link,
+                        tag, config.cluster_node_timeout)
     await bridge.start()
     return bridge

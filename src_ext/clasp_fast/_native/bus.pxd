@@ -33,7 +33,8 @@ cdef enum:
     R_PUB_REQ = 16          # request head, PUBLISH payload (seq 0: a copy, no answer)
     R_BARRIER = 17          # request head, the read it holds back: R_DONE once earlier decisions are sent
     R_DURABLE = 18          # u64 journal position: the owner's journal is on disk up to there
-    R_CLUSTER = 19          # u8 up: the node's NATS link is up (1) or down (0) (owner -> workers)
+    R_CLUSTER = 19          # u8 up: the node's NATS link is up (1) or down (0), [u8 reset: the bucket was
+                            # lost (1): move the replay horizon] (owner -> workers)
 
     RECORD_HEAD = 5         # u32 length + u8 kind
     # request head: u64 seq, u8 qos, u8 id length, id (the session that sent it)

@@ -30,6 +30,7 @@ cdef class Hub:
     cdef readonly Py_ssize_t queued     # bytes queued on all endpoints, conflated SETs included
     cdef const uint8_t* fanout_frame    # the frame being fanned out (router.deliver), else NULL
     cdef bytes fanout_copy              # its copy shared by the receivers where it must wait
+    cdef public str session_tag         # cluster mode: session ids start with the node's tag
     cdef bytes waiting_copy(self, const uint8_t* frame, Py_ssize_t n)
     cdef int overflow(self, Endpoint e) except -1
 

@@ -321,7 +321,8 @@ cdef class Session(Endpoint):
     def __cinit__(self, Hub hub, str peer=None):
         self.hub = hub
         self.peer = peer
-        self.id = str(uuid.uuid4())
+        tag = hub.session_tag        # cluster mode: the node's tag (its lock holders are its own)
+        self.id = str(uuid.uuid4()) if tag is None else tag + str(uuid.uuid4())[len(tag):]
         b = self.id.encode()
         memcpy(self.idc, <const char*>b, len(b))
         self.idlen = len(b)

@@ -60,6 +60,12 @@ cdef class Router(Hub):
     cdef readonly object cluster        # the Python-level node (clasp_fast.cluster.node)
     cdef readonly bint holding          # owner syncing after a restart: queue requests
     cdef public bint cross_node_full    # owner: the NATS bridge's queue is full: SETs get 503
+    cdef public object cross_node       # owner in cluster mode: the NATS bridge (interest, held SUBSCRIBEs)
+    cdef public object commit           # owner of a NATS node: SETs commit through the bucket first
+                                        # (clasp_fast/cluster/nats/commit.py); None otherwise
+    cdef list staged                    # deciding for `commit`: the outcomes (None otherwise)
+    cdef bint in_order                  # running a request that `commit` held back in order
+    cdef public bint ping_barrier       # worker of a NATS node: PING is a read through the owner
     cdef list held_requests             # (link, kind, body) queued while holding
     cdef dict peer_subs                 # worker -> {(pattern, mask): Subscription} it routes to
     cdef uint32_t peer_sub_ids
@@ -124,5 +130,9 @@ cdef class Router(Hub):
                                Py_ssize_t dlen, uint64_t revision, const uint8_t* st,
                                bint only_if_newer) except? NULL
     cdef Pending* _pending_for(self, uint64_t seq)
+    cdef bint held_in_order(self, PeerLink link, uint8_t kind, const uint8_t* b, Py_ssize_t n) except -1
+    cdef int _stage(self, int origin, uint64_t seq, Param* prm, const uint8_t* frame, Py_ssize_t n) except -1
+    cdef Param* _store_replicate(self, const uint8_t* b, Py_ssize_t n, const uint8_t** frame,
+                                 Py_ssize_t* fn) except? NULL
     cdef int resolve_pending(self, uint64_t seq, uint64_t revision, const char* addr, Py_ssize_t alen,
                              uint64_t position) except -1

@@ -238,10 +238,14 @@ cdef class Router(Hub):
             self.interest[key] = n
         else:
             self.interest.pop(key, None)
-        if (n == 1 and delta > 0 or n == 0 and delta < 0) and not self.is_owner:
+        if not (n == 1 and delta > 0 or n == 0 and delta < 0):
+            return
+        if not self.is_owner:
             link = self.links[OWNER]
             if link is not None:
                 (<PeerLink>link).send_record(R_INTEREST, bus.interest(delta > 0, pattern, mask))
+        elif self.cross_node is not None:
+            self.cross_node.interest(pattern, delta > 0, None)
 
     def _provisional_interest(self, msg, int delta):
         """A SUBSCRIBE waiting for its barrier: the owner is told of its interest *before* the
@@ -302,7 +306,8 @@ cdef class Router(Hub):
         if s.held is not None:
             s.held.append(PyBytes_FromStringAndSize(<const char*>data, n))
             return 0
-        if s.inflight and (t != T_SET and t != T_PUBLISH or not s.welcomed):
+        if s.inflight and (t != T_SET and t != T_PUBLISH or not s.welcomed
+                           or t == T_PUBLISH and self.commit is not None):
             s.held = [PyBytes_FromStringAndSize(<const char*>data, n)]
             return 0
         if t == T_SET:
@@ -437,6 +442,12 @@ cdef class Router(Hub):
         cdef uint8_t head[REPLICATE_HEAD + STATE_MAX]
         cdef PeerLink link
         cdef uint64_t position = 0
+        if self.commit is not None and self.staged is None:
+            # a NATS node: the bucket takes the decision before anyone hears of it (commit.py)
+            if local is not None:
+                local.inflight += 1
+            return self.commit.submit(local, origin, seq, wid[:wlen], PyBytes_FromStringAndSize(
+                <const char*>p, v.end), qos, addr[:v.addr_len])
         if self.cross_node_full:
             address = addr[:v.addr_len].decode()
             return self._write_error(local, origin, seq, E_UNAVAILABLE,
@@ -475,7 +486,7 @@ cdef class Router(Hub):
         memcpy(prm.writer, wid, wlen)
         prm.writer_len = wlen
         param_expiry(self.params, prm, (v.flags & SET_HAS_TTL) != 0, v.ttl, now)
-        if self.journal_link is not None:
+        if self.journal_link is not None and self.staged is None:
             self.push_param(self.journal_link, prm)
             self.journal_seq += 1
             position = self.journal_seq
@@ -489,6 +500,8 @@ cdef class Router(Hub):
         clasp_header(frame + hl, 1, size)
         write_set_broadcast(frame + hl + 4, p, v, prm.revision)
         total = hl + 4 + size
+        if self.staged is not None:
+            return self._stage(origin, seq, prm, frame, total)
         ml = self.param_receivers(prm, segs, nseg)
         self.deliver(ml, 0x01, None, False, frame, total, addr, v.addr_len, prm)
         # every other worker keeps a replica and serves its own subscribers
@@ -513,6 +526,9 @@ cdef class Router(Hub):
     def _write_error(self, Session local, int origin, uint64_t seq, int code, str message, str address):
         """A SET (or BUNDLE) was refused: tell its writer, here or on its worker."""
         message, address = _clip(message, ECHO_MESSAGE), _clip(address, ECHO_ADDRESS)
+        if self.staged is not None:
+            self.staged.append((code, message, address))        # decided for commit.py
+            return 0
         if local is not None:
             return self.error(local, code, message, address)
         if origin < MAX_WORKERS and seq > self.applied[origin]:
@@ -625,7 +641,8 @@ cdef class Router(Hub):
                 elif kind == R_DONE:
                     self.on_done(buf + pos + 5, size - 1)
                 elif kind == R_BARRIER and not self.holding:
-                    self.answer_barrier(link, buf + pos + 5)
+                    if not self.held_in_order(link, R_BARRIER, buf + pos + 5, size - 1):
+                        self.answer_barrier(link, buf + pos + 5)
                 elif self.cluster is not None:
                     self.on_record(link, kind, PyBytes_FromStringAndSize(<const char*>buf + pos + RECORD_HEAD,
                                                                          size - 1))
@@ -709,41 +726,45 @@ cdef class Router(Hub):
 
     cdef int on_replicate(self, const uint8_t* b, Py_ssize_t n) except -1:
         """Replica: the owner decided a SET: store it, deliver it to our subscribers."""
-        cdef SetView v
-        cdef Reader r
         cdef Seg segs[MAX_SEGMENTS]
-        cdef int nseg
         cdef uint8_t origin = b[0]
         cdef uint64_t seq = load_u64(b + 1)
         cdef uint64_t position = load_u64(b + 9)
-        cdef const uint8_t* st = b + REPLICATE_HEAD
-        cdef Py_ssize_t sh = state_size(st)
-        cdef const uint8_t* frame = st + sh
-        cdef Py_ssize_t fn = n - REPLICATE_HEAD - sh
-        cdef Py_ssize_t hl = _ws_header_len(frame, fn)
-        cdef const uint8_t* p
-        cdef const char* addr
-        cdef Param* prm
-        cdef uint8_t vtype_buf[1]
-        if hl < 0 or fn < hl + 4:
-            return 0
-        p = frame + hl + 4
-        if parse_set(p, fn - hl - 4, &v, &r):
-            return 0
-        addr = <const char*>p + v.addr_pos
-        prm = self._store_replica(addr, v.addr_len, v.vtype, p + v.value_pos, v.value_end - v.value_pos,
-                                  v.revision, st, False)
+        cdef const uint8_t* frame
+        cdef Py_ssize_t fn
+        cdef Param* prm = self._store_replicate(b, n, &frame, &fn)
         if prm == NULL:
             return 0
         self.deliver(self.param_receivers(prm, segs, -1), 0x01, None, False, frame, fn,
-                     addr, v.addr_len, prm)
+                     prm.address, prm.addr_len, prm)
         if seq > self.applied[origin]:
             self.applied[origin] = seq
         if position > self.journal_seen:
             self.journal_seen = position
         if origin == self.worker_index and seq:
-            self.resolve_pending(seq, v.revision, addr, v.addr_len, position)
+            self.resolve_pending(seq, prm.revision, prm.address, prm.addr_len, position)
         return 0
+
+    cdef Param* _store_replicate(self, const uint8_t* b, Py_ssize_t n, const uint8_t** frame,
+                                 Py_ssize_t* fn) except? NULL:
+        """Stores the decided state of an R_REPLICATE body; returns its param (NULL: malformed)
+        and its ready broadcast frame in ``frame``/``fn``."""
+        cdef SetView v
+        cdef Reader r
+        cdef const uint8_t* st = b + REPLICATE_HEAD
+        cdef Py_ssize_t sh = state_size(st)
+        cdef Py_ssize_t hl
+        cdef const uint8_t* p
+        frame[0] = st + sh
+        fn[0] = n - REPLICATE_HEAD - sh
+        hl = _ws_header_len(frame[0], fn[0])
+        if hl < 0 or fn[0] < hl + 4:
+            return NULL
+        p = frame[0] + hl + 4
+        if parse_set(p, fn[0] - hl - 4, &v, &r):
+            return NULL
+        return self._store_replica(<const char*>p + v.addr_pos, v.addr_len, v.vtype, p + v.value_pos,
+                                   v.value_end - v.value_pos, v.revision, st, False)
 
     cdef Param* _store_replica(self, const char* addr, Py_ssize_t alen, uint8_t vtype, const uint8_t* data,
                                Py_ssize_t dlen, uint64_t revision, const uint8_t* st,
@@ -801,6 +822,8 @@ cdef class Router(Hub):
         cdef const uint8_t* p = b + request_head_size(b)
         cdef Py_ssize_t pn = n - request_head_size(b)
         cdef uint8_t done[DONE_SIZE]
+        if seq and self.held_in_order(link, R_PUB_REQ, b, n):
+            return 0
         if seq == 0 or seq > self.applied[link.index]:
             if seq:
                 self.applied[link.index] = seq
@@ -939,6 +962,8 @@ cdef class Router(Hub):
 
     def owner_release(self, PeerLink link, bytes body):
         """Owner: a session of worker ``link.index`` closed; free its locks."""
+        if self.held_in_order(link, R_RELEASE, <const uint8_t*>PyBytes_AS_STRING(body), len(body)):
+            return
         seq, _, holder, _ = bus.parse_request(body)
         self.release_locks(holder)
         if seq > self.applied[link.index]:
@@ -947,6 +972,8 @@ cdef class Router(Hub):
 
     def owner_bundle(self, PeerLink link, bytes body):
         """Owner: a BUNDLE from a session of worker ``link.index``."""
+        if self.held_in_order(link, R_BUNDLE_REQ, <const uint8_t*>PyBytes_AS_STRING(body), len(body)):
+            return
         seq, qos, holder, payload = bus.parse_request(body)
         if seq <= self.applied[link.index]:
             link.send_record(R_DONE, bus.done(seq))
@@ -956,9 +983,31 @@ cdef class Router(Hub):
         if ok:
             if seq > self.applied[link.index]:
                 self.applied[link.index] = seq
-            self._publish_bundle_part(link, msg, True)
-            self._bundle_wants_commit(qos)
-            link.send_record(R_DONE, bus.done(seq, last or 0))
+            self._after_bundle(self._bundle_forwarded, link, msg, qos, seq, last)
+
+    def _bundle_forwarded(self, PeerLink link, msg, int qos, uint64_t seq, last):
+        self._publish_bundle_part(link, msg, True)
+        self._bundle_wants_commit(qos)
+        link.send_record(R_DONE, bus.done(seq, last or 0))
+
+    def _after_bundle(self, fn, Endpoint writer, msg, *args):
+        """``fn(writer, msg, *args)``: what an applied bundle sends (its PUBLISHes, ACK or
+        R_DONE).  On a NATS node it waits until the bucket took the bundle's SETs
+        (commit.py), and ``args``' last, the last SET's revision, is read then."""
+        if self.commit is None:
+            return fn(writer, msg, *args)
+        if isinstance(writer, Session):
+            (<Session>writer).inflight += 1
+        self.commit.then(self._bundle_committed, fn, writer, msg, args)
+
+    def _bundle_committed(self, fn, writer, msg, args):
+        last = None
+        for m in msg.messages:
+            if type(m) is M.Set:
+                last = m.address
+        fn(writer, msg, *args[:len(args) - 1], self.param_state(last)[0] if last is not None else None)
+        if isinstance(writer, Session):
+            self.local_done(writer)
 
     # --- PUBLISH ----------------------------------------------------------------
 
@@ -1282,9 +1331,18 @@ cdef class Router(Hub):
         answer arrives, every decision made before it has been applied here too, so a client
         reads what any other client was already told."""
         kind = type(msg)
-        if payload is not None and kind in _READS and not self.is_owner and self.cluster is not None:
+        if payload is not None and (kind in _READS or kind is M.Ping and self.ping_barrier) \
+                and not self.is_owner and self.cluster is not None:
             self._provisional_interest(msg, +1)
             self._forward_request(PK_READ, R_BARRIER, s, qos, payload)
+            return
+        if kind is M.Subscribe and self.cross_node is not None and s.welcomed and \
+                self.cross_node.hold_subscribe(s, msg, qos):
+            # the owner in cluster mode: answered once NATS has the subscription
+            # (resume_read); the session's later messages wait behind it
+            s.inflight += 1
+            if s.held is None:
+                s.held = []
             return
         if not s.welcomed:
             if kind is M.Hello:
@@ -1295,6 +1353,12 @@ cdef class Router(Hub):
         if handler is not None:
             handler(self, s, msg, qos)
         # server-only types (WELCOME, SNAPSHOT, ACK, ERROR, RESULT, PONG) are ignored
+
+    def resume_read(self, Session s, msg, int qos):
+        """Owner: a SUBSCRIBE held by ``cross_node.hold_subscribe`` is answered now."""
+        if not s.closed:
+            self.handle(s, msg, qos)
+        self.local_done(s)
 
     def _hello(self, Session s, msg, int qos=0):
         if s.welcomed:
@@ -1414,6 +1478,11 @@ cdef class Router(Hub):
         self.send(s, M.Sync(t1=msg.t1, t2=t2, t3=self.clock.wall_us()))
 
     def _ping(self, Session s, msg, int qos):
+        if self.commit is not None:
+            # a NATS node: PONG once this node has every write the bucket had (commit.py)
+            s.inflight += 1
+            self.commit.ping(s)
+            return
         self.send(s, M.Pong())
 
     def _announce(self, Session s, msg, int qos):
@@ -1493,11 +1562,13 @@ cdef class Router(Hub):
                                   encode_payload(M.Bundle(messages=msg.messages)))
             return
         ok, last = self._apply_bundle_sets(s.id, s, self.worker_index, 0, msg)
-        if not ok:
-            return
+        if ok:
+            self._after_bundle(self._bundle_applied, s, msg, qos, last)
+
+    def _bundle_applied(self, Session s, msg, int qos, last):
         self._publish_bundle_part(s, msg, True)
         self._bundle_wants_commit(qos)
-        if qos >= 1:
+        if qos >= 1 and not s.closed:
             self._ack_maybe_durable(s, M.Ack(revision=last), qos, self.journal_seq)
 
     def _apply_bundle_sets(self, str holder, Session local, int origin, uint64_t seq, msg):
@@ -1662,8 +1733,10 @@ cdef class Router(Hub):
         already replaced."""
         if self.links[link.index] is not link:
             return False
-        for sub in self.peer_subs.pop(link.index, {}).values():
+        for (pattern, mask), sub in self.peer_subs.pop(link.index, {}).items():
             self.trie.remove(sub)
+            if self.cross_node is not None:
+                self.cross_node.interest(pattern, False, link)
         self.links[link.index] = None
         if self.owner_link is link:
             self.owner_link = None
@@ -1694,7 +1767,8 @@ cdef class Router(Hub):
         elif kind == R_PUB_REQ:
             self.on_publish_request(link, <const uint8_t*>PyBytes_AS_STRING(body), len(body))
         elif kind == R_BARRIER:
-            self.answer_barrier(link, <const uint8_t*>PyBytes_AS_STRING(body))
+            if not self.held_in_order(link, R_BARRIER, <const uint8_t*>PyBytes_AS_STRING(body), len(body)):
+                self.answer_barrier(link, <const uint8_t*>PyBytes_AS_STRING(body))
         elif kind == R_BUNDLE_REQ:
             self.owner_bundle(link, body)
         elif kind == R_RELEASE:
@@ -1719,6 +1793,8 @@ cdef class Router(Hub):
         elif kind == R_DURABLE:
             self.journal_durable(bus.parse_durable(body))
         elif kind == R_CLUSTER:
+            if len(body) > 1 and body[1]:
+                self.reset_replay_horizon()
             self.cluster.cross_node_link(body[0] == 1)
         else:
             log.error("bus: unknown record kind %d from worker %d", kind, link.index)
@@ -1735,6 +1811,10 @@ cdef class Router(Hub):
             self.trie.add(sub)
         elif not add and key in subs:
             self.trie.remove(subs.pop(key))
+        else:
+            return
+        if self.cross_node is not None:
+            self.cross_node.interest(pattern, add, link)
 
     def _send_state(self, PeerLink link):
         """A restarted peer asks for our state: params, announced signals, decided requests."""
@@ -1835,6 +1915,180 @@ cdef class Router(Hub):
             if link is not None:
                 self.dump_state(link)
 
+    # --- a NATS node: decisions the bucket must take first (clasp_fast/cluster/nats/commit.py) --
+    #
+    # The owner decides as everywhere else (apply_set is the one decision); commit.py holds
+    # what a decision sends (replicate, deliver, ACK, ERROR) until the bucket took it, and
+    # keeps the owner's answers to each worker in the order of its requests.
+
+    cdef bint held_in_order(self, PeerLink link, uint8_t kind, const uint8_t* b, Py_ssize_t n) except -1:
+        """Owner of a NATS node: a sequenced request of a worker waits behind the SETs still at
+        the bucket (its worker matches the answers in order): True when commit.py took it."""
+        if self.commit is None or self.in_order:
+            return False
+        return self.commit.later(link, kind, PyBytes_FromStringAndSize(<const char*>b, n))
+
+    def run_in_order(self, PeerLink link, int kind, bytes body):
+        """commit.py: the request held back by ``held_in_order`` runs now."""
+        if self.links[link.index] is not link:
+            return
+        self.in_order = True
+        try:
+            self.on_record(link, kind, body)
+        finally:
+            self.in_order = False
+
+    def decide(self, bytes address, list requests):
+        """commit.py: ``requests`` [(local session, origin, seq, writer id, SET payload, qos)],
+        all of ``address``, decided in order by ``apply_set`` against the param's current
+        state, and nothing sent: one outcome each, the R_REPLICATE body of the decision
+        (journal position 0) or the (code, message, address) of its refusal.  The param is
+        left as it was."""
+        cdef SetView v
+        cdef Reader r
+        cdef Seg segs[MAX_SEGMENTS]
+        cdef Session local
+        cdef bytes wid, payload
+        cdef const uint8_t* p
+        saved = self._param_record(address)
+        self.clock_fresh = False
+        self.staged = []
+        try:
+            for local, origin, seq, wid, payload, qos in requests:
+                p = <const uint8_t*>PyBytes_AS_STRING(payload)
+                if parse_set(p, len(payload), &v, &r):
+                    self.staged.append((E_BAD_FRAME, reader_error(&r, "SET"), None))
+                    continue
+                self.apply_set(wid, len(wid), local, origin, seq, p, &v, segs,
+                               split_address(<const char*>p + v.addr_pos, v.addr_len, segs), qos)
+            return self.staged
+        finally:
+            self.staged = None
+            self._restore_param(address, saved)
+
+    cdef int _stage(self, int origin, uint64_t seq, Param* prm, const uint8_t* frame, Py_ssize_t n) except -1:
+        """A decision for ``decide``: its R_REPLICATE body."""
+        cdef uint8_t head[REPLICATE_HEAD + STATE_MAX]
+        cdef Py_ssize_t hn
+        head[0] = origin
+        store_u64(head + 1, seq)
+        store_u64(head + 9, 0)
+        hn = REPLICATE_HEAD + write_state(prm, head + REPLICATE_HEAD)
+        self.staged.append(PyBytes_FromStringAndSize(<const char*>head, hn)
+                           + PyBytes_FromStringAndSize(<const char*>frame, n))
+        return 0
+
+    def _param_record(self, bytes address):
+        """The param at ``address`` as an R_SYNC_PARAM body (None: no param)."""
+        cdef Param* prm = param_get(self.params, address, len(address), bm_hash(address, len(address)))
+        cdef uint8_t head[8 + STATE_MAX]
+        cdef Py_ssize_t hn
+        if prm == NULL:
+            return None
+        store_u64(head, prm.revision)
+        hn = 8 + write_state(prm, head + 8)
+        return (PyBytes_FromStringAndSize(<const char*>head, hn)
+                + PyBytes_FromStringAndSize(<const char*>prm.value, prm.value_len))
+
+    def _restore_param(self, bytes address, saved):
+        """Puts back what ``_param_record`` returned (and re-learns its lock holder)."""
+        cdef Param* prm = param_get(self.params, address, len(address), bm_hash(address, len(address)))
+        cdef const uint8_t* b
+        cdef Py_ssize_t sh
+        if saved is None:
+            if prm != NULL:
+                self.params.remove(prm)
+            return
+        b = <const uint8_t*>PyBytes_AS_STRING(saved)
+        sh = state_size(b + 8)
+        prm = self._store_replica(address, len(address), b[8 + sh], b + 9 + sh, len(saved) - 9 - sh,
+                                  load_u64(b), b + 8, False)
+        if prm.holder_len:
+            self._lock_changed(prm.holder[:prm.holder_len].decode(), prm.holder_origin, address.decode(),
+                               True)
+
+    def commit_store(self, bytes body, int qos):
+        """commit.py: the bucket took a decision (``body``, the last of a group): the owner's
+        replica and journal have it from now on.  Returns its journal position (0: none)."""
+        cdef const uint8_t* frame
+        cdef Py_ssize_t fn
+        cdef Param* prm = self._store_replicate(<const uint8_t*>PyBytes_AS_STRING(body), len(body),
+                                                &frame, &fn)
+        if prm == NULL or self.journal_link is None:
+            return 0
+        self.push_param(self.journal_link, prm)
+        self.journal_seq += 1
+        if qos >= 2:
+            self.want_commit(self.journal_seq)
+        return self.journal_seq
+
+    def commit_emit(self, bytes body, Session local, int qos, uint64_t position, uint64_t bucket_revision):
+        """commit.py: a decision the bucket took goes out, in decision order: to the owner's
+        subscribers, to every worker (R_REPLICATE at journal ``position``), to the bridge
+        (the same, its sequence field holding the ``bucket_revision``), ACK to a local writer."""
+        cdef const uint8_t* b = <const uint8_t*>PyBytes_AS_STRING(body)
+        cdef Py_ssize_t hn = REPLICATE_HEAD + state_size(b + REPLICATE_HEAD)
+        cdef const uint8_t* frame = b + hn
+        cdef Py_ssize_t fn = len(body) - hn
+        cdef Py_ssize_t hl = _ws_header_len(frame, fn)
+        cdef uint8_t head[REPLICATE_HEAD + STATE_MAX]
+        cdef uint8_t origin = b[0]
+        cdef uint64_t seq = load_u64(b + 1)
+        cdef SetView v
+        cdef Reader r
+        cdef Seg segs[MAX_SEGMENTS]
+        cdef const uint8_t* p = frame + hl + 4
+        cdef Param* prm
+        cdef PeerLink link
+        cdef Py_ssize_t i
+        if hl < 0 or parse_set(p, fn - hl - 4, &v, &r):
+            return
+        prm = param_get(self.params, <const char*>p + v.addr_pos, v.addr_len,
+                        bm_hash(<const char*>p + v.addr_pos, v.addr_len))
+        if prm != NULL:
+            self.deliver(self.param_receivers(prm, segs, -1), 0x01, None, False, frame, fn,
+                         <const char*>p + v.addr_pos, v.addr_len, prm)
+        memcpy(head, b, hn)
+        for i in range(MAX_WORKERS):
+            link = self.links[i]
+            if link is None:
+                continue
+            if i == MAX_WORKERS - 1:            # the NATS bridge: the bucket revision travels
+                store_u64(head + 1, bucket_revision)
+                store_u64(head + 9, 0)
+            else:
+                store_u64(head + 9, position)
+            link.push_record(R_REPLICATE, head, hn, frame, fn)
+            memcpy(head, b, hn)
+        if origin < MAX_WORKERS and seq > self.applied[origin]:
+            self.applied[origin] = seq
+        if local is not None:
+            if qos >= 1 and not local.closed:
+                if qos >= 2 and position > self.durable_at:
+                    self.ack_when_durable(local, <const char*>p + v.addr_pos, v.addr_len, v.revision, position)
+                else:
+                    self.send_ack(local, <const char*>p + v.addr_pos, v.addr_len, v.revision)
+            self.local_done(local)
+
+    def commit_error(self, Session local, int origin, uint64_t seq, int code, str message, address):
+        """commit.py: a SET refused (409, 423, 503, ...) is answered, in decision order."""
+        self._write_error(local, origin, seq, code, message, address)
+        if local is not None:
+            self.local_done(local)
+
+    def pong(self, Session s):
+        """commit.py: the cluster barrier of ``s``'s PING passed."""
+        if not s.closed:
+            self.send(s, M.Pong())
+        self.local_done(s)
+
+    def local_done(self, Session s):
+        """Something ``s`` waited for at the bucket is answered: what it sent after runs."""
+        if s.inflight:
+            s.inflight -= 1
+        if s.inflight == 0 and s.held is not None and not s.closed:
+            self._drain(s)
+
     # --- timers (see timers.pyx) ---------------------------------------------------
 
     @property
@@ -1861,6 +2115,11 @@ cdef class Router(Hub):
         """Runs every timer due at ``now`` (default: the clock's monotonic time)."""
         self.clock_fresh = False
         self.timers.run_due(self.clock.mono_s() if now is None else now)
+
+    def reset_replay_horizon(self):
+        """What changed before now cannot be replayed (SUBSCRIBE ``since`` gets whole
+        snapshots): the cluster's state was lost and rebuilt (a new bucket epoch)."""
+        self.replay_horizon = self.clock.wall_us()
 
     def _sweep(self):
         cdef uint64_t now = self.clock.wall_us()
