@@ -98,7 +98,6 @@ class NatsBridge:
         self.out: asyncio.Queue = asyncio.Queue()
         self.sender: Optional[asyncio.Task] = None
         self.closing = False
-        self.subject_cache: dict[str, str] = {}     # address -> routing subject
         self.js = None
         self.commits: Optional[Commits] = None
         self.watching: Optional[asyncio.Task] = None    # the bucket's watch (_watch)
@@ -171,15 +170,6 @@ class NatsBridge:
     def close(self) -> None:
         self.closing = True
 
-    def _subject(self, address: str) -> str:
-        """The routing subject of ``address`` (cached)."""
-        got = self.subject_cache.get(address)
-        if got is None:
-            if len(self.subject_cache) >= 65536:
-                self.subject_cache.clear()
-            got = self.subject_cache[address] = subjects.subject(address)
-        return got
-
     def write(self, data: bytes) -> None:
         """One tick of the owner's records for the bridge link."""
         pos, n = 0, len(data)
@@ -200,7 +190,7 @@ class NatsBridge:
                 address = bus.parse_holder(data[start + 5:pos])[0].decode()
             else:
                 _, address = peek(frame[ws_payload_start(frame):])
-            subject = self._subject(address)
+            subject = subjects.subject(address)
             if batch and batch[-1][0] == subject and batch[-1][2] == start:
                 batch[-1][2] = pos
             else:
@@ -396,7 +386,7 @@ class NatsBridge:
     def routed_here(self, key: str) -> bool:
         """Whether the frames of the address of bucket ``key`` reach this node routed (a
         pattern of its clients covers it)."""
-        return self.interest.receives(self._subject(subjects.key_address(key)))
+        return self.interest.receives(subjects.subject(subjects.key_address(key)))
 
     def figures(self) -> dict:
         """For /metrics (server.figures: ``nats``)."""

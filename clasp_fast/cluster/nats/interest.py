@@ -86,7 +86,6 @@ class NodeInterest:
         self.bridge = bridge
         self.apply = apply                  # apply(payload, subject): one message's bus records
         self.subjects: dict[str, _Subject] = {}
-        self.pattern_cache: dict[str, list[str]] = {}
         self.covered: dict[str, bool] = {}  # subject -> receives(subject), until the counts change
         self.changed = asyncio.Event()
         self.instance = os.urandom(8)       # this bridge's stamp
@@ -97,14 +96,6 @@ class NodeInterest:
         self.duplicates = 0
 
     # --- what the router tells us --------------------------------------------------
-
-    def _subjects_of(self, pattern: str) -> list[str]:
-        got = self.pattern_cache.get(pattern)
-        if got is None:
-            if len(self.pattern_cache) >= 65536:
-                self.pattern_cache.clear()
-            got = self.pattern_cache[pattern] = subjects.pattern_subjects(pattern)
-        return got
 
     def _count(self, subject_list: list[str], delta: int) -> list[_Subject]:
         """Counts; returns the entries not confirmed yet."""
@@ -129,7 +120,7 @@ class NodeInterest:
         the worker's bus link, None for the owner's own sessions)."""
         if link is not None and link.index == self.bridge.link.index:
             return                          # the bridge's own "/**"
-        waiting = self._count(self._subjects_of(pattern), 1 if add else -1)
+        waiting = self._count(subjects.pattern_subjects(pattern), 1 if add else -1)
         if waiting and link is not None and self.bridge.up:
             io = link.io
             if not isinstance(io, Cork):
@@ -143,7 +134,7 @@ class NodeInterest:
         if not self.bridge.up:
             return False
         try:
-            subject_list = self._subjects_of(msg.pattern)
+            subject_list = subjects.pattern_subjects(msg.pattern)
         except Exception:
             return False                    # not a valid pattern: the router answers the error
         if all(s in self.subjects and self.subjects[s].confirmed for s in subject_list):

@@ -20,6 +20,8 @@ other byte, and ``=`` and ``.``, written ``=XX``: reversible, trailing slash inc
 """
 from __future__ import annotations
 
+import functools
+
 ROOT = "clasp"
 
 _SUBJECT_SAFE = frozenset(range(0x21, 0x7F)) - set(b".*>%")
@@ -55,8 +57,9 @@ def token(segment: str) -> str:
     return _escape(segment.encode(), _SUBJECT_SAFE, "%")
 
 
+@functools.lru_cache(maxsize=65536)
 def subject(address: str) -> str:
-    """The NATS subject that carries the frames of ``address``."""
+    """The NATS subject that carries the frames of ``address`` (cached: asked per routed record)."""
     return ".".join([ROOT, *map(token, segments(address))])
 
 
@@ -68,9 +71,11 @@ def address(subject_: str) -> str:
     return "/" + "/".join(_unescape(t, "%").decode() for t in tokens[1:])
 
 
+@functools.lru_cache(maxsize=65536)
 def pattern_subjects(pattern: str) -> list[str]:
     """The NATS subjects a node subscribes to so that it receives every address ``pattern``
-    matches (possibly more: the local trie filters)."""
+    matches (possibly more: the local trie filters).  Cached: callers must not change the
+    list."""
     tokens = [ROOT]
     segs = segments(pattern)
     for i, seg in enumerate(segs):
