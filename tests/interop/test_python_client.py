@@ -198,9 +198,12 @@ async def test_python_client_gets_no_ack_and_survives_1000_own_sets(shared_route
 
     # later values still arrive: its own and (once its own is in) another client's.  The two
     # clients' SETs are only ordered if the second is sent after the first took effect: with
-    # several workers they may reach the state owner over different links.
+    # several workers they may reach the state owner over different links; with several
+    # nodes (docs/cluster.md) a fire-and-forget SET is in the cluster once its writer's PING
+    # is answered.
     await c.c.set(addr, 1001)
     await c.wait_for(lambda: len(c.sets(addr)) >= 1001, T, "1001")
+    await c.barrier()
     await other.c.set(addr, 1002)
     await c.wait_for(lambda: len(c.sets(addr)) >= 1002, T, "1001 and 1002")
     await c.barrier()

@@ -45,6 +45,7 @@ what the other nodes decided meanwhile.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import struct
@@ -69,8 +70,11 @@ BRIDGE = 63                     # the link index of the bridge (router.pxd MAX_W
 ALL_SIGNALS = 0xFF
 _LEN = struct.Struct(">I")
 _REPLICATE_HEAD = bus.REPLICATE_HEAD_SIZE
-# R_REPLICATE head of a SET from another node: origin = the bridge, seq 0, journal position 0
+# R_REPLICATE head of a SET from another node: origin = the bridge, seq 0, journal position 0;
+# with seq 1: a fast SET (not in the bucket yet: taken only over an older revision)
 _NO_ORIGIN = bytes((BRIDGE,)) + bytes(_REPLICATE_HEAD - 1)
+_FAST_ORIGIN = bytes((BRIDGE,)) + (1).to_bytes(8, "big") + bytes(8)
+_NOT_IN_BUCKET = bytes(8)
 _COPY_HEAD = bus.request_head(0, 0, "")          # R_PUB_REQ head: a copy, no answer
 
 
@@ -93,7 +97,9 @@ class NatsBridge:
         self.bucket = bucket
         self.kv = None
         self.held: Optional[list] = []      # frames from other nodes while catching up
-        self.nc: Optional[nats.NATS] = None
+        self.nc: Optional[nats.NATS] = None            # routed frames, subscriptions, presence
+        self.bucket_nc: Optional[nats.NATS] = None     # the bucket (JetStream) and its watch
+        self.lost: set[str] = set()                    # which of the two is away
         self.link = None
         self.out: asyncio.Queue = asyncio.Queue()
         self.sender: Optional[asyncio.Task] = None
@@ -112,17 +118,16 @@ class NatsBridge:
         """Connects (RuntimeError naming cluster.nats_url if no server answers within
         ``timeout`` s), opens the bucket and attaches the link to the owner."""
         try:
-            self.nc = await asyncio.wait_for(nats.connect(
-                self.servers, name=self.node_name, no_echo=True, max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5, disconnected_cb=self._disconnected,
-                reconnected_cb=self._reconnected, error_cb=self._error,
-                pending_size=2 * self.queue_size + 65536), timeout)
+            self.nc = await asyncio.wait_for(self._connect("routes", 2 * self.queue_size + 65536), timeout)
+            self.bucket_nc = await asyncio.wait_for(self._connect("bucket"), timeout)
         except (asyncio.TimeoutError, OSError, nats.errors.Error) as exc:
+            if self.nc is not None:
+                await self.nc.close()
             raise RuntimeError(f"no NATS server of cluster.nats_url ({', '.join(self.servers)}) answered "
                                f"within {timeout:.0f} s ({type(exc).__name__}); start NATS or fix "
                                f"--cluster-nats") from None
         self.up = True
-        self.js = self.nc.jetstream()
+        self.js = self.bucket_nc.jetstream()
         self.kv = await open_bucket(self.js, self.bucket)
         self.epoch = await with_jetstream(lambda: epoch.read_or_create(self.kv))
         self.commits = self.router.commit = Commits(self.router, self)
@@ -135,6 +140,19 @@ class NatsBridge:
         self.sender = asyncio.get_running_loop().create_task(self._send_loop())
         log.info("cluster: node %s joined NATS at %s", self.node_name, self.nc.connected_url.netloc
                  if self.nc.connected_url else self.servers)
+
+    def _connect(self, role: str, pending_size: int = 2 * 1024 * 1024):
+        """One of the node's two NATS connections: ``routes`` (the routed frames, the
+        subscriptions, presence) and ``bucket`` (the key-value bucket and its watch).  Two,
+        because a NATS server handles a connection's messages in order and a JetStream
+        write waits there for its disk: the routed frames behind a bucket write would wait
+        for its fsync too."""
+        return nats.connect(
+            self.servers, name=f"{self.node_name}" if role == "routes" else f"{self.node_name}-{role}",
+            no_echo=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+            disconnected_cb=functools.partial(self._disconnected, role),
+            reconnected_cb=functools.partial(self._reconnected, role), error_cb=self._error,
+            pending_size=pending_size)
 
     async def stop(self) -> None:
         self.closing = True
@@ -156,11 +174,12 @@ class NatsBridge:
                 await asyncio.wait_for(self.sender, 2)
             except asyncio.TimeoutError:
                 self.sender.cancel()
-        if self.nc is not None:
-            try:
-                await asyncio.wait_for(self.nc.drain(), 2)
-            except Exception:
-                await self.nc.close()
+        for nc in (self.nc, self.bucket_nc):
+            if nc is not None:
+                try:
+                    await asyncio.wait_for(nc.drain(), 2)
+                except Exception:
+                    await nc.close()
 
     # --- the link's transport: the owner's records out -------------------------------
 
@@ -190,6 +209,8 @@ class NatsBridge:
                 address = bus.parse_holder(data[start + 5:pos])[0].decode()
             else:
                 _, address = peek(frame[ws_payload_start(frame):])
+                if kind == bus.REPLICATE and data[start + 6:start + 14] == _NOT_IN_BUCKET:
+                    self.commits.fast_state(address.encode(), data[start + 5:pos])  # a fast SET
             subject = subjects.subject(address)
             if batch and batch[-1][0] == subject and batch[-1][2] == start:
                 batch[-1][2] = pos
@@ -288,10 +309,14 @@ class NatsBridge:
         else:
             self._apply_records(data, subject)
 
-    def apply_bucket(self, body: bytes, only_newer: bool = False) -> bool:
+    def apply_bucket(self, body: bytes, only_newer: bool = False, force: bool = False) -> bool:
         """A state read from the bucket (an R_REPLICATE body) into the node.  The same CLASP
         revision as the node's is the same write, perhaps with its lock freed since: only the
-        holder is taken.  ``only_newer``: an older CLASP revision is not taken either."""
+        holder is taken.  ``only_newer``: an older CLASP revision is not taken either;
+        ``force``: taken whatever the node has."""
+        if force:
+            self._apply_set(body)
+            return True
         frame = bus.replicate_frame(body)
         msg = decode_frame(frame[ws_payload_start(frame):]).message
         revision, holder = self.router.param_state(msg.address)
@@ -318,6 +343,7 @@ class NatsBridge:
             return
         own, sets = [], []
         pos, n = 0, len(data)
+        key = fast = None
         while pos + 5 <= n:
             (size,) = _LEN.unpack_from(data, pos)
             kind = data[pos + 4]
@@ -326,16 +352,25 @@ class NatsBridge:
             if kind == bus.PUBLISH:
                 own.append(bus.record(bus.PUB_REQ, _COPY_HEAD + body[ws_payload_start(body) + 4:]))
             elif kind == bus.REPLICATE:
-                if subject is not None and not self.commits.take(
-                        subjects.key(subjects.address(subject)), int.from_bytes(body[1:9], "big"), True):
+                revision = int.from_bytes(body[1:9], "big")
+                if subject is not None and key is None:
+                    key = subjects.key(subjects.address(subject))
+                if revision == 0 and subject is not None:       # a fast SET of another node
+                    fast = body
+                    body = _FAST_ORIGIN + body[_REPLICATE_HEAD:]
+                elif subject is not None and not self.commits.take(key, revision, True):
                     continue            # the node has this state or a newer one
-                body = _NO_ORIGIN + body[_REPLICATE_HEAD:]
+                else:
+                    body = _NO_ORIGIN + body[_REPLICATE_HEAD:]
                 own.append(bus.record(bus.REPLICATE, body))
                 sets.append((bus.REPLICATE, body))
             elif kind == bus.HOLDER:
+                self.router.set_fast(bus.parse_holder(body)[0], False)
                 body = body[:-1] + bytes((BRIDGE,))         # held by a session of another node
                 own.append(bus.record(bus.HOLDER, body))
                 sets.append((bus.HOLDER, body))
+        if fast is not None:
+            self.commits.fast_seen(key, bus.replicate_revision(fast))
         self.router.receive_link(self.link, b"".join(own))
         if sets:
             for link in self.router.peer_links():
@@ -345,7 +380,8 @@ class NatsBridge:
 
     # --- NATS connection events ------------------------------------------------------
 
-    async def _disconnected(self) -> None:
+    async def _disconnected(self, role: str) -> None:
+        self.lost.add(role)
         if self.closing or not self.up:
             return
         self.up = False
@@ -353,7 +389,10 @@ class NatsBridge:
                     "(/readyz 503, clasp_cluster_nats_up 0)", self.node_name)
         self._tell(False)
 
-    async def _reconnected(self) -> None:
+    async def _reconnected(self, role: str) -> None:
+        self.lost.discard(role)
+        if self.lost or self.closing:
+            return
         self.up, self.queued = True, 0
         self.router.cross_node_full = False
         log.warning("cluster: node %s is connected to NATS again; re-reading bucket %s",
@@ -368,6 +407,7 @@ class NatsBridge:
     def _tell(self, up: bool, reset: bool = False) -> None:
         """The node's workers (R_CLUSTER) and its own server learn the NATS link's state
         (``reset``: and that the cluster's record was lost: their replay horizon moves)."""
+        self.router.fast_sets = up
         for link in self.router.peer_links():
             if link is not self.link:
                 link.send_record(bus.CLUSTER, bytes((up, reset)))

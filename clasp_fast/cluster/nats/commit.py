@@ -39,6 +39,19 @@ cluster mode that decision is not committed until the bucket took it:
 * **PING is a cluster read barrier** (``barrier``): its PONG waits until this node's watch
   of the bucket has applied every write the bucket's stream held when the PING arrived
   (at most ``BARRIER_WAIT`` s).
+* **Fast SETs.**  Once this node's write of a param was the bucket's last (``mine``) and
+  nothing of that param waits here, the router marks it fast (``Router.set_fast``): its
+  plain fire-and-forget SETs (QoS 0, no expected revision, no lock change, not locked)
+  are decided and sent at once, like on a node without NATS, to the other nodes too
+  (bucket revision 0: "not in the bucket yet"; a node takes such a state only over an
+  older revision).  The bridge hands each such state here (``fast_state``) and the
+  newest one is written behind them, one compare-and-set in flight per address as
+  above.  If the bucket refuses it (another node wrote the param meanwhile), this
+  node's newest state is written again on top of the other one, with a revision above
+  both (``_write_fast``), so every node ends on it; if the other node's state is locked,
+  that one stands.  Nothing is acknowledged this way: a SET that needs an answer (QoS
+  confirm or commit), a conditional or locking SET, the first SET of a param on this
+  node, and a SET behind one at the bucket take the path above.
 """
 from __future__ import annotations
 
@@ -57,17 +70,23 @@ log = logging.getLogger("clasp_fast.cluster.nats")
 COMMIT_WAIT = 10.0          # s a SET waits for the bucket (a JetStream leader election) before ERROR 503
 BARRIER_WAIT = 2.0          # s a PING waits for this node to apply what the bucket holds
 ROUTED_GRACE = 0.3          # s a write the watch showed may take to arrive routed, before it is read
+FAST_WRITE_DELAY = 0.01     # s a fast SET's state waits before its write (the SETs meanwhile join it)
+FAST_WAIT = 1.0             # s a SET waits for the bucket to have the fast SETs of other nodes here
 _PING = b"\x41"             # CLASP type code of PING
 _E_UNAVAILABLE = 503
 _STATE_REFUSALS = (409, 423)  # refusals that depend on the param's state (stale, locked)
 
 
 class Ticket:
-    """One answer of the owner, in request order: ``run(*args)`` once ``ready``."""
-    __slots__ = ("ready", "run", "args")
+    """One answer of the owner, in request order: ``run(*args)`` once ``ready``; ``origin``:
+    the worker it answers (-1: none, or a session of the owner)."""
+    __slots__ = ("ready", "run", "args", "origin")
 
-    def __init__(self, run=None, args=(), ready=False):
-        self.ready, self.run, self.args = ready, run, args
+    def __init__(self, run=None, args=(), ready=False, origin=-1):
+        self.ready, self.run, self.args, self.origin = ready, run, args, origin
+
+
+FAST = object()             # in a slot: write this node's newest fast state of the address
 
 
 class Release:
@@ -92,6 +111,15 @@ class Commits:
         self.locked: dict[str, bytes] = {}      # bucket key -> last committed body with a holder
         self.applied_seq = 0                    # the bucket stream's sequence the watch applied
         self.expected: dict[str, object] = {}   # bucket key -> entry the watch showed, not yet here
+        self.mine: set[str] = set()             # keys whose bucket state this node wrote last
+        self.fast: dict[bytes, tuple] = {}      # address -> (newest fast state not written yet, its number)
+        self.fast_count = 0                     # fast states so far (their numbers)
+        self.fast_numbers: dict[bytes, int] = {}  # address -> number of its newest fast state
+        self.fast_written: dict[bytes, int] = {}  # address -> number of its last one written
+        self.hurry = asyncio.Event()            # a PING waits: fast states are written now
+        self.hurrying = 0                       # PINGs waiting
+        self.ahead: dict[str, int] = {}         # key -> CLASP revision of another node's fast
+                                                # state taken here, not yet seen in the bucket
         self.progress = asyncio.Event()
         self.tasks: set[asyncio.Task] = set()
         self.closing = False
@@ -116,6 +144,7 @@ class Commits:
         if have is not None and (revision < have[0] or revision == have[0] and not (routed and have[1])):
             return False
         self.known[key] = (revision, routed)
+        self.mine.discard(key)
         entry = self.expected.get(key)
         if entry is not None and revision >= entry.revision:
             del self.expected[key]
@@ -146,12 +175,46 @@ class Commits:
         if not self.ours_in_flight(key, entry.value):
             have = self.known.get(key)
             if have is None or entry.revision > have[0]:
-                if self.bridge.routed_here(key):
+                if self._behind_fast(key, entry.value):
+                    self.take(key, entry.revision, False)       # its routed state is here already
+                elif self.bridge.routed_here(key):
                     self.expected[key] = entry
                     asyncio.get_running_loop().call_later(ROUTED_GRACE, self._overdue, key, entry)
                 else:
                     self._apply_entry(key, entry)
         self.seen(entry.revision)
+
+    def fast_seen(self, key: str, revision: int) -> None:
+        """Another node's fast state of ``key`` at CLASP ``revision`` came routed (the bucket
+        shows it later: an older state there is not taken back)."""
+        if len(self.ahead) >= 65536:
+            self.ahead.clear()
+        if revision > self.ahead.get(key, 0):
+            self.ahead[key] = revision
+        self.mine.discard(key)
+
+    async def _bucket_has_fast(self, key: str, loop) -> None:
+        """Another node's fast SETs of ``key`` came here before the bucket has them: a SET
+        decided here after them (its writer may have seen them) waits until the bucket has
+        them too (at most FAST_WAIT s: their node may be gone), so that its compare-and-set
+        comes after them, not before."""
+        limit = loop.time() + FAST_WAIT
+        while key in self.ahead and loop.time() < limit:
+            try:
+                await asyncio.wait_for(self.progress.wait(), limit - loop.time())
+            except asyncio.TimeoutError:
+                return
+
+    def _behind_fast(self, key: str, value: bytes) -> bool:
+        """Whether a bucket state is not newer than a fast state of another node taken here."""
+        ahead = self.ahead.get(key)
+        if ahead is None:
+            return False
+        revision = bus.replicate_revision(value)
+        if revision >= ahead:
+            del self.ahead[key]
+            self._progress()
+        return revision <= ahead
 
     def new_bucket(self) -> None:
         """The bucket was lost and made anew (epoch.py): its revisions start again."""
@@ -175,10 +238,27 @@ class Commits:
 
     def submit(self, local, origin: int, seq: int, writer: bytes, payload: bytes, qos: int,
                address: bytes) -> int:
-        ticket = Ticket()
-        self.tickets.append(ticket)
+        ticket = self._ticket(Ticket(), -1 if local is not None else origin)
+        self.router.set_fast(address, False)       # later SETs of it wait behind this one
         self._enqueue(address, (local, origin, seq, writer, payload, qos, ticket))
         return 0
+
+    def _ticket(self, ticket: Ticket, origin: int) -> Ticket:
+        """Queues an answer (to worker ``origin``: its fast SETs wait while it is queued)."""
+        if origin >= 0:
+            ticket.origin = origin
+            self.router.hold_answers(origin, 1)
+        self.tickets.append(ticket)
+        return ticket
+
+    def fast_state(self, address: bytes, body: bytes) -> None:
+        """A fast SET went out (the bridge saw its R_REPLICATE): its state is written to the
+        bucket behind what is in flight for ``address`` (the newest one only)."""
+        if address not in self.fast:
+            self._enqueue(address, FAST)
+        self.fast_count += 1
+        self.fast[address] = (body, self.fast_count)
+        self.fast_numbers[address] = self.fast_count
 
     def release(self, address: str, locked: Optional[bytes] = None) -> None:
         """A lock freed without a write: the bridge saw an R_HOLDER (``locked`` None: our
@@ -187,6 +267,7 @@ class Commits:
         if locked is None:
             locked = self.locked.pop(subjects.key(address), None)
         if locked is not None:
+            self.router.set_fast(address.encode(), False)
             self._enqueue(address.encode(), Release(locked))
 
     def _enqueue(self, address: bytes, item) -> None:
@@ -204,11 +285,18 @@ class Commits:
             while not self.closing:
                 waiting = self.slots[address]
                 if not waiting:
+                    # nothing waits: fast SETs of the address while the bucket's state is ours
+                    self.router.set_fast(address, key in self.mine and self.bridge.up)
                     break
                 if type(waiting[0]) is Release:
                     await self._release(key, waiting.pop(0))
                     continue
-                n = next((i for i, item in enumerate(waiting) if type(item) is Release), len(waiting))
+                if waiting[0] is FAST:
+                    waiting.pop(0)
+                    await self._write_fast(address, key)
+                    continue
+                n = next((i for i, item in enumerate(waiting) if type(item) is Release or item is FAST),
+                         len(waiting))
                 group, self.slots[address] = waiting[:n], waiting[n:]
                 try:
                     await self._commit_group(address, key, group)
@@ -219,13 +307,17 @@ class Commits:
         finally:
             self.flying.pop(key, None)
             rest = self.slots.pop(address, None) or []
-            self._refuse([item for item in rest if type(item) is not Release], _E_UNAVAILABLE,
+            self.fast.pop(address, None)
+            self.fast_numbers.pop(address, None)
+            self.fast_written.pop(address, None)
+            self._refuse([item for item in rest if type(item) is tuple], _E_UNAVAILABLE,
                          f"{address.decode()} was not written: this node is stopping", address)
 
     async def _commit_group(self, address: bytes, key: str, group: list) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + COMMIT_WAIT
         requests = [item[:6] for item in group]
+        await self._bucket_has_fast(key, loop)
         while True:
             outcomes = self.router.decide(address, requests)
             decided = [(outcome, item[5]) for item, outcome in zip(group, outcomes)
@@ -258,12 +350,93 @@ class Commits:
                                         f"{why} within {COMMIT_WAIT:.0f} s; retry later", address)
                 continue
             self.known[key] = (revision, False)
+            self.mine.add(key)
             if bus.replicate_holder(final):
                 self.locked[key] = final
             else:
                 self.locked.pop(key, None)
             position = self.router.commit_store(final, max(qos for _, qos in decided))
             return self._answer(group, outcomes, position, revision)
+
+    async def _write_fast(self, address: bytes, key: str) -> None:
+        """Writes the newest fast state of ``address`` (compare-and-set).  Refused: another
+        node wrote the param since this node's last write; this node's newest state is
+        written again on top of it with a revision above both and sent out once taken (the
+        other nodes move on to it), unless the other state is locked: then it stands here
+        too.  Without the bucket for COMMIT_WAIT s the state stays this node's only (logged;
+        the node's next write of the param settles it)."""
+        loop = asyncio.get_running_loop()
+        if not self.hurry.is_set():             # more SETs of it join the write meanwhile
+            try:
+                await asyncio.wait_for(self.hurry.wait(), FAST_WRITE_DELAY)
+            except asyncio.TimeoutError:
+                pass
+        deadline = loop.time() + COMMIT_WAIT
+        body, restated = self.fast.pop(address, None), False
+        if body is None:                        # (taken by a restate before)
+            return
+        body, number = body
+        try:
+            await self._write_fast_state(address, key, body, loop, deadline)
+        finally:
+            self.fast_written[address] = number
+            if self.fast_numbers.get(address) == number:
+                del self.fast_numbers[address], self.fast_written[address]
+            self._progress()
+
+    async def _write_fast_state(self, address: bytes, key: str, body: bytes, loop, deadline: float) -> None:
+        restated = False
+        while not self.closing:
+            last = self.known.get(key, (0, False))[0]
+            self.flying[key] = body
+            try:
+                revision = await asyncio.wait_for(self.kv.update(key, body, last=last),
+                                                  max(0.1, deadline - loop.time()))
+            except KeyWrongLastSequenceError:
+                revision = None
+            except Exception as exc:
+                entry = await self._get_quietly(key)
+                revision = entry.revision if entry is not None and entry.value == body else None
+                if revision is None and entry is None:
+                    if loop.time() >= deadline:
+                        log.error("cluster: the bucket did not take %s within %.0f s (%r): its last fast "
+                                  "SETs are this node's only until it writes it again", key, COMMIT_WAIT, exc)
+                        self.mine.discard(key)
+                        return
+                    await asyncio.sleep(0.1)
+                    continue
+            finally:
+                self.flying.pop(key, None)
+            if revision is not None:
+                self.known[key] = (revision, False)
+                self.mine.add(key)
+                if restated:
+                    position = self.router.commit_store(body, 0)
+                    self.router.commit_emit(body, None, 0, position, revision)
+                return
+            # another node wrote it first: ours goes on top of its state (or its lock stands)
+            self.router.set_fast(address, False)
+            self.mine.discard(key)
+            try:
+                entry = await asyncio.wait_for(self.kv.get(key), max(0.1, deadline - loop.time()))
+            except KeyNotFoundError:
+                self.known[key] = (0, False)
+                continue
+            except Exception:
+                if loop.time() >= deadline:
+                    return
+                continue
+            self.known[key] = (entry.revision, False)
+            if bus.replicate_holder(entry.value):
+                self.bridge.apply_bucket(entry.value, force=True)
+                self.fast.pop(address, None)
+                return
+            newer = self.fast.pop(address, None)
+            if newer is not None:
+                body = newer[0]
+            ours = self.router.param_state(address.decode())[0]
+            body = bus.replicate_with_revision(body, max(ours, bus.replicate_revision(entry.value)) + 1)
+            restated = True
 
     def _answer(self, group: list, outcomes: list, position: int = 0, revision: int = 0) -> None:
         """Each SET of the group is answered (in the queue's order): its decision goes out, or
@@ -314,9 +487,11 @@ class Commits:
         self._apply_entry(key, entry)
 
     def _apply_entry(self, key: str, entry) -> bool:
-        """A bucket entry read back (another node's write): into the node if newer."""
+        """A bucket entry read back (another node's write): into the node if newer (and not
+        behind a fast state of another node that came routed)."""
         if entry.value and self.take(key, entry.revision, False):
-            self.bridge.apply_bucket(entry.value)
+            if not self._behind_fast(key, entry.value):
+                self.bridge.apply_bucket(entry.value)
             return True
         return False
 
@@ -375,6 +550,8 @@ class Commits:
         tickets = self.tickets
         while tickets and tickets[0].ready:
             ticket = tickets.popleft()
+            if ticket.origin >= 0:
+                self.router.hold_answers(ticket.origin, -1)
             try:
                 ticket.run(*ticket.args)
             except Exception:
@@ -386,13 +563,12 @@ class Commits:
         """A worker's sequenced request (the router's ``held_in_order``): True when it waits
         in the queue (behind pending answers, or for the cluster barrier of a PING)."""
         if kind == bus.BARRIER and bus.parse_request(body)[3][:1] == _PING:
-            ticket = Ticket(self.router.run_in_order, (link, kind, body))
-            self.tickets.append(ticket)
+            ticket = self._ticket(Ticket(self.router.run_in_order, (link, kind, body)), link.index)
             self._spawn(self._ready_after_barrier(ticket))
             return True
         if not self.tickets:
             return False
-        self.tickets.append(Ticket(self.router.run_in_order, (link, kind, body), True))
+        self._ticket(Ticket(self.router.run_in_order, (link, kind, body), True), link.index)
         return True
 
     def then(self, fn, *args) -> None:
@@ -421,10 +597,19 @@ class Commits:
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + BARRIER_WAIT
+        pending = dict(self.fast_numbers)       # this node's fast SETs so far: in the bucket first
+        self.hurrying += 1
+        self.hurry.set()
         try:
+            while any(self.fast_written.get(a, 0) < n and a in self.fast_numbers for a, n in pending.items()):
+                await asyncio.wait_for(self.progress.wait(), max(0.01, deadline - loop.time()))
             info = await asyncio.wait_for(self.bridge.js.stream_info(self.stream), BARRIER_WAIT)
             target = info.state.last_seq
             while self._behind(target):
                 await asyncio.wait_for(self.progress.wait(), max(0.01, deadline - loop.time()))
         except Exception as exc:
             log.debug("cluster: PING barrier incomplete: %r", exc)
+        finally:
+            self.hurrying -= 1
+            if not self.hurrying:
+                self.hurry.clear()

@@ -63,8 +63,10 @@ def subject(address: str) -> str:
     return ".".join([ROOT, *map(token, segments(address))])
 
 
+@functools.lru_cache(maxsize=65536)
 def address(subject_: str) -> str:
-    """The address a subject carries (the inverse of ``subject``)."""
+    """The address a subject carries (the inverse of ``subject``; cached: asked per routed
+    message)."""
     tokens = subject_.split(".")
     if tokens[0] != ROOT:
         raise ValueError(f"{subject_!r} is not a CLASP subject (it does not start with {ROOT!r})")
@@ -91,8 +93,9 @@ def pattern_subjects(pattern: str) -> list[str]:
     return [".".join(tokens)]
 
 
+@functools.lru_cache(maxsize=65536)
 def key(address_: str) -> str:
-    """The JetStream key-value key of a param's address."""
+    """The JetStream key-value key of a param's address (cached: asked per routed message)."""
     return _escape(address_.encode(), _KEY_SAFE, "=")
 
 

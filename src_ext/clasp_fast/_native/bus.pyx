@@ -9,7 +9,7 @@ import struct
 
 from cpython.bytes cimport PyBytes_AS_STRING
 from libc.stdint cimport uint8_t
-from clasp_fast._native.wire cimport load_u16, load_u32, load_u64
+from clasp_fast._native.wire cimport load_u16, load_u32, load_u64, store_u64, SET_HAS_REVISION, SET_HAS_TTL
 
 from clasp_fast._native.bus cimport (
     R_HELLO, R_INTEREST, R_PUBLISH, R_SET_REQ, R_REPLICATE, R_REJECT, R_BUNDLE_REQ, R_DONE, R_RELEASE,
@@ -110,6 +110,36 @@ def replicate_frame(bytes body) -> bytes:
     """The ready broadcast frame inside an R_REPLICATE body (after its head and state)."""
     cdef const uint8_t* b = <const uint8_t*>PyBytes_AS_STRING(body)
     return body[REPLICATE_HEAD + state_size(b + REPLICATE_HEAD):]
+
+
+cdef Py_ssize_t _revision_at(bytes body) except -1:
+    """Where the CLASP revision of an R_REPLICATE body's broadcast SET frame is (after the
+    value, before a TTL)."""
+    cdef const uint8_t* b = <const uint8_t*>PyBytes_AS_STRING(body)
+    cdef Py_ssize_t n = len(body)
+    cdef Py_ssize_t f = REPLICATE_HEAD + state_size(b + REPLICATE_HEAD)
+    cdef uint8_t code
+    if f + 2 > n:
+        raise ValueError("not an R_REPLICATE body")
+    code = b[f + 1] & 0x7F
+    f += 2 if code < 126 else (4 if code == 126 else 10)
+    f += 4                                      # the CLASP header; the SET payload follows
+    if f + 2 > n or not b[f + 1] & SET_HAS_REVISION:
+        raise ValueError("not an R_REPLICATE body")
+    return n - 8 - (4 if b[f + 1] & SET_HAS_TTL else 0)
+
+
+def replicate_revision(bytes body) -> int:
+    """The CLASP revision of the state in an R_REPLICATE body."""
+    return load_u64(<const uint8_t*>PyBytes_AS_STRING(body) + _revision_at(body))
+
+
+def replicate_with_revision(bytes body, unsigned long long revision) -> bytes:
+    """An R_REPLICATE body with its state's CLASP revision replaced."""
+    cdef Py_ssize_t at = _revision_at(body)
+    cdef uint8_t rev[8]
+    store_u64(rev, revision)
+    return body[:at] + (<char*>rev)[:8] + body[at + 8:]
 
 
 # --- requests and answers ------------------------------------------------------------

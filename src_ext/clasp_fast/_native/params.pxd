@@ -31,6 +31,8 @@ cdef struct Param:
     uint8_t holder_len      # 0 = not locked
     char holder[ID_MAX + 1]
     uint8_t holder_origin   # the worker where the lock holder's session lives
+    uint8_t fast            # NATS node: this node wrote the bucket's state of it last and
+                            # nothing waits for the bucket there (Router.set_fast)
     MatchList* match        # cached receivers of this address (see Trie.gen)
     uint64_t order          # when it was last written, as a count of writes (snapshot order)
 

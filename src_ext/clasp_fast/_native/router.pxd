@@ -63,6 +63,10 @@ cdef class Router(Hub):
     cdef public object cross_node       # owner in cluster mode: the NATS bridge (interest, held SUBSCRIBEs)
     cdef public object commit           # owner of a NATS node: SETs commit through the bucket first
                                         # (clasp_fast/cluster/nats/commit.py); None otherwise
+    cdef public bint fast_sets          # owner of a NATS node with NATS up: plain QoS-fire SETs of
+                                        # params marked fast go out before the bucket takes them
+    cdef uint32_t answers_held[MAX_WORKERS]  # owner of a NATS node: answers to each worker waiting
+                                        # in commit.py's queue (a fast SET may not pass them)
     cdef list staged                    # deciding for `commit`: the outcomes (None otherwise)
     cdef bint in_order                  # running a request that `commit` held back in order
     cdef public bint ping_barrier       # worker of a NATS node: PING is a read through the owner
@@ -133,6 +137,6 @@ cdef class Router(Hub):
     cdef bint held_in_order(self, PeerLink link, uint8_t kind, const uint8_t* b, Py_ssize_t n) except -1
     cdef int _stage(self, int origin, uint64_t seq, Param* prm, const uint8_t* frame, Py_ssize_t n) except -1
     cdef Param* _store_replicate(self, const uint8_t* b, Py_ssize_t n, const uint8_t** frame,
-                                 Py_ssize_t* fn) except? NULL
+                                 Py_ssize_t* fn, bint only_if_newer=*) except? NULL
     cdef int resolve_pending(self, uint64_t seq, uint64_t revision, const char* addr, Py_ssize_t alen,
                              uint64_t position) except -1

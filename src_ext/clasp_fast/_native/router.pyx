@@ -28,7 +28,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from cpython.object cimport PyObject
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.stdlib cimport malloc, realloc, free
-from libc.string cimport memcpy, memcmp, memmove
+from libc.string cimport memcpy, memcmp, memmove, memset
 
 from clasp_fast._native.bytesmap cimport (BytesMap, bm_init, bm_free, bm_clear, bm_get, bm_put,
                                          bm_hash)
@@ -442,8 +442,14 @@ cdef class Router(Hub):
         cdef uint8_t head[REPLICATE_HEAD + STATE_MAX]
         cdef PeerLink link
         cdef uint64_t position = 0
-        if self.commit is not None and self.staged is None:
-            # a NATS node: the bucket takes the decision before anyone hears of it (commit.py)
+        if self.commit is not None and self.staged is None and not (
+                self.fast_sets and qos == 0 and prm != NULL and prm.fast and prm.holder_len == 0
+                and not v.flags & (SET_HAS_REVISION | SET_LOCK | SET_UNLOCK)
+                and (local is not None or origin >= MAX_WORKERS or self.answers_held[origin] == 0)
+                and not param_expired(prm, now)):
+            # a NATS node: the bucket takes the decision before anyone hears of it (commit.py),
+            # unless this node wrote the param last and the SET is a plain fire-and-forget one:
+            # then it goes out now and commit.py writes the param's newest state behind it
             if local is not None:
                 local.inflight += 1
             return self.commit.submit(local, origin, seq, wid[:wlen], PyBytes_FromStringAndSize(
@@ -510,10 +516,15 @@ cdef class Router(Hub):
             store_u64(head + 1, seq)
             store_u64(head + 9, position)
             hn = REPLICATE_HEAD + write_state(prm, head + REPLICATE_HEAD)
-            for i in range(MAX_WORKERS):
+            for i in range(MAX_WORKERS - 1):
                 link = self.links[i]
                 if link is not None:
                     link.push_record(R_REPLICATE, head, hn, frame, total)
+            link = self.links[MAX_WORKERS - 1]
+            if link is not None:
+                # the NATS bridge (a fast SET): bucket revision 0, not in the bucket yet
+                memset(head + 1, 0, 16)
+                link.push_record(R_REPLICATE, head, hn, frame, total)
             if origin < MAX_WORKERS and seq > self.applied[origin]:
                 self.applied[origin] = seq
         if local is not None and qos >= 1:
@@ -732,9 +743,13 @@ cdef class Router(Hub):
         cdef uint64_t position = load_u64(b + 9)
         cdef const uint8_t* frame
         cdef Py_ssize_t fn
-        cdef Param* prm = self._store_replicate(b, n, &frame, &fn)
+        # a fast SET of another node (NATS bridge, sequence 1: not in the bucket yet) is
+        # taken only over an older revision (commit.py: the bucket's order settles races)
+        cdef Param* prm = self._store_replicate(b, n, &frame, &fn, origin == MAX_WORKERS - 1 and seq == 1)
         if prm == NULL:
             return 0
+        if origin == MAX_WORKERS - 1:
+            prm.fast = 0                    # another node wrote it
         self.deliver(self.param_receivers(prm, segs, -1), 0x01, None, False, frame, fn,
                      prm.address, prm.addr_len, prm)
         if seq > self.applied[origin]:
@@ -746,7 +761,7 @@ cdef class Router(Hub):
         return 0
 
     cdef Param* _store_replicate(self, const uint8_t* b, Py_ssize_t n, const uint8_t** frame,
-                                 Py_ssize_t* fn) except? NULL:
+                                 Py_ssize_t* fn, bint only_if_newer=False) except? NULL:
         """Stores the decided state of an R_REPLICATE body; returns its param (NULL: malformed)
         and its ready broadcast frame in ``frame``/``fn``."""
         cdef SetView v
@@ -764,7 +779,7 @@ cdef class Router(Hub):
         if parse_set(p, fn[0] - hl - 4, &v, &r):
             return NULL
         return self._store_replica(<const char*>p + v.addr_pos, v.addr_len, v.vtype, p + v.value_pos,
-                                   v.value_end - v.value_pos, v.revision, st, False)
+                                   v.value_end - v.value_pos, v.revision, st, only_if_newer)
 
     cdef Param* _store_replica(self, const char* addr, Py_ssize_t alen, uint8_t vtype, const uint8_t* data,
                                Py_ssize_t dlen, uint64_t revision, const uint8_t* st,
@@ -2069,6 +2084,19 @@ cdef class Router(Hub):
                 else:
                     self.send_ack(local, <const char*>p + v.addr_pos, v.addr_len, v.revision)
             self.local_done(local)
+
+    def set_fast(self, bytes address, bint fast):
+        """commit.py: whether this node's plain QoS-fire SETs of ``address`` may go out before
+        the bucket takes them (this node wrote its bucket state last; nothing waits there)."""
+        cdef Param* prm = param_get(self.params, address, len(address), bm_hash(address, len(address)))
+        if prm != NULL:
+            prm.fast = fast
+
+    def hold_answers(self, int origin, int delta):
+        """commit.py: answers to worker ``origin`` waiting in its queue (+1 queued, -1 out);
+        while any wait, that worker's SETs take the bucket's path (its answers stay in order)."""
+        if 0 <= origin < MAX_WORKERS:
+            self.answers_held[origin] += delta
 
     def commit_error(self, Session local, int origin, uint64_t seq, int code, str message, address):
         """commit.py: a SET refused (409, 423, 503, ...) is answered, in decision order."""
