@@ -5,7 +5,8 @@ played by calling the router's commit API (decide, commit_store, commit_emit, co
 the way commit.py does."""
 from __future__ import annotations
 
-from clasp_fast.protocol import encode_payload
+from clasp_fast._native import bus
+from clasp_fast.protocol import decode_frame, encode_frame, encode_payload
 from clasp_fast.protocol import messages as M
 
 from tests.unit.test_router_support import Net, frames_of
@@ -137,3 +138,87 @@ def test_ping_waits_for_the_cluster_barrier():
     net.router.pong(s)
     assert [type(f.message) for f in frames_of(s)] == [M.Pong, M.Error]
 
+
+
+# --- fast SETs (a node that wrote the param last sends its plain fire-and-forget SETs at once)
+
+def fast_node(net: Net, address: str) -> Recorder:
+    """A NATS node whose state of ``address`` is its own last bucket write."""
+    recorder = committing(net)
+    net.router.fast_sets = True
+    net.router.set_fast(address.encode(), True)
+    return recorder
+
+
+def test_a_plain_fire_set_of_a_fast_param_goes_out_at_once():
+    net = Net()
+    writer, watcher = net.connect("writer"), net.connect("watcher")
+    net.subscribe(watcher, "/f/**")
+    net.set(writer, "/f/x", 1)
+    frames_of(watcher)
+    recorder = fast_node(net, "/f/x")
+    net.set(writer, "/f/x", 2)
+    assert recorder.requests == []
+    [got] = frames_of(watcher)
+    assert (got.message.value, got.message.revision) == (2, 2)
+
+
+def test_sets_that_need_the_bucket_first_are_not_fast():
+    """A SET with an answer (QoS confirm), a conditional or locking SET, a SET of a param not
+    marked fast, and every SET while NATS is away wait for the bucket."""
+    net = Net()
+    writer, watcher = net.connect("writer"), net.connect("watcher")
+    net.subscribe(watcher, "/f/**")
+    for address in ("/f/a", "/f/b", "/f/c", "/f/d", "/f/e"):
+        net.set(writer, address, 1)
+    frames_of(watcher)
+    recorder = fast_node(net, "/f/a")
+    for address in ("/f/b", "/f/c", "/f/d"):
+        net.router.set_fast(address.encode(), True)
+    net.set(writer, "/f/a", 2, qos=1)
+    net.set(writer, "/f/b", 2, revision=1)
+    net.set(writer, "/f/c", 2, lock=True)
+    net.set(writer, "/f/e", 2)                      # not marked fast
+    net.router.fast_sets = False
+    net.set(writer, "/f/d", 2)                      # NATS away
+    assert [address for address, _ in recorder.requests] == [b"/f/a", b"/f/b", b"/f/c", b"/f/e", b"/f/d"]
+    assert frames_of(watcher) == []
+
+
+def test_replicate_revision_read_and_replaced():
+    net = Net()
+    committing(net)
+    for ttl in (None, M.Ttl(M.TtlMode.SLIDING, 30)):
+        payload = encode_payload(M.Set("/r/x", 5, ttl=ttl))
+        [body] = net.router.decide(b"/r/x", [(None, 0, 0, b"w", payload, 0)])
+        assert bus.replicate_revision(body) == 1
+        again = bus.replicate_with_revision(body, 1234)
+        assert bus.replicate_revision(again) == 1234 and len(again) == len(body)
+        frame = bus.replicate_frame(again)
+        msg = decode_frame(frame[2:]).message
+        assert (msg.address, msg.value, msg.revision) == ("/r/x", 5, 1234)
+        assert msg.ttl == ttl
+
+
+def test_route_runs_cuts_the_records_of_a_tick_into_runs_of_one_address():
+    net = Net()
+    committing(net)
+
+    def state(address, value):
+        [body] = net.router.decide(address.encode(), [(None, 0, 0, b"w", encode_payload(M.Set(address, value)), 0)])
+        return body
+
+    fast_a, fast_b = state("/a", 1), state("/b", 2)
+    committed_a = fast_a[:1] + (9).to_bytes(8, "big") + fast_a[9:]       # bucket revision 9
+    pub = encode_frame(M.Publish("/b", 3))
+    pub = bytes((0x82, len(pub))) + pub
+    records = [bus.record(bus.REPLICATE, fast_a), bus.record(bus.REPLICATE, committed_a),
+               bus.record(bus.DONE, bus.done(1)),                         # ends a run, left out
+               bus.record(bus.REPLICATE, fast_b), bus.record(bus.PUBLISH, pub),
+               bus.record(bus.HOLDER, bus.holder("/b", "", 0)), bus.record(bus.PUBLISH, pub)]
+    data = b"".join(records)
+    runs = bus.route_runs(data)
+    sizes = [len(r) for r in records]
+    at = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+    assert runs == [[b"/a", at[0], at[2], fast_a, 0], [b"/b", at[3], at[7], fast_b, 1]]
+    assert bus.route_runs(data[:-3]) == runs[:1] + [[b"/b", at[3], at[6], fast_b, 1]]   # a cut record

@@ -57,7 +57,7 @@ import nats.errors
 from nats.js.errors import NotFoundError
 
 from ..._native import bus
-from ...protocol import decode_frame, peek
+from ...protocol import decode_frame
 from . import epoch, subjects
 from .bucket import open_bucket, with_jetstream
 from .commit import Commits
@@ -74,7 +74,6 @@ _REPLICATE_HEAD = bus.REPLICATE_HEAD_SIZE
 # with seq 1: a fast SET (not in the bucket yet: taken only over an older revision)
 _NO_ORIGIN = bytes((BRIDGE,)) + bytes(_REPLICATE_HEAD - 1)
 _FAST_ORIGIN = bytes((BRIDGE,)) + (1).to_bytes(8, "big") + bytes(8)
-_NOT_IN_BUCKET = bytes(8)
 _COPY_HEAD = bus.request_head(0, 0, "")          # R_PUB_REQ head: a copy, no answer
 
 
@@ -190,38 +189,19 @@ class NatsBridge:
         self.closing = True
 
     def write(self, data: bytes) -> None:
-        """One tick of the owner's records for the bridge link."""
-        pos, n = 0, len(data)
-        batch = []              # [subject, start, end] runs of records of one address
-        while pos + 5 <= n:
-            (size,) = _LEN.unpack_from(data, pos)
-            kind = data[pos + 4]
-            start, pos = pos, pos + 4 + size
-            if kind == bus.PUBLISH:
-                frame = data[start + 5:pos]
-            elif kind == bus.REPLICATE:
-                frame = bus.replicate_frame(data[start + 5:pos])
-            elif kind == bus.HOLDER:        # a lock freed without a write (its holder left)
-                frame = None
-            else:
-                continue            # R_DONE, R_DURABLE, …: local bookkeeping, not cluster traffic
-            if frame is None:
-                address = bus.parse_holder(data[start + 5:pos])[0].decode()
-            else:
-                _, address = peek(frame[ws_payload_start(frame):])
-                if kind == bus.REPLICATE and data[start + 6:start + 14] == _NOT_IN_BUCKET:
-                    self.commits.fast_state(address.encode(), data[start + 5:pos])  # a fast SET
-            subject = subjects.subject(address)
-            if batch and batch[-1][0] == subject and batch[-1][2] == start:
-                batch[-1][2] = pos
-            else:
-                batch.append([subject, start, pos])
-            if kind == bus.HOLDER:
-                self.commits.release(address)        # the bucket's entry loses its holder too
+        """One tick of the owner's records for the bridge link: its routed records (R_PUBLISH,
+        R_REPLICATE, R_HOLDER; not local bookkeeping such as R_DONE) in runs of one address."""
+        batch = []
+        for address, start, end, fast, holders in bus.route_runs(data):
+            for _ in range(holders):            # a lock freed without a write (its holder left):
+                self.commits.release(address.decode())   # the bucket's entry loses it too
+            if fast is not None:                # a fast SET: its newest state to the bucket
+                self.commits.fast_state(address, fast)
+            batch.append((subjects.subject(address.decode()), start, end))
         if batch:
             self.out.put_nowait([(subject, data[a:b]) for subject, a, b in batch])
             if not self.up:
-                self.queued += n
+                self.queued += len(data)
                 if self.queued + 65536 >= self.queue_size and not self.router.cross_node_full:
                     log.error("cluster: node %s has queued %d bytes for NATS (cluster.queue_size %d): "
                               "SETs are refused with 503 until NATS returns", self.node_name,

@@ -9,6 +9,7 @@ import struct
 
 from cpython.bytes cimport PyBytes_AS_STRING
 from libc.stdint cimport uint8_t
+from libc.string cimport memcmp
 from clasp_fast._native.wire cimport load_u16, load_u32, load_u64, store_u64, SET_HAS_REVISION, SET_HAS_TTL
 
 from clasp_fast._native.bus cimport (
@@ -140,6 +141,76 @@ def replicate_with_revision(bytes body, unsigned long long revision) -> bytes:
     cdef uint8_t rev[8]
     store_u64(rev, revision)
     return body[:at] + (<char*>rev)[:8] + body[at + 8:]
+
+
+cdef Py_ssize_t _frame_address(const uint8_t* f, Py_ssize_t n, Py_ssize_t* alen) noexcept:
+    """Where the address of the CLASP SET or PUBLISH in a server WebSocket frame is (its
+    length in ``alen``); -1: no address there."""
+    cdef uint8_t code
+    cdef Py_ssize_t at
+    if n < 2:
+        return -1
+    code = f[1] & 0x7F
+    at = (2 if code < 126 else (4 if code == 126 else 10)) + 4 + 2    # ws, CLASP header, type+flags
+    if at + 2 > n:
+        return -1
+    alen[0] = load_u16(f + at)
+    if at + 2 + alen[0] > n:
+        return -1
+    return at + 2
+
+
+def route_runs(bytes data):
+    """The NATS bridge's view of one tick of the owner's bus records: the runs of consecutive
+    records that cross nodes (R_PUBLISH, R_REPLICATE, R_HOLDER), one address each, as
+    ``[(address, start, end, fast, holders)]``: ``data[start:end]`` is the run, ``fast``
+    the body of its last R_REPLICATE whose bucket revision is 0 (a fast SET; else None),
+    ``holders`` its number of R_HOLDER records.  Other records end a run and are left out."""
+    cdef const uint8_t* b = <const uint8_t*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t n = len(data), pos = 0, start, size, at, alen, body, sh
+    cdef const uint8_t* addr
+    cdef const uint8_t* last_addr = NULL
+    cdef Py_ssize_t last_len = 0, last_end = -1
+    cdef uint8_t kind
+    cdef list runs = []
+    cdef list run = None
+    while pos + 5 <= n:
+        size = load_u32(b + pos)
+        if pos + 4 + size > n or size < 1:
+            break
+        kind = b[pos + 4]
+        start, body, pos = pos, pos + 5, pos + 4 + size
+        if kind == R_PUBLISH:
+            at = _frame_address(b + body, pos - body, &alen)
+            if at < 0:
+                continue
+            addr = b + body + at
+        elif kind == R_REPLICATE:
+            if pos - body < REPLICATE_HEAD + 1:
+                continue
+            sh = REPLICATE_HEAD + state_size(b + body + REPLICATE_HEAD)
+            at = _frame_address(b + body + sh, pos - body - sh, &alen)
+            if at < 0:
+                continue
+            addr = b + body + sh + at
+        elif kind == R_HOLDER:
+            if pos - body < 2:
+                continue
+            alen = load_u16(b + body)
+            addr = b + body + 2
+        else:
+            continue
+        if run is not None and last_end == start and alen == last_len and memcmp(addr, last_addr, alen) == 0:
+            run[2] = pos
+        else:
+            run = [(<const char*>addr)[:alen], start, pos, None, 0]
+            runs.append(run)
+        last_addr, last_len, last_end = addr, alen, pos
+        if kind == R_REPLICATE and load_u64(b + body + 1) == 0:
+            run[3] = data[body:pos]
+        elif kind == R_HOLDER:
+            run[4] += 1
+    return runs
 
 
 # --- requests and answers ------------------------------------------------------------
