@@ -118,8 +118,8 @@ class Commits:
         self.fast_written: dict[bytes, int] = {}  # address -> number of its last one written
         self.hurry = asyncio.Event()            # a PING waits: fast states are written now
         self.hurrying = 0                       # PINGs waiting
-        self.ahead: dict[str, int] = {}         # key -> CLASP revision of another node's fast
-                                                # state taken here, not yet seen in the bucket
+        self.ahead: dict[str, list] = {}        # key -> [CLASP revision of the newest fast state of
+                                                # another node here, the newest the bucket showed]
         self.progress = asyncio.Event()
         self.tasks: set[asyncio.Task] = set()
         self.closing = False
@@ -187,10 +187,13 @@ class Commits:
     def fast_seen(self, key: str, revision: int) -> None:
         """Another node's fast state of ``key`` at CLASP ``revision`` came routed (the bucket
         shows it later: an older state there is not taken back)."""
-        if len(self.ahead) >= 65536:
-            self.ahead.clear()
-        if revision > self.ahead.get(key, 0):
-            self.ahead[key] = revision
+        ahead = self.ahead.get(key)
+        if ahead is None:
+            if len(self.ahead) >= 65536:
+                self.ahead.clear()
+            self.ahead[key] = [revision, 0]
+        elif revision > ahead[0]:
+            ahead[0] = revision
         self.mine.discard(key)
 
     async def _bucket_has_fast(self, key: str, loop) -> None:
@@ -198,8 +201,11 @@ class Commits:
         decided here after them (its writer may have seen them) waits until the bucket has
         them too (at most FAST_WAIT s: their node may be gone), so that its compare-and-set
         comes after them, not before."""
-        limit = loop.time() + FAST_WAIT
-        while key in self.ahead and loop.time() < limit:
+        ahead = self.ahead.get(key)
+        if ahead is None:
+            return
+        target, limit = ahead[0], loop.time() + FAST_WAIT
+        while (ahead := self.ahead.get(key)) is not None and ahead[1] < target and loop.time() < limit:
             try:
                 await asyncio.wait_for(self.progress.wait(), limit - loop.time())
             except asyncio.TimeoutError:
@@ -211,10 +217,12 @@ class Commits:
         if ahead is None:
             return False
         revision = bus.replicate_revision(value)
-        if revision >= ahead:
-            del self.ahead[key]
+        if revision > ahead[1]:
+            ahead[1] = revision
             self._progress()
-        return revision <= ahead
+        if revision >= ahead[0]:
+            del self.ahead[key]
+        return revision <= ahead[0]
 
     def new_bucket(self) -> None:
         """The bucket was lost and made anew (epoch.py): its revisions start again."""
