@@ -117,7 +117,8 @@ class NodesServer:
     pub_url = property(lambda self: self.nodes[0].url)
 
     def pids(self) -> list[int]:
-        return [p for n in self.nodes for p in n.pids()]
+        """The nodes' processes and the nats-server (the system measured)."""
+        return [p for n in self.nodes for p in n.pids()] + [self.nats.proc.pid]
 
     def alive(self) -> bool:
         return all(n.alive() for n in self.nodes)
@@ -132,6 +133,7 @@ class NodesTarget(Target):
     def start(self, cpus, log_dir: Path, host: str = "127.0.0.1", timeout: float = 30.0) -> NodesServer:
         from .nats_servers import NatsServer
         nats = NatsServer(log_dir, f"nats-{procs.free_port(host)}").start()
+        nats.pin(cpus)
         nodes = []
         try:
             for name in ("a", "b"):
