@@ -823,7 +823,7 @@ class Clasp:
             self._pending.popleft()
             head.fail(err)
             return
-        if head is None or head.kind == _PONG_K or msg.code == 503 or (
+        if head is None or head.kind == _PONG_K or (msg.code == 503 and not msg.address) or (
                 msg.code == 429 and not msg.address):
             self._report(err)
             return

@@ -74,7 +74,9 @@ class Unsupported(ClaspError):
 
 
 class Overloaded(ClaspError):
-    """503: the router's send buffer for this session overflowed; messages were dropped."""
+    """503: the router's send buffer for this session overflowed; messages were dropped
+    (reported to ``on_error``).  With an address: that request was refused (e.g. a SET the
+    cluster's bucket did not take; it fails the request)."""
     code = 503
 
 

@@ -264,13 +264,8 @@ class NatsBridge:
                     entry = await watcher.updates(5.0)
                 except (asyncio.TimeoutError, nats.errors.TimeoutError):
                     continue
-                if entry is None:
-                    continue
-                if param_entry(entry):
-                    self.commits.watched(entry)
-                    self.presence.note(entry.key, entry.value)
-                else:
-                    self.commits.seen(entry.revision)       # the epoch key, a deletion
+                if entry is not None:
+                    self.watched(entry)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -280,6 +275,15 @@ class NatsBridge:
                 await watcher.stop()
             except Exception:
                 pass
+
+    def watched(self, entry) -> None:
+        """One write of the bucket, in stream order: from the watch, or read by a PING
+        barrier that the watch kept waiting (commit.py)."""
+        if param_entry(entry):
+            self.commits.watched(entry)
+            self.presence.note(entry.key, entry.value)
+        else:
+            self.commits.seen(entry.revision)       # the epoch key, a deletion
 
     def _receive(self, data: bytes, subject: str) -> None:
         """Bus records that another node published on ``subject`` (one this node subscribes

@@ -21,7 +21,9 @@ cluster mode that decision is not committed until the bucket took it:
   the param's state (409, 423) is checked the same way (the replica may have been behind
   the bucket) before the refusals go out.
 * **No answer**: the write may have been stored before the answer was lost, so the key is
-  read: our own body there means it was taken.  After ``COMMIT_WAIT`` s without the bucket
+  read: our own body there means it was taken.  "No responders" (the bucket's stream has
+  no leader: an election after a NATS server died) means it was not stored: it is written
+  again every ``NO_LEADER_RETRY`` s.  After ``COMMIT_WAIT`` s without the bucket
   the group is refused with ERROR 503: a write is never acknowledged unless the bucket
   took it.
 * **Order.**  A worker matches the owner's answers with its requests in order, and a
@@ -38,7 +40,9 @@ cluster mode that decision is not committed until the bucket took it:
   the replica's is not applied.
 * **PING is a cluster read barrier** (``barrier``): its PONG waits until this node's watch
   of the bucket has applied every write the bucket's stream held when the PING arrived
-  (at most ``BARRIER_WAIT`` s).
+  (at most ``BARRIER_WAIT`` s).  A watch that stalls (its consumer was on a NATS server
+  that died) is not waited for beyond ``BARRIER_READ`` s: the barrier reads the missing
+  writes from the stream itself.
 * **Fast SETs.**  Once this node's write of a param was the bucket's last (``mine``) and
   nothing of that param waits here, the router marks it fast (``Router.set_fast``): its
   plain fire-and-forget SETs (QoS 0, no expected revision, no lock change, not locked)
@@ -60,7 +64,8 @@ import logging
 from collections import deque
 from typing import Optional
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoStreamResponseError, NotFoundError
+from nats.js.kv import KeyValue
 
 from ..._native import bus
 from . import subjects
@@ -69,6 +74,8 @@ log = logging.getLogger("clasp_fast.cluster.nats")
 
 COMMIT_WAIT = 10.0          # s a SET waits for the bucket (a JetStream leader election) before ERROR 503
 BARRIER_WAIT = 2.0          # s a PING waits for this node to apply what the bucket holds
+BARRIER_READ = 0.5          # s a PING waits for the watch before it reads the bucket's stream itself
+NO_LEADER_RETRY = 0.25      # s between writes while the bucket's stream has no leader (no responders)
 ROUTED_GRACE = 0.3          # s a write the watch showed may take to arrive routed, before it is read
 FAST_WRITE_DELAY = 0.01     # s a fast SET's state waits before its write (the SETs meanwhile join it)
 FAST_WAIT = 1.0             # s a SET waits for the bucket to have the fast SETs of other nodes here
@@ -345,6 +352,10 @@ class Commits:
                 revision, why = None, "other nodes kept writing it first"
                 if loop.time() < deadline:
                     await self._fetch(key)      # another node won: its state, then decide again
+            except NoStreamResponseError:       # no stream leader (an election): not stored
+                revision, why = None, "the cluster's bucket (NATS) did not take it"
+                if loop.time() < deadline:
+                    await asyncio.sleep(NO_LEADER_RETRY)
             except Exception as exc:
                 revision = await self._settle(key, final, exc)
                 why = "the cluster's bucket (NATS) did not take it"
@@ -402,6 +413,14 @@ class Commits:
                                                   max(0.1, deadline - loop.time()))
             except KeyWrongLastSequenceError:
                 revision = None
+            except NoStreamResponseError:       # no stream leader (an election): not stored
+                if loop.time() >= deadline:
+                    log.error("cluster: the bucket did not take %s within %.0f s (no stream leader): its "
+                              "last fast SETs are this node's only until it writes it again", key, COMMIT_WAIT)
+                    self.mine.discard(key)
+                    return
+                await asyncio.sleep(NO_LEADER_RETRY)
+                continue
             except Exception as exc:
                 entry = await self._get_quietly(key)
                 revision = entry.revision if entry is not None and entry.value == body else None
@@ -600,7 +619,10 @@ class Commits:
 
     async def barrier(self) -> None:
         """Returns once the watch has applied every write the bucket held when called (at
-        most BARRIER_WAIT s; without NATS at once: the node serves its own clients)."""
+        most BARRIER_WAIT s; without NATS at once: the node serves its own clients).  A
+        watch that shows nothing for BARRIER_READ s may have lost its consumer with a NATS
+        server (nats-py re-creates it only after two missed heartbeats, 10 s): the writes
+        it has not shown are then read from the bucket's stream."""
         if not self.bridge.up:
             return
         loop = asyncio.get_running_loop()
@@ -613,11 +635,46 @@ class Commits:
                 await asyncio.wait_for(self.progress.wait(), max(0.01, deadline - loop.time()))
             info = await asyncio.wait_for(self.bridge.js.stream_info(self.stream), BARRIER_WAIT)
             target = info.state.last_seq
-            while self._behind(target):
-                await asyncio.wait_for(self.progress.wait(), max(0.01, deadline - loop.time()))
+            if not await self._applied(target, loop.time() + BARRIER_READ) and self.applied_seq < target:
+                await asyncio.wait_for(self._read_stream(target), max(0.01, deadline - loop.time()))
+            if not await self._applied(target, deadline):
+                log.debug("cluster: PING barrier incomplete: the bucket's stream up to %d is not applied "
+                          "within %.0f s", target, BARRIER_WAIT)
         except Exception as exc:
             log.debug("cluster: PING barrier incomplete: %r", exc)
         finally:
             self.hurrying -= 1
             if not self.hurrying:
                 self.hurry.clear()
+
+    async def _applied(self, target: int, until: float) -> bool:
+        """Waits (until loop time ``until``) for the bucket's stream up to ``target`` to be
+        applied here; whether it is."""
+        loop = asyncio.get_running_loop()
+        while self._behind(target):
+            if loop.time() >= until:
+                return False
+            try:
+                await asyncio.wait_for(self.progress.wait(), until - loop.time())
+            except asyncio.TimeoutError:
+                return False
+        return True
+
+    async def _read_stream(self, target: int) -> None:
+        """The bucket's writes after those the watch showed, up to ``target``, read from its
+        stream (the leader's copy) one by one and handed on as the watch would
+        (``bridge.watched``)."""
+        prefix = f"$KV.{self.bridge.bucket}."
+        seq = self.applied_seq + 1
+        while seq <= target:
+            try:
+                msg = await self.bridge.js.get_msg(self.stream, seq=seq, subject=prefix + ">", next=True)
+            except NotFoundError:           # nothing from seq on (older writes of a key are gone)
+                break
+            if msg.seq > target:
+                break
+            self.bridge.watched(KeyValue.Entry(bucket=self.bridge.bucket, key=msg.subject[len(prefix):],
+                                               value=msg.data or b"", revision=msg.seq, delta=None,
+                                               created=None, operation=None))
+            seq = msg.seq + 1
+        self.seen(target)

@@ -1,0 +1,85 @@
+"""commit.py's compare-and-set while the bucket's stream has no leader (an election after
+a NATS server died), without NATS: JetStream answers "no responders" (the write reached no
+stream, so it was not stored), and the write is tried again at once rather than read back
+(each read-back of a leaderless stream waited out nats-py's 5 s timeout, so a SET was
+refused although the new leader was there within COMMIT_WAIT); past COMMIT_WAIT the SET is
+refused with ERROR 503."""
+from __future__ import annotations
+
+import asyncio
+import types
+
+from nats.js.errors import NoStreamResponseError
+
+from clasp_fast.cluster.nats import commit
+from clasp_fast.cluster.nats.commit import Commits
+
+
+class Kv:
+    """The bucket: ``update`` gives the next of ``answers`` (a revision, or raises it)."""
+
+    def __init__(self, answers: list):
+        self.answers, self.writes, self.reads = answers, 0, 0
+
+    async def update(self, key: str, body: bytes, last: int) -> int:
+        self.writes += 1
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def get(self, key: str):
+        self.reads += 1
+        raise AssertionError("a write that reached no stream is not read back")
+
+
+class Router:
+    """What Commits uses of the router: each SET decided as its payload, the answers kept."""
+
+    def __init__(self):
+        self.answers: list[tuple] = []
+
+    def decide(self, address: bytes, requests: list) -> list:
+        return [request[4] for request in requests]
+
+    def commit_store(self, body: bytes, qos: int) -> int:
+        return 0
+
+    def commit_emit(self, body, local, qos, position, revision) -> None:
+        self.answers.append(("ACK", body, revision))
+
+    def commit_error(self, local, origin, seq, code, message, address) -> None:
+        self.answers.append(("ERROR", code, message))
+
+
+def committing(monkeypatch, answers: list) -> tuple[Commits, Router, Kv]:
+    monkeypatch.setattr(commit, "NO_LEADER_RETRY", 0.001)
+    monkeypatch.setattr(commit, "bus", types.SimpleNamespace(replicate_holder=lambda body: b""))
+    kv = Kv(answers)
+    router = Router()
+    return Commits(router, types.SimpleNamespace(kv=kv, bucket="clasp-state")), router, kv
+
+
+async def answered(router: Router, timeout: float = 5.0) -> list:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not router.answers:
+        assert asyncio.get_running_loop().time() < deadline, "the SET got no answer"
+        await asyncio.sleep(0.001)
+    return router.answers
+
+
+async def test_a_write_no_stream_took_is_written_again_without_a_read_back(monkeypatch):
+    commits, router, kv = committing(monkeypatch, [NoStreamResponseError(), NoStreamResponseError(), 7])
+    commits.submit(None, 1, 1, b"w", b"state", 1, b"/x")
+    assert await answered(router) == [("ACK", b"state", 7)]
+    assert (kv.writes, kv.reads) == (3, 0)
+    assert commits.known["/x"] == (7, False)
+
+
+async def test_a_stream_without_a_leader_for_commit_wait_refuses_the_set_with_503(monkeypatch):
+    commits, router, kv = committing(monkeypatch, [NoStreamResponseError()])
+    monkeypatch.setattr(commit, "COMMIT_WAIT", 0.05)
+    commits.submit(None, 1, 1, b"w", b"state", 1, b"/x")
+    (kind, code, message), = await answered(router)
+    assert (kind, code) == ("ERROR", 503) and "did not take it" in message, message
+    assert kv.writes > 1 and kv.reads == 0 and "/x" not in commits.known
