@@ -38,6 +38,13 @@ class Router:
 
     def __init__(self):
         self.answers: list[tuple] = []
+        self.fast: dict[bytes, bool] = {}
+
+    def set_fast(self, address: bytes, fast: bool) -> None:
+        self.fast[address] = fast
+
+    def hold_answers(self, origin: int, delta: int) -> None:
+        pass
 
     def decide(self, address: bytes, requests: list) -> list:
         return [request[4] for request in requests]
@@ -57,7 +64,7 @@ def committing(monkeypatch, answers: list) -> tuple[Commits, Router, Kv]:
     monkeypatch.setattr(commit, "bus", types.SimpleNamespace(replicate_holder=lambda body: b""))
     kv = Kv(answers)
     router = Router()
-    return Commits(router, types.SimpleNamespace(kv=kv, bucket="clasp-state")), router, kv
+    return Commits(router, types.SimpleNamespace(kv=kv, bucket="clasp-state", up=True)), router, kv
 
 
 async def answered(router: Router, timeout: float = 5.0) -> list:
@@ -74,6 +81,8 @@ async def test_a_write_no_stream_took_is_written_again_without_a_read_back(monke
     assert await answered(router) == [("ACK", b"state", 7)]
     assert (kv.writes, kv.reads) == (3, 0)
     assert commits.known["/x"] == (7, False)
+    await asyncio.sleep(0.01)
+    assert router.fast == {b"/x": True}         # its write is the bucket's last: fast SETs from now
 
 
 async def test_a_stream_without_a_leader_for_commit_wait_refuses_the_set_with_503(monkeypatch):
@@ -83,3 +92,5 @@ async def test_a_stream_without_a_leader_for_commit_wait_refuses_the_set_with_50
     (kind, code, message), = await answered(router)
     assert (kind, code) == ("ERROR", 503) and "did not take it" in message, message
     assert kv.writes > 1 and kv.reads == 0 and "/x" not in commits.known
+    await asyncio.sleep(0.01)
+    assert router.fast == {b"/x": False}        # not written: its SETs keep waiting for the bucket
