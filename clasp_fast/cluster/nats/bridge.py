@@ -325,7 +325,7 @@ class NatsBridge:
         node's."""
         if self.link is None or self.link.closed:
             return
-        own, sets = [], []
+        own = []                # records for the owner, in order
         pos, n = 0, len(data)
         key = fast = None
         while pos + 5 <= n:
@@ -347,20 +347,25 @@ class NatsBridge:
                 else:
                     body = _NO_ORIGIN + body[_REPLICATE_HEAD:]
                 own.append(bus.record(bus.REPLICATE, body))
-                sets.append((bus.REPLICATE, body))
             elif kind == bus.HOLDER:
                 self.router.set_fast(bus.parse_holder(body)[0], False)
                 body = body[:-1] + bytes((BRIDGE,))         # held by a session of another node
-                own.append(bus.record(bus.HOLDER, body))
-                sets.append((bus.HOLDER, body))
+                own.append((bus.HOLDER, body))
         if fast is not None:
             self.commits.fast_seen(key, bus.replicate_revision(fast))
-        self.router.receive_link(self.link, b"".join(own))
-        if sets:
-            for link in self.router.peer_links():
-                if link is not self.link:
-                    for kind, body in sets:
+        # the owner stores and delivers each state and passes on to every worker those it
+        # took (Router.on_replicate); a lock holder it learns here goes to the workers in order
+        start = 0
+        for i, item in enumerate(own):
+            if type(item) is tuple:
+                kind, body = item
+                self.router.receive_link(self.link, b"".join(own[start:i]) + bus.record(kind, body))
+                for link in self.router.peer_links():
+                    if link is not self.link:
                         link.send_record(kind, body)
+                start = i + 1
+        if start < len(own):
+            self.router.receive_link(self.link, b"".join(own[start:]))
 
     # --- NATS connection events ------------------------------------------------------
 

@@ -742,7 +742,8 @@ cdef class Router(Hub):
         cdef uint64_t seq = load_u64(b + 1)
         cdef uint64_t position = load_u64(b + 9)
         cdef const uint8_t* frame
-        cdef Py_ssize_t fn
+        cdef Py_ssize_t fn, i
+        cdef PeerLink link
         # a fast SET of another node (NATS bridge, sequence 1: not in the bucket yet) is
         # taken only over an older revision (commit.py: the bucket's order settles races)
         cdef Param* prm = self._store_replicate(b, n, &frame, &fn, origin == MAX_WORKERS - 1 and seq == 1)
@@ -750,6 +751,11 @@ cdef class Router(Hub):
             return 0
         if origin == MAX_WORKERS - 1:
             prm.fast = 0                    # another node wrote it
+            if self.commit is not None:     # the owner: every worker takes it as taken here
+                for i in range(MAX_WORKERS - 1):
+                    link = self.links[i]
+                    if link is not None:
+                        link.push_record(R_REPLICATE, b, n, NULL, 0)
         self.deliver(self.param_receivers(prm, segs, -1), 0x01, None, False, frame, fn,
                      prm.address, prm.addr_len, prm)
         if seq > self.applied[origin]:
