@@ -125,6 +125,15 @@ class RouterCollector:
                                       value=nats["received"])
             yield CounterMetricFamily("clasp_cluster_locks_freed", "locks freed because their node "
                                       "was not heard for cluster.node_timeout", value=nats["locks_freed"])
+            writes = CounterMetricFamily("clasp_cluster_bucket_writes", "compare-and-sets of this node "
+                                         "the bucket took: SETs decided against it, or fast SETs' states "
+                                         "written behind them", labels=["path"])
+            for path, count in sorted(nats["bucket_writes"].items()):
+                writes.add_metric([path], count)
+            yield writes
+            yield CounterMetricFamily("clasp_cluster_fast_refused", "fast SETs' states the bucket refused "
+                                      "(another node wrote the param meanwhile; written again on top)",
+                                      value=nats["fast_refused"])
         yield labelled("clasp_frames_received", "CLASP frames received from clients, by type",
                        "type", by_type(figs, "frames_in"))
         yield labelled("clasp_messages_sent", "CLASP messages queued for clients, by type",

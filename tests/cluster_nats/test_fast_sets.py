@@ -11,6 +11,7 @@ import nats
 
 from clasp_fast.client import Clasp
 from tests.cluster_nats.nodes import start_node
+from tests.cluster_nats.test_faults import http_get
 
 T = 10.0
 STREAM = "KV_clasp-state"
@@ -23,6 +24,14 @@ async def bucket_writes(nats_url: str) -> int:
         return (await nc.jetstream().stream_info(STREAM)).state.last_seq
     finally:
         await nc.close()
+
+
+def metric(text: str, name: str) -> float:
+    """One sample of a Prometheus text exposition (``name`` with its labels)."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} not in /metrics:\n{text}")
 
 
 async def until(predicate, what: str, timeout: float = T) -> None:
@@ -38,8 +47,8 @@ async def test_fast_sets_cross_nodes_in_order_and_the_bucket_takes_the_newest(na
     subscriber on node b has it: b gets every value in order with contiguous revisions,
     the SETs do not each wait for a bucket write (the bucket takes far fewer writes than
     SETs), and once the writer's PING is answered the bucket has the last value: a node
-    started afterwards reads it."""
-    a = start_node(router_process, nats_server.url, "a")
+    started afterwards reads it.  /metrics counts node a's bucket writes by path."""
+    a = start_node(router_process, nats_server.url, "a", 2, "--metrics-enabled")
     b = start_node(router_process, nats_server.url, "b")
     n = 200
     got: list = []
@@ -60,6 +69,10 @@ async def test_fast_sets_cross_nodes_in_order_and_the_bucket_takes_the_newest(na
         assert (param.value, param.revision) == (n, n + 1)
     print(f"{n} fast SETs, {writes} bucket writes")
     assert 1 <= writes < n / 2
+    text = (await http_get(a, "/metrics"))[1]
+    assert metric(text, 'clasp_cluster_bucket_writes_total{path="decided"}') == 1     # the first SET
+    assert metric(text, 'clasp_cluster_bucket_writes_total{path="fast"}') == writes
+    assert metric(text, "clasp_cluster_fast_refused_total") == 0
     c = start_node(router_process, nats_server.url, "c")
     async with await Clasp.connect(c.url, name="late") as late:
         param = await late.param("/fs/x")

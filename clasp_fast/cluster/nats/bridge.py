@@ -420,7 +420,8 @@ class NatsBridge:
     def figures(self) -> dict:
         """For /metrics (server.figures: ``nats``)."""
         return {"epoch": self.epoch, "subjects": len(self.interest.subscribed()),
-                "received": self.interest.received, "locks_freed": self.presence.freed}
+                "received": self.interest.received, "locks_freed": self.presence.freed,
+                "bucket_writes": dict(self.commits.writes), "fast_refused": self.commits.fast_refused}
 
     async def check_epoch(self) -> bool:
         """The bucket still has the epoch this node caught up from?  If it is gone or

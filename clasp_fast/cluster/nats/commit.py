@@ -125,6 +125,8 @@ class Commits:
         self.fast_written: dict[bytes, int] = {}  # address -> number of its last one written
         self.hurry = asyncio.Event()            # a PING waits: fast states are written now
         self.hurrying = 0                       # PINGs waiting
+        self.writes = {"decided": 0, "fast": 0}  # compare-and-sets the bucket took, by path
+        self.fast_refused = 0                   # fast states the bucket refused (another node wrote)
         self.ahead: dict[str, list] = {}        # key -> [CLASP revision of the newest fast state of
                                                 # another node here, the newest the bucket showed]
         self.progress = asyncio.Event()
@@ -370,6 +372,7 @@ class Commits:
                 continue
             self.known[key] = (revision, False)
             self.mine.add(key)
+            self.writes["decided"] += 1
             if bus.replicate_holder(final):
                 self.locked[key] = final
             else:
@@ -437,11 +440,13 @@ class Commits:
             if revision is not None:
                 self.known[key] = (revision, False)
                 self.mine.add(key)
+                self.writes["fast"] += 1
                 if restated:
                     position = self.router.commit_store(body, 0)
                     self.router.commit_emit(body, None, 0, position, revision)
                 return
             # another node wrote it first: ours goes on top of its state (or its lock stands)
+            self.fast_refused += 1
             self.router.set_fast(address, False)
             self.mine.discard(key)
             try:
