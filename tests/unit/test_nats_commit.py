@@ -94,3 +94,38 @@ async def test_a_stream_without_a_leader_for_commit_wait_refuses_the_set_with_50
     assert kv.writes > 1 and kv.reads == 0 and "/x" not in commits.known
     await asyncio.sleep(0.01)
     assert router.fast == {b"/x": False}        # not written: its SETs keep waiting for the bucket
+
+
+class Entry:
+    def __init__(self, value: bytes, revision: int):
+        self.value, self.revision = value, revision
+
+
+async def test_a_refused_fast_state_is_written_again_above_the_other_nodes_state(monkeypatch):
+    """A fast state the bucket refuses (another node wrote the param since): the other
+    state is read, and this node's newest fast state is written on top of it with a CLASP
+    revision above both, then stored and sent out (commit_store, commit_emit); the PING
+    barrier's count of fast states is settled; the param is fast again afterwards."""
+    from nats.js.errors import KeyWrongLastSequenceError
+    commits, router, kv = committing(monkeypatch, [KeyWrongLastSequenceError(), 12])
+    monkeypatch.setattr(commit, "FAST_WRITE_DELAY", 0.001)
+    # bodies here are b"<value>:<CLASP revision>"
+    monkeypatch.setattr(commit, "bus", types.SimpleNamespace(
+        replicate_holder=lambda body: b"",
+        replicate_revision=lambda body: int(body.split(b":")[1]),
+        replicate_with_revision=lambda body, revision: body.split(b":")[0] + b":%d" % revision))
+
+    async def get(key):
+        return Entry(b"theirs:9", 11)
+    kv.get = get
+    stored = []
+    router.commit_store = lambda body, qos: stored.append(body) or 0
+    router.param_state = lambda address: (7, None)          # this node's fast SETs reached 7
+    commits.known["/x"] = (5, False)
+    commits.fast_state(b"/x", b"ours:7")
+    assert await answered(router) == [("ACK", b"ours:10", 12)]  # emitted: above 9 (theirs) and 7
+    assert stored == [b"ours:10"]
+    assert kv.writes == 2 and commits.known["/x"] == (12, False)
+    assert commits.fast_refused == 1 and commits.writes == {"decided": 0, "fast": 1}
+    await asyncio.sleep(0.01)
+    assert commits.fast_numbers == {} and router.fast == {b"/x": True}

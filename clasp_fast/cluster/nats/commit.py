@@ -394,19 +394,21 @@ class Commits:
             except asyncio.TimeoutError:
                 pass
         deadline = loop.time() + COMMIT_WAIT
-        body, restated = self.fast.pop(address, None), False
-        if body is None:                        # (taken by a restate before)
+        newest = self.fast.pop(address, None)
+        if newest is None:                      # (taken by a restate before)
             return
-        body, number = body
+        written = [newest[1]]                   # the number of the newest state written
         try:
-            await self._write_fast_state(address, key, body, loop, deadline)
+            await self._write_fast_state(address, key, newest[0], loop, deadline, written)
         finally:
+            number = written[0]
             self.fast_written[address] = number
             if self.fast_numbers.get(address) == number:
                 del self.fast_numbers[address], self.fast_written[address]
             self._progress()
 
-    async def _write_fast_state(self, address: bytes, key: str, body: bytes, loop, deadline: float) -> None:
+    async def _write_fast_state(self, address: bytes, key: str, body: bytes, loop, deadline: float,
+                                written: list) -> None:
         restated = False
         while not self.closing:
             last = self.known.get(key, (0, False))[0]
@@ -459,13 +461,12 @@ class Commits:
                     return
                 continue
             self.known[key] = (entry.revision, False)
-            if bus.replicate_holder(entry.value):
-                self.bridge.apply_bucket(entry.value, force=True)
-                self.fast.pop(address, None)
-                return
             newer = self.fast.pop(address, None)
             if newer is not None:
-                body = newer[0]
+                body, written[0] = newer
+            if bus.replicate_holder(entry.value):
+                self.bridge.apply_bucket(entry.value, force=True)
+                return
             ours = self.router.param_state(address.decode())[0]
             body = bus.replicate_with_revision(body, max(ours, bus.replicate_revision(entry.value)) + 1)
             restated = True
