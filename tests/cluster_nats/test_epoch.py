@@ -1,5 +1,6 @@
 """The bucket's epoch: the bucket is deleted under two running nodes; both find it lost,
-recreate it with one new epoch (in /metrics), keep serving their params, move their
+recreate it with one new epoch (in /metrics), keep serving their params and write them
+back into the new bucket (a node started afterwards has them), move their
 replay horizon (a client that asks for what changed since before the loss gets the whole
 snapshot), and write to the new bucket (also to addresses the old one had)."""
 from __future__ import annotations
@@ -12,7 +13,8 @@ import nats
 
 from clasp_fast.cluster.nats import subjects
 from clasp_fast.protocol import Subscribe, SubscribeOptions, encode_frame
-from tests.cluster_nats.nodes import two_nodes_two_clients
+from tests.cluster_nats.nodes import start_node, two_nodes_two_clients
+from tests.interop.conftest import PyClient
 from tests.cluster_nats.test_faults import http_get
 
 T = 10.0
@@ -50,6 +52,17 @@ async def test_a_lost_bucket_gets_a_new_epoch(nats_server, router_process):
         assert new != old and await epoch_of(b) == new
         kv = await nc.jetstream().key_value("clasp-state")
         assert (await kv.get("epoch")).value.decode() == new
+        # the nodes write their params back into the new bucket: a node started afterwards
+        # reads what was written before the loss
+        for rp in (a, b):
+            assert rp.wait_for_log("back into bucket", T), rp.log()
+        c = start_node(router_process, nats_server.url, "c")
+        reader = await PyClient(c.url, "pc").connect()
+        try:
+            got = await reader.wire_get("/ep/old")
+            assert got is not None and (got["value"], got["revision"]) == (5, 5), got
+        finally:
+            await reader.close()
 
         # the params stay, and a replay across the loss is whole
         await pb.send_raw(encode_frame(Subscribe(90, "/ep/**", options=SubscribeOptions(since=since))))
@@ -67,8 +80,8 @@ async def test_a_lost_bucket_gets_a_new_epoch(nats_server, router_process):
         else:
             raise AssertionError("/ep/new never reached the new bucket")
         assert entry.value
-        # an address written before the loss too: its bucket revision in the new bucket (3)
-        # is below the old one (6), and node b still takes it (PING: the barrier)
+        # an address written before the loss too: its bucket revision in the new bucket is
+        # below the old one (6), and node b still takes it (PING: the barrier)
         await pa.c.set("/ep/old", 30)
         await pa.barrier()
         await pb.barrier()

@@ -222,3 +222,24 @@ def test_route_runs_cuts_the_records_of_a_tick_into_runs_of_one_address():
     at = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
     assert runs == [[b"/a", at[0], at[2], fast_a, 0], [b"/b", at[3], at[7], fast_b, 1]]
     assert bus.route_runs(data[:-3]) == runs[:1] + [[b"/b", at[3], at[6], fast_b, 1]]   # a cut record
+
+
+def test_param_replicates_give_each_live_param_as_a_decided_set():
+    """What a node writes into a bucket made anew: for every param, an R_REPLICATE body whose
+    SET frame carries its value, revision and TTL (and no lock or unlock flag)."""
+    net = Net()
+    writer = net.connect("writer")
+    net.set(writer, "/w/i", 7)
+    net.set(writer, "/w/i", 8)
+    net.set(writer, "/w/s", "text", ttl=M.Ttl(M.TtlMode.SLIDING, 30))
+    net.set(writer, "/w/b", b"\x00\x01", lock=True)
+    got = {}
+    for address, body in net.router.param_replicates():
+        frame = bus.replicate_frame(body)
+        got[address] = decode_frame(frame[2:]).message
+        assert bus.replicate_revision(body) == got[address].revision
+    assert sorted(got) == ["/w/b", "/w/i", "/w/s"]
+    assert (got["/w/i"].value, got["/w/i"].revision, got["/w/i"].ttl) == (8, 2, None)
+    assert (got["/w/s"].value, got["/w/s"].ttl) == ("text", M.Ttl(M.TtlMode.SLIDING, 30))
+    assert got["/w/b"].value == b"\x00\x01" and not got["/w/b"].lock
+    assert bus.replicate_holder(dict(net.router.param_replicates())["/w/b"])    # the lock is in the state

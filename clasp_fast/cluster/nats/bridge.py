@@ -445,6 +445,9 @@ class NatsBridge:
         self.router.reset_replay_horizon()
         self._tell(self.up, reset=True)
         await self.catch_up()
+        written = await self.commits.write_back()
+        log.warning("cluster: node %s wrote %d param(s) back into bucket %s", self.node_name, written,
+                    self.bucket)
         return True
 
     async def _error(self, exc) -> None:

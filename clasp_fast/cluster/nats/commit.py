@@ -78,6 +78,7 @@ BARRIER_READ = 0.5          # s a PING waits for the watch before it reads the b
 NO_LEADER_RETRY = 0.25      # s between writes while the bucket's stream has no leader (no responders)
 ROUTED_GRACE = 0.3          # s a write the watch showed may take to arrive routed, before it is read
 FAST_WRITE_DELAY = 0.01     # s a fast SET's state waits before its write (the SETs meanwhile join it)
+WRITE_BACK_BATCH = 256      # params written back into a new bucket at once
 FAST_WAIT = 1.0             # s a SET waits for the bucket to have the fast SETs of other nodes here
 _PING = b"\x41"             # CLASP type code of PING
 _E_UNAVAILABLE = 503
@@ -240,6 +241,31 @@ class Commits:
         self.expected.clear()
         self.applied_seq = 0
         self._progress()
+
+    async def write_back(self) -> int:
+        """The bucket was lost and made anew (epoch.py): this node's params go into it, each
+        unless the new bucket has its key already (another node wrote it back, or a SET
+        since).  Returns how many this node wrote."""
+        async def one(address: str, body: bytes) -> int:
+            key = subjects.key(address)
+            if key in self.known:
+                return 0
+            try:
+                revision = await asyncio.wait_for(self.kv.create(key, body), COMMIT_WAIT)
+            except KeyWrongLastSequenceError:
+                return 0
+            self.take(key, revision, False)
+            return 1
+        states, written = self.router.param_replicates(), 0
+        for i in range(0, len(states), WRITE_BACK_BATCH):
+            results = await asyncio.gather(*(one(a, b) for a, b in states[i:i + WRITE_BACK_BATCH]),
+                                           return_exceptions=True)
+            failed = [r for r in results if isinstance(r, BaseException)]
+            written += sum(r for r in results if not isinstance(r, BaseException))
+            if failed:
+                log.warning("cluster: %d param(s) not written back into the new bucket (%r); they "
+                            "reach it with their next SET", len(failed), failed[0])
+        return written
 
     def _overdue(self, key: str, entry) -> None:
         if self.expected.get(key) is entry:

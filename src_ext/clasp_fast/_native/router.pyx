@@ -25,6 +25,7 @@ Elsewhere: SNAPSHOT writing (snapshot.pyx), timers (timers.pyx), time
 import logging
 
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
+from cpython.bytearray cimport PyByteArray_AS_STRING
 from cpython.object cimport PyObject
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.stdlib cimport malloc, realloc, free
@@ -41,7 +42,7 @@ from clasp_fast._native.wire cimport (
     reader_error, ws_binary_header, clasp_header, publish_qos, set_broadcast_size,
     write_set_broadcast, store_u16, store_u32, store_u64, load_u16, load_u32, load_u64,
     MAX_PAYLOAD, MAX_WS_HEADER, NARROW_CODES, T_SET, T_PUBLISH, T_ACK, T_SNAPSHOT,
-    SET_HAS_REVISION, SET_LOCK, SET_UNLOCK, SET_HAS_TTL, SIG_GESTURE, V_I64, V_F64)
+    SET_HAS_REVISION, SET_LOCK, SET_UNLOCK, SET_HAS_TTL, SET_TYPE_MASK, SIG_GESTURE, V_I64, V_F64)
 from clasp_fast._native.outbox cimport Hub, Endpoint, Session, PeerLink
 from clasp_fast._native.bus cimport (
     R_INTEREST, R_PUBLISH, R_SET_REQ, R_REPLICATE, R_REJECT, R_BUNDLE_REQ, R_DONE, R_RELEASE, R_HOLDER,
@@ -1660,6 +1661,47 @@ cdef class Router(Hub):
             return (0, None)
         holder = prm.holder[:prm.holder_len].decode() if prm.holder_len else None
         return (prm.revision, holder)
+
+    def param_replicates(self):
+        """Every live param as ``(address, R_REPLICATE body)``: its state and a SET frame
+        carrying its revision, as a decided SET's (a NATS node writes them into a bucket
+        that was lost and made anew, commit.py)."""
+        cdef uint64_t now = self.clock.wall_us()
+        cdef Param* prm
+        cdef Py_ssize_t i, size, hl, n, dlen
+        cdef uint8_t head[REPLICATE_HEAD + STATE_MAX]
+        cdef Py_ssize_t hn
+        cdef uint8_t* f
+        cdef bytearray frame
+        out = []
+        for i in range(self.params.capacity()):
+            prm = self.params.slot(i)
+            if prm == NULL or prm.value_len < 1 or param_expired(prm, now):
+                continue
+            dlen = prm.value_len - 1
+            size = 2 + 2 + prm.addr_len + dlen + 8 + (4 if prm.has_ttl else 0)
+            frame = bytearray(MAX_WS_HEADER + 4 + size)
+            f = <uint8_t*>PyByteArray_AS_STRING(frame)
+            hl = ws_binary_header(f, 4 + size)
+            clasp_header(f + hl, 1, size)
+            n = hl + 4
+            f[n] = T_SET
+            f[n + 1] = (prm.value[0] & SET_TYPE_MASK) | SET_HAS_REVISION | (SET_HAS_TTL if prm.has_ttl else 0)
+            store_u16(f + n + 2, <uint16_t>prm.addr_len)
+            memcpy(f + n + 4, prm.address, prm.addr_len)
+            n += 4 + prm.addr_len
+            memcpy(f + n, prm.value + 1, dlen)
+            n += dlen
+            store_u64(f + n, prm.revision)
+            n += 8
+            if prm.has_ttl:
+                store_u32(f + n, prm.ttl_raw)
+                n += 4
+            memset(head, 0, REPLICATE_HEAD)
+            hn = REPLICATE_HEAD + write_state(prm, head + REPLICATE_HEAD)
+            out.append((prm.address[:prm.addr_len].decode(),
+                        PyBytes_FromStringAndSize(<const char*>head, hn) + bytes(frame[:n])))
+        return out
 
     def get(self, str address):
         """The param at ``address`` as a ParamValue, or None."""
