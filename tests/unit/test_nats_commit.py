@@ -129,3 +129,15 @@ async def test_a_refused_fast_state_is_written_again_above_the_other_nodes_state
     assert commits.fast_refused == 1 and commits.writes == {"decided": 0, "fast": 1}
     await asyncio.sleep(0.01)
     assert commits.fast_numbers == {} and router.fast == {b"/x": True}
+
+
+async def test_a_fast_state_no_stream_took_is_written_again_without_a_read_back(monkeypatch):
+    commits, router, kv = committing(monkeypatch, [NoStreamResponseError(), NoStreamResponseError(), 4])
+    monkeypatch.setattr(commit, "FAST_WRITE_DELAY", 0.001)
+    commits.fast_state(b"/x", b"state")
+    deadline = asyncio.get_running_loop().time() + 5
+    while commits.fast_numbers:
+        assert asyncio.get_running_loop().time() < deadline, "the fast state was never written"
+        await asyncio.sleep(0.001)
+    assert (kv.writes, kv.reads) == (3, 0)
+    assert commits.known["/x"] == (4, False) and commits.writes["fast"] == 1

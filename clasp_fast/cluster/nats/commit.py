@@ -444,24 +444,16 @@ class Commits:
                                                   max(0.1, deadline - loop.time()))
             except KeyWrongLastSequenceError:
                 revision = None
-            except NoStreamResponseError:       # no stream leader (an election): not stored
-                if loop.time() >= deadline:
-                    log.error("cluster: the bucket did not take %s within %.0f s (no stream leader): its "
-                              "last fast SETs are this node's only until it writes it again", key, COMMIT_WAIT)
-                    self.mine.discard(key)
-                    return
-                await asyncio.sleep(NO_LEADER_RETRY)
-                continue
-            except Exception as exc:
-                entry = await self._get_quietly(key)
+            except Exception as exc:    # no stream leader (not stored: no read-back), or no answer
+                entry = None if isinstance(exc, NoStreamResponseError) else await self._get_quietly(key)
                 revision = entry.revision if entry is not None and entry.value == body else None
-                if revision is None and entry is None:
+                if entry is None:
                     if loop.time() >= deadline:
                         log.error("cluster: the bucket did not take %s within %.0f s (%r): its last fast "
                                   "SETs are this node's only until it writes it again", key, COMMIT_WAIT, exc)
                         self.mine.discard(key)
                         return
-                    await asyncio.sleep(0.1)
+                    await asyncio.sleep(NO_LEADER_RETRY)
                     continue
             finally:
                 self.flying.pop(key, None)
