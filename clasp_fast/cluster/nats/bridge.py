@@ -348,7 +348,6 @@ class NatsBridge:
                     body = _NO_ORIGIN + body[_REPLICATE_HEAD:]
                 own.append(bus.record(bus.REPLICATE, body))
             elif kind == bus.HOLDER:
-                self.router.set_fast(bus.parse_holder(body)[0], False)
                 body = body[:-1] + bytes((BRIDGE,))         # held by a session of another node
                 own.append((bus.HOLDER, body))
         if fast is not None:

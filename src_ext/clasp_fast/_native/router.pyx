@@ -599,6 +599,8 @@ cdef class Router(Hub):
             memcpy(prm.holder, <const char*>holder, len(holder))
             prm.holder_len = len(holder)
             prm.holder_origin = origin
+            if origin == MAX_WORKERS - 1:
+                prm.fast = 0                # another node changed it (a NATS node's bridge)
 
     cdef MatchList* param_receivers(self, Param* prm, Seg* segs, int nseg) except NULL:
         """The cached receivers of a param; ``nseg`` < 0: the address is not split yet."""
