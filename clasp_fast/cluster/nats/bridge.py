@@ -61,6 +61,8 @@ from ...protocol import decode_frame
 from . import epoch, subjects
 from .bucket import open_bucket, with_jetstream
 from .commit import Commits
+from . import direct
+from .direct import DirectClient
 from .interest import NodeInterest
 from .presence import NodePresence
 
@@ -116,6 +118,7 @@ class NatsBridge:
     async def start(self, timeout: float = 15.0) -> None:
         """Connects (RuntimeError naming cluster.nats_url if no server answers within
         ``timeout`` s), opens the bucket and attaches the link to the owner."""
+        direct.check()
         try:
             self.nc = await asyncio.wait_for(self._connect("routes", 2 * self.queue_size + 65536), timeout)
             self.bucket_nc = await asyncio.wait_for(self._connect("bucket"), timeout)
@@ -140,18 +143,21 @@ class NatsBridge:
         log.info("cluster: node %s joined NATS at %s", self.node_name, self.nc.connected_url.netloc
                  if self.nc.connected_url else self.servers)
 
-    def _connect(self, role: str, pending_size: int = 2 * 1024 * 1024):
+    async def _connect(self, role: str, pending_size: int = 2 * 1024 * 1024):
         """One of the node's two NATS connections: ``routes`` (the routed frames, the
         subscriptions, presence) and ``bucket`` (the key-value bucket and its watch).  Two,
         because a NATS server handles a connection's messages in order and a JetStream
         write waits there for its disk: the routed frames behind a bucket write would wait
-        for its fsync too."""
-        return nats.connect(
+        for its fsync too.  ``routes`` is a ``DirectClient`` (direct.py): routed frames are
+        taken as nats-py's parser reads them."""
+        nc = DirectClient() if role == "routes" else nats.NATS()
+        await nc.connect(
             self.servers, name=f"{self.node_name}" if role == "routes" else f"{self.node_name}-{role}",
             no_echo=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
             disconnected_cb=functools.partial(self._disconnected, role),
             reconnected_cb=functools.partial(self._reconnected, role), error_cb=self._error,
             pending_size=pending_size)
+        return nc
 
     async def stop(self) -> None:
         self.closing = True

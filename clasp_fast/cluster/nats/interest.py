@@ -21,14 +21,12 @@ a new subscription returns:
 While NATS is unreachable nothing waits (the node serves its own clients; nats-py sends
 the subscriptions when it reconnects).
 
-**Order and duplicates.**  nats-py hands each subscription's messages to its own task,
-so two subscriptions can see their messages in another order than they arrived, and a
-frame on a subject that two overlapping subscriptions match (``/a/**`` and ``/a/b``)
-arrives twice.  So every message a node publishes carries a stamp: the sender's instance
-id (8 random bytes per bridge) and a counter.  Messages are collected per loop iteration
-(every subscription task woken by one read of the socket runs before the collected batch
-is applied), sorted by (sender, counter) and applied; a counter not above the sender's
-last applied one is a second copy and is dropped.
+**Order and duplicates.**  The routed frames are taken from nats-py's parser as they are
+read (``direct.py``), so they come in the order the server sent them, which is each
+sender's order.  A frame on a subject that two overlapping subscriptions match (``/a/**``
+and ``/a/b``) arrives twice, so every message a node publishes carries a stamp: the
+sender's instance id (8 random bytes per bridge) and a counter; a counter not above the
+sender's last applied one is a second copy and is dropped.
 """
 from __future__ import annotations
 
@@ -91,7 +89,6 @@ class NodeInterest:
         self.instance = os.urandom(8)       # this bridge's stamp
         self.counter = 0
         self.last: dict[bytes, int] = {}    # sender instance -> last counter applied
-        self.batch: list[tuple[bytes, int, bytes, str]] = []
         self.received = 0                   # messages taken from NATS (second copies included)
         self.duplicates = 0
 
@@ -175,7 +172,7 @@ class NodeInterest:
             for subject, entry in list(self.subjects.items()):
                 if entry.count > 0 and entry.sub is None:
                     try:
-                        entry.sub = await nc.subscribe(subject, cb=self._on_message)
+                        entry.sub = await nc.subscribe_direct(subject, self._on_message)
                     except Exception as exc:     # (a closing connection): nobody may wait forever
                         log.error("cluster: subscribing to %s failed: %s", subject, exc)
                         self._confirm(entry)
@@ -232,27 +229,17 @@ class NodeInterest:
         self.counter += 1
         return STAMP.pack(self.instance, self.counter) + payload
 
-    async def _on_message(self, msg) -> None:
-        data = msg.data
+    def _on_message(self, data: bytes, subject: bytes) -> None:
+        """A routed message, in the order NATS sent it (direct.py)."""
         if len(data) < STAMP.size:
             return
         sender, counter = STAMP.unpack_from(data)
-        if not self.batch:
-            asyncio.get_running_loop().call_soon(self._apply_batch)
-        self.batch.append((sender, counter, data, msg.subject))
-
-    def _apply_batch(self) -> None:
-        batch, self.batch = self.batch, []
-        if len(batch) > 1:
-            batch.sort(key=lambda m: (m[0], m[1]))
-        last = self.last
-        for sender, counter, data, subject in batch:
-            self.received += 1
-            if counter <= last.get(sender, 0):
-                self.duplicates += 1
-                continue
-            last[sender] = counter
-            self.apply(data[STAMP.size:], subject)
+        self.received += 1
+        if counter <= self.last.get(sender, 0):
+            self.duplicates += 1            # a second subscription's copy
+            return
+        self.last[sender] = counter
+        self.apply(data[STAMP.size:], subject.decode())
 
 
 def _covers(pattern: list[str], tokens: list[str]) -> bool:
