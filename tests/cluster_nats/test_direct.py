@@ -79,3 +79,33 @@ async def test_a_failing_function_does_not_stop_the_connection(nats_server):
         assert nc.is_connected
     finally:
         await nc.close()
+
+
+async def test_publish_now_keeps_order_with_nats_pys_own_buffer(nats_server):
+    got = []
+    sub = await nats.connect(nats_server.url)
+    nc = DirectClient()
+    await nc.connect(nats_server.url)
+    try:
+        async def on(msg):
+            got.append(msg.data)
+        await sub.subscribe("t.o", cb=on)
+        await sub.flush()
+        sent = 0
+        for i in range(2000):
+            if i % 100 == 50:                   # something of nats-py's own in its buffer
+                await nc.publish("t.o", b"%d" % i)
+            else:
+                assert nc.publish_now("t.o", b"%d" % i)
+            sent += 1
+        await nc.flush()
+        for _ in range(100):
+            if len(got) == sent:
+                break
+            await asyncio.sleep(0.02)
+        assert got == [b"%d" % i for i in range(2000)]
+        assert nc.stats["out_msgs"] >= 2000
+    finally:
+        await nc.close()
+        await sub.close()
+    assert not nc.publish_now("t.o", b"closed")     # not connected: the caller awaits publish()

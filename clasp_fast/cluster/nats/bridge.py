@@ -45,6 +45,7 @@ what the other nodes decided meanwhile.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 import socket
@@ -103,6 +104,7 @@ class NatsBridge:
         self.lost: set[str] = set()                    # which of the two is away
         self.link = None
         self.out: asyncio.Queue = asyncio.Queue()
+        self.backlog: collections.deque = collections.deque()
         self.sender: Optional[asyncio.Task] = None
         self.closing = False
         self.js = None
@@ -205,7 +207,17 @@ class NatsBridge:
                 self.commits.fast_state(address, fast)
             batch.append((subjects.subject(address.decode()), start, end))
         if batch:
-            self.out.put_nowait([(subject, data[a:b]) for subject, a, b in batch])
+            stamp = self.interest.stamp
+            items = [(subject, stamp(data[a:b])) for subject, a, b in batch]
+            if not self.backlog:
+                publish = self.nc.publish_now
+                i = 0
+                while i < len(items) and publish(*items[i]):
+                    i += 1
+                items = items[i:]
+            if items:
+                self.backlog.extend(items)
+                self.out.put_nowait(True)
             if not self.up:
                 self.queued += len(data)
                 if self.queued + 65536 >= self.queue_size and not self.router.cross_node_full:
@@ -216,14 +228,15 @@ class NatsBridge:
 
     async def _send_loop(self) -> None:
         while True:
-            batch = await self.out.get()
-            if batch is None:
+            if await self.out.get() is None:
                 return
-            for subject, payload in batch:
+            while self.backlog:
+                subject, payload = self.backlog[0]
                 try:
-                    await self.nc.publish(subject, self.interest.stamp(payload))
+                    await self.nc.publish(subject, payload)
                 except Exception as exc:
                     log.error("cluster: a frame for %s was not sent to NATS: %s", subject, exc)
+                self.backlog.popleft()
 
     # --- frames from other nodes -----------------------------------------------------
 
