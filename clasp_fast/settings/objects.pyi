@@ -88,6 +88,7 @@ class Config:
     cluster_bucket: str
     cluster_queue_size: int
     cluster_node_timeout: float
+    cluster_write_behind_ms: float
     security_mode: str
     auth_tokens: Optional[str]
     max_failed_hellos: int
@@ -147,6 +148,7 @@ class Config:
         cluster_bucket: str = ...,
         cluster_queue_size: int = ...,
         cluster_node_timeout: float = ...,
+        cluster_write_behind_ms: float = ...,
         security_mode: str = ...,
         auth_tokens: Optional[str] = ...,
         max_failed_hellos: int = ...,

@@ -157,6 +157,10 @@ SETTINGS: list[Setting] = [
     Setting("cluster_node_timeout", "cluster.node_timeout", Number(above=0, unit="seconds"), 10.0,
             "a node not heard on NATS for this long is taken as dead: the other nodes free the "
             "locks its sessions held (each node announces itself every node_timeout / 5 s)"),
+    Setting("cluster_write_behind_ms", "cluster.write_behind_ms", Number(0, unit="ms", zero="no wait"),
+            50.0, "a fast SET's state is written to the bucket this long after it went out (the "
+            "SETs of the param meanwhile join that one write): shorter narrows the moment in which "
+            "nodes can disagree (docs/cluster.md), longer writes the bucket less"),
     # --- security: who may connect and what each client may touch --------------------------
     Setting("security_mode", "security.mode", Choice(("open", "token")), "open",
             "open: anyone who reaches the port may do anything; token: HELLO must carry a token "

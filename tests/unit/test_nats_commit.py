@@ -20,9 +20,11 @@ class Kv:
 
     def __init__(self, answers: list):
         self.answers, self.writes, self.reads = answers, 0, 0
+        self.bodies: list[bytes] = []
 
     async def update(self, key: str, body: bytes, last: int) -> int:
         self.writes += 1
+        self.bodies.append(body)
         answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         if isinstance(answer, Exception):
             raise answer
@@ -108,7 +110,7 @@ async def test_a_refused_fast_state_is_written_again_above_the_other_nodes_state
     barrier's count of fast states is settled; the param is fast again afterwards."""
     from nats.js.errors import KeyWrongLastSequenceError
     commits, router, kv = committing(monkeypatch, [KeyWrongLastSequenceError(), 12])
-    monkeypatch.setattr(commit, "FAST_WRITE_DELAY", 0.001)
+    commits.write_behind = 0.001
     # bodies here are b"<value>:<CLASP revision>"
     monkeypatch.setattr(commit, "bus", types.SimpleNamespace(
         replicate_holder=lambda body: b"",
@@ -133,7 +135,7 @@ async def test_a_refused_fast_state_is_written_again_above_the_other_nodes_state
 
 async def test_a_fast_state_no_stream_took_is_written_again_without_a_read_back(monkeypatch):
     commits, router, kv = committing(monkeypatch, [NoStreamResponseError(), NoStreamResponseError(), 4])
-    monkeypatch.setattr(commit, "FAST_WRITE_DELAY", 0.001)
+    commits.write_behind = 0.001
     commits.fast_state(b"/x", b"state")
     deadline = asyncio.get_running_loop().time() + 5
     while commits.fast_numbers:
@@ -141,3 +143,27 @@ async def test_a_fast_state_no_stream_took_is_written_again_without_a_read_back(
         await asyncio.sleep(0.001)
     assert (kv.writes, kv.reads) == (3, 0)
     assert commits.known["/x"] == (4, False) and commits.writes["fast"] == 1
+
+
+async def test_fast_states_wait_write_behind_and_join_one_write(monkeypatch):
+    """cluster.write_behind_ms: the fast states of an address within it are one write, of
+    the newest; a PING (hurry) writes at once."""
+    commits, router, kv = committing(monkeypatch, [4, 5])
+    commits.write_behind = 0.3
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for n in range(5):
+        commits.fast_state(b"/x", b"state%d" % n)
+        await asyncio.sleep(0.01)
+    assert kv.writes == 0                   # still inside the write-behind time
+    while commits.fast_numbers:
+        assert loop.time() - start < 5, "the fast state was never written"
+        await asyncio.sleep(0.005)
+    assert loop.time() - start >= 0.3
+    assert kv.writes == 1 and kv.bodies[-1] == b"state4"
+    commits.fast_state(b"/x", b"state5")
+    commits.hurry.set()                     # a PING on the node: no waiting
+    written = loop.time()
+    while commits.fast_numbers:
+        await asyncio.sleep(0.005)
+    assert loop.time() - written < 0.3 and kv.writes == 2

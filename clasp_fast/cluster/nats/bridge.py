@@ -88,9 +88,10 @@ def ws_payload_start(frame: bytes) -> int:
 
 class NatsBridge:
     def __init__(self, router, servers: list[str], node_name: str, bucket: str, queue_size: int,
-                 on_link=None, tag: str = "", node_timeout: float = 10.0):
+                 on_link=None, tag: str = "", node_timeout: float = 10.0, write_behind: float = 0.05):
         self.router = router
         self.queue_size = queue_size
+        self.write_behind = write_behind
         self.queued = 0                     # bytes written while NATS is away
         self.up = False
         self.on_link = on_link              # called with True/False as NATS comes and goes
@@ -134,7 +135,7 @@ class NatsBridge:
         self.js = self.bucket_nc.jetstream()
         self.kv = await open_bucket(self.js, self.bucket)
         self.epoch = await with_jetstream(lambda: epoch.read_or_create(self.kv))
-        self.commits = self.router.commit = Commits(self.router, self)
+        self.commits = self.router.commit = Commits(self.router, self, self.write_behind)
         self.link = self.router.link_up(BRIDGE, False, self, False)
         self.router.on_record(self.link, bus.INTEREST, bus.interest(True, "/**", ALL_SIGNALS))
         self.router.cross_node = self.interest   # the node's patterns -> NATS subscriptions
@@ -486,6 +487,6 @@ def node_name(config) -> str:
 async def start_bridge(router, config, tag: str, on_link=None) -> NatsBridge:
     bridge = NatsBridge(router, [u.strip() for u in config.cluster_nats.split(",") if u.strip()],
                         node_name(config), config.cluster_bucket, config.cluster_queue_size, on_link,
-                        tag, config.cluster_node_timeout)
+                        tag, config.cluster_node_timeout, config.cluster_write_behind_ms / 1000)
     await bridge.start()
     return bridge

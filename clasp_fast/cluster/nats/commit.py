@@ -77,7 +77,6 @@ BARRIER_WAIT = 2.0          # s a PING waits for this node to apply what the buc
 BARRIER_READ = 0.5          # s a PING waits for the watch before it reads the bucket's stream itself
 NO_LEADER_RETRY = 0.25      # s between writes while the bucket's stream has no leader (no responders)
 ROUTED_GRACE = 0.3          # s a write the watch showed may take to arrive routed, before it is read
-FAST_WRITE_DELAY = 0.01     # s a fast SET's state waits before its write (the SETs meanwhile join it)
 WRITE_BACK_BATCH = 256      # params written back into a new bucket at once
 FAST_WAIT = 1.0             # s a SET waits for the bucket to have the fast SETs of other nodes here
 _PING = b"\x41"             # CLASP type code of PING
@@ -106,9 +105,10 @@ class Release:
 
 
 class Commits:
-    def __init__(self, router, bridge):
+    def __init__(self, router, bridge, write_behind: float = 0.05):
         self.router = router
         self.bridge = bridge
+        self.write_behind = write_behind        # s a fast state waits before its write (cluster.write_behind_ms)
         self.kv = bridge.kv
         self.stream = f"KV_{bridge.bucket}"
         #: bucket key -> (bucket revision of the replica's state, came in a routed frame)
@@ -416,7 +416,7 @@ class Commits:
         loop = asyncio.get_running_loop()
         if not self.hurry.is_set():             # more SETs of it join the write meanwhile
             try:
-                await asyncio.wait_for(self.hurry.wait(), FAST_WRITE_DELAY)
+                await asyncio.wait_for(self.hurry.wait(), self.write_behind)
             except asyncio.TimeoutError:
                 pass
         deadline = loop.time() + COMMIT_WAIT
