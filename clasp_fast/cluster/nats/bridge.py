@@ -59,10 +59,9 @@ from nats.js.errors import NotFoundError
 
 from ..._native import bus
 from ...protocol import decode_frame
-from . import epoch, subjects
+from . import direct, epoch, subjects
 from .bucket import open_bucket, with_jetstream
 from .commit import Commits
-from . import direct
 from .direct import DirectClient
 from .interest import NodeInterest
 from .presence import NodePresence
