@@ -30,6 +30,8 @@ TARGETS = [
     ("metrics", "metrics on vs off, fan-out 1 → 100", "≤ 3% fewer deliveries/s"),
     ("durable", "persistence cost at QoS fire (issue 13)", "≤ 20% of SET throughput"),
     ("durable", "durable QoS-commit SETs (issue 13)", "≥ 50,000/s with group commit"),
+    ("nodes", "two nodes through NATS: fan-out 1 → 100 (issue 17)", "≥ 0.5× the one-node deliveries/s"),
+    ("nodes", "two nodes through NATS: SET latency (issue 17)", "p99 ≤ 2 ms at 10,000 SET/s"),
 ]
 
 
@@ -296,6 +298,25 @@ def evaluate_targets(results: list[dict], main: str = "clasp-fast") -> list[dict
             f"{r['median']:,.0f} SET/s, p99 {r['p99_ms']:.2f} ms", r["median"] >= 50_000)
     else:
         add("durable QoS-commit SETs", TARGETS[10][2], "–", None)
+    node_rows = [x for x in results if x.get("scenario") == "nodes" and _ok(x)]
+    one = next((x for x in node_rows if x.get("nodes") == 1 and x.get("metric") != "latency"), None)
+    two = next((x for x in node_rows if x.get("nodes") == 2 and x.get("metric") != "latency"), None)
+    if one and two and one.get("median") and two.get("median") is not None:
+        x = two["median"] / one["median"]
+        add("two nodes: fan-out 1 → 100", TARGETS[11][2],
+            f"{rate_text(two['median'])} vs {rate_text(one['median'])} deliveries/s = {x:.2f}×, "
+            f"loss {two['loss']}", x >= 0.5 and two["loss"] == 0)
+    else:
+        add("two nodes: fan-out 1 → 100", TARGETS[11][2], "–", None)
+    lat = next((x for x in node_rows if x.get("nodes") == 2 and x.get("metric") == "latency"), None)
+    if lat and lat.get("p99_ns") is not None:
+        at_rate = lat.get("rate") == 10_000
+        add("two nodes: SET latency", TARGETS[12][2],
+            f"p50 {_us(lat['p50_ns'])}, p99 {_us(lat['p99_ns'])} at {lat.get('rate', 0):,} SET/s, "
+            f"lost {lat['lost']}" + ("" if at_rate else " (not the target's rate)"),
+            (lat["p99_ns"] <= 2_000_000 and lat["lost"] == 0) if at_rate else None)
+    else:
+        add("two nodes: SET latency", TARGETS[12][2], "–", None)
     return rows
 
 
@@ -327,7 +348,7 @@ def markdown(data: dict) -> str:
                                                for t in targets_run))
     L.append("")
 
-    L.append("## Targets (issue 4)")
+    L.append("## Targets (issues 4, 13, 17)")
     L.append("")
     L.append("| scenario | target | measured (clasp-fast, medians) | status |")
     L.append("|---|---|---|---|")
