@@ -23,6 +23,7 @@ from .._native.wire import (  # noqa: F401
     splice_revision,
     value_code,
     ws_frame,
+    ws_payload_start,
     ws_unframe,
 )
 from ..messages import *  # noqa: F401,F403

@@ -368,3 +368,12 @@ def test_encode_set_frame_is_encode_frame_of_a_set(msg, qos):
     msg = M.Set(msg.address, msg.value, msg.revision, False, False, msg.ttl)
     raw = msg.ttl.raw if msg.ttl is not None else None
     assert encode_set_frame(msg.address, msg.value, msg.revision, qos, raw) == encode_frame(msg, qos)
+
+
+def test_ws_payload_start_is_the_header_length_ws_frame_wrote():
+    from clasp_fast.protocol import DecodeError, ws_frame, ws_payload_start
+    for size, header in ((10, 2), (125, 2), (126, 4), (65535, 4), (65536, 10), (70000, 10)):
+        frame = ws_frame(b"x" * size)
+        assert ws_payload_start(frame) == header and len(frame) == header + size
+    with pytest.raises(DecodeError):
+        ws_payload_start(b"\x82")

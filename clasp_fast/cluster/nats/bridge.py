@@ -58,7 +58,7 @@ import nats.errors
 from nats.js.errors import NotFoundError
 
 from ..._native import bus
-from ...protocol import decode_frame
+from ...protocol import decode_frame, ws_payload_start
 from . import direct, epoch, subjects
 from .bucket import open_bucket, with_jetstream
 from .commit import Commits
@@ -77,12 +77,6 @@ _REPLICATE_HEAD = bus.REPLICATE_HEAD_SIZE
 _NO_ORIGIN = bytes((BRIDGE,)) + bytes(_REPLICATE_HEAD - 1)
 _FAST_ORIGIN = bytes((BRIDGE,)) + (1).to_bytes(8, "big") + bytes(8)
 _COPY_HEAD = bus.request_head(0, 0, "")          # R_PUB_REQ head: a copy, no answer
-
-
-def ws_payload_start(frame: bytes) -> int:
-    """Where the payload of an unmasked server WebSocket frame starts."""
-    code = frame[1] & 0x7F
-    return 2 if code < 126 else (4 if code == 126 else 10)
 
 
 class NatsBridge:

@@ -10,7 +10,8 @@ import struct
 from cpython.bytes cimport PyBytes_AS_STRING
 from libc.stdint cimport uint8_t
 from libc.string cimport memcmp
-from clasp_fast._native.wire cimport load_u16, load_u32, load_u64, store_u64, SET_HAS_REVISION, SET_HAS_TTL
+from clasp_fast._native.wire cimport (load_u16, load_u32, load_u64, store_u64, ws_header_len,
+                                      SET_HAS_REVISION, SET_HAS_TTL)
 
 from clasp_fast._native.bus cimport (
     R_HELLO, R_INTEREST, R_PUBLISH, R_SET_REQ, R_REPLICATE, R_REJECT, R_BUNDLE_REQ, R_DONE, R_RELEASE,
@@ -119,12 +120,10 @@ cdef Py_ssize_t _revision_at(bytes body) except -1:
     cdef const uint8_t* b = <const uint8_t*>PyBytes_AS_STRING(body)
     cdef Py_ssize_t n = len(body)
     cdef Py_ssize_t f = REPLICATE_HEAD + state_size(b + REPLICATE_HEAD)
-    cdef uint8_t code
-    if f + 2 > n:
+    cdef Py_ssize_t hl = ws_header_len(b + f, n - f)
+    if hl < 0:
         raise ValueError("not an R_REPLICATE body")
-    code = b[f + 1] & 0x7F
-    f += 2 if code < 126 else (4 if code == 126 else 10)
-    f += 4                                      # the CLASP header; the SET payload follows
+    f += hl + 4                                 # the CLASP header; the SET payload follows
     if f + 2 > n or not b[f + 1] & SET_HAS_REVISION:
         raise ValueError("not an R_REPLICATE body")
     return n - 8 - (4 if b[f + 1] & SET_HAS_TTL else 0)
@@ -146,12 +145,10 @@ def replicate_with_revision(bytes body, unsigned long long revision) -> bytes:
 cdef Py_ssize_t _frame_address(const uint8_t* f, Py_ssize_t n, Py_ssize_t* alen) noexcept:
     """Where the address of the CLASP SET or PUBLISH in a server WebSocket frame is (its
     length in ``alen``); -1: no address there."""
-    cdef uint8_t code
-    cdef Py_ssize_t at
-    if n < 2:
+    cdef Py_ssize_t at = ws_header_len(f, n)
+    if at < 0:
         return -1
-    code = f[1] & 0x7F
-    at = (2 if code < 126 else (4 if code == 126 else 10)) + 4 + 2    # ws, CLASP header, type+flags
+    at += 4 + 2                                 # the CLASP header, type and flags
     if at + 2 > n:
         return -1
     alen[0] = load_u16(f + at)

@@ -39,8 +39,8 @@ from clasp_fast._native.params cimport (ParamStore, Param, param_expired, param_
                                        param_expiry, ID_MAX)
 from clasp_fast._native.wire cimport (
     FrameHeader, Reader, SetView, PublishView, parse_header, parse_set, parse_publish,
-    reader_error, ws_binary_header, clasp_header, publish_qos, set_broadcast_size,
-    write_set_broadcast, store_u16, store_u32, store_u64, load_u16, load_u32, load_u64,
+    reader_error, ws_binary_header, ws_header_len, clasp_header, publish_qos, set_broadcast_size,
+    write_set_broadcast, set_payload_size, write_set_payload, store_u16, store_u32, store_u64, load_u16, load_u32, load_u64,
     MAX_PAYLOAD, MAX_WS_HEADER, NARROW_CODES, T_SET, T_PUBLISH, T_ACK, T_SNAPSHOT,
     SET_HAS_REVISION, SET_LOCK, SET_UNLOCK, SET_HAS_TTL, SET_TYPE_MASK, SIG_GESTURE, V_I64, V_F64)
 from clasp_fast._native.outbox cimport Hub, Endpoint, Session, PeerLink
@@ -110,17 +110,6 @@ cdef struct CacheEntry:
 
 cdef inline bint _same_id(const char* a, uint8_t alen, const char* b, uint8_t blen) noexcept nogil:
     return alen == blen and memcmp(a, b, alen) == 0
-
-
-cdef inline Py_ssize_t _ws_header_len(const uint8_t* f, Py_ssize_t n) noexcept nogil:
-    """Length of the (unmasked, server) WebSocket header in front of a queued frame."""
-    cdef uint8_t b
-    if n < 2:
-        return -1
-    b = f[1] & 0x7F
-    if b < 126:
-        return 2
-    return 4 if b == 126 else 10
 
 
 cdef Py_ssize_t _ack_frame(Router r, const char* addr, Py_ssize_t n, uint64_t revision) except -1:
@@ -693,7 +682,7 @@ cdef class Router(Hub):
         cdef Reader r
         cdef Seg segs[MAX_SEGMENTS]
         cdef int nseg
-        cdef Py_ssize_t hl = _ws_header_len(b, n)
+        cdef Py_ssize_t hl = ws_header_len(b, n)
         cdef const uint8_t* p
         if hl < 0 or n < hl + 4:
             return 0
@@ -781,7 +770,7 @@ cdef class Router(Hub):
         cdef const uint8_t* p
         frame[0] = st + sh
         fn[0] = n - REPLICATE_HEAD - sh
-        hl = _ws_header_len(frame[0], fn[0])
+        hl = ws_header_len(frame[0], fn[0])
         if hl < 0 or fn[0] < hl + 4:
             return NULL
         p = frame[0] + hl + 4
@@ -1671,6 +1660,7 @@ cdef class Router(Hub):
         cdef uint64_t now = self.clock.wall_us()
         cdef Param* prm
         cdef Py_ssize_t i, size, hl, n, dlen
+        cdef uint8_t flags
         cdef uint8_t head[REPLICATE_HEAD + STATE_MAX]
         cdef Py_ssize_t hn
         cdef uint8_t* f
@@ -1681,24 +1671,14 @@ cdef class Router(Hub):
             if prm == NULL or prm.value_len < 1 or param_expired(prm, now):
                 continue
             dlen = prm.value_len - 1
-            size = 2 + 2 + prm.addr_len + dlen + 8 + (4 if prm.has_ttl else 0)
+            flags = (prm.value[0] & SET_TYPE_MASK) | (SET_HAS_TTL if prm.has_ttl else 0)
+            size = set_payload_size(prm.addr_len, dlen, flags)
             frame = bytearray(MAX_WS_HEADER + 4 + size)
             f = <uint8_t*>PyByteArray_AS_STRING(frame)
             hl = ws_binary_header(f, 4 + size)
             clasp_header(f + hl, 1, size)
-            n = hl + 4
-            f[n] = T_SET
-            f[n + 1] = (prm.value[0] & SET_TYPE_MASK) | SET_HAS_REVISION | (SET_HAS_TTL if prm.has_ttl else 0)
-            store_u16(f + n + 2, <uint16_t>prm.addr_len)
-            memcpy(f + n + 4, prm.address, prm.addr_len)
-            n += 4 + prm.addr_len
-            memcpy(f + n, prm.value + 1, dlen)
-            n += dlen
-            store_u64(f + n, prm.revision)
-            n += 8
-            if prm.has_ttl:
-                store_u32(f + n, prm.ttl_raw)
-                n += 4
+            n = hl + 4 + write_set_payload(f + hl + 4, flags, prm.address, prm.addr_len, prm.value + 1, dlen,
+                                           prm.revision, prm.ttl_raw)
             memset(head, 0, REPLICATE_HEAD)
             hn = REPLICATE_HEAD + write_state(prm, head + REPLICATE_HEAD)
             out.append((prm.address[:prm.addr_len].decode(),
@@ -2095,7 +2075,7 @@ cdef class Router(Hub):
         cdef Py_ssize_t hn = REPLICATE_HEAD + state_size(b + REPLICATE_HEAD)
         cdef const uint8_t* frame = b + hn
         cdef Py_ssize_t fn = len(body) - hn
-        cdef Py_ssize_t hl = _ws_header_len(frame, fn)
+        cdef Py_ssize_t hl = ws_header_len(frame, fn)
         cdef uint8_t head[REPLICATE_HEAD + STATE_MAX]
         cdef uint8_t origin = b[0]
         cdef uint64_t seq = load_u64(b + 1)

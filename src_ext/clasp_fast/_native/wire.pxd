@@ -466,6 +466,18 @@ cdef inline int parse_publish(const uint8_t* p, Py_ssize_t n, PublishView* v, Re
     return r.err
 
 
+# Length of the unmasked (server) WebSocket header in front of a frame of `n` bytes
+# (2, 4 or 10); -1 if `n` is too short to say.
+cdef inline Py_ssize_t ws_header_len(const uint8_t* f, Py_ssize_t n) noexcept nogil:
+    cdef uint8_t b
+    if n < 2:
+        return -1
+    b = f[1] & 0x7F
+    if b < 126:
+        return 2
+    return 4 if b == 126 else 10
+
+
 # Writes a server-to-client WebSocket frame header (FIN + binary, unmasked)
 # for a message of `size` bytes; returns the header length (2, 4 or 10).
 cdef inline Py_ssize_t ws_binary_header(uint8_t* out, Py_ssize_t size) noexcept nogil:
@@ -482,24 +494,37 @@ cdef inline Py_ssize_t ws_binary_header(uint8_t* out, Py_ssize_t size) noexcept 
     return 10
 
 
-# The SET the router broadcasts: same address, flags and value bytes, has-revision
-# set, `revision` written after the value, ttl kept.  Payload only (no header).
-cdef inline Py_ssize_t set_broadcast_size(SetView* v) noexcept nogil:
-    return 2 + 2 + v.addr_len + (v.value_end - v.value_pos) + 8 + (4 if v.flags & SET_HAS_TTL else 0)
+# A SET payload (no header): flags (the value type; SET_HAS_TTL: `ttl` follows the
+# revision) with has-revision set, the address, the value bytes, `revision`.
+cdef inline Py_ssize_t set_payload_size(Py_ssize_t alen, Py_ssize_t vlen, uint8_t flags) noexcept nogil:
+    return 2 + 2 + alen + vlen + 8 + (4 if flags & SET_HAS_TTL else 0)
 
 
-cdef inline Py_ssize_t write_set_broadcast(uint8_t* o, const uint8_t* p, SetView* v, uint64_t revision) noexcept nogil:
-    cdef Py_ssize_t n = 0
-    cdef Py_ssize_t vlen = v.value_end - v.value_pos
+cdef inline Py_ssize_t write_set_payload(uint8_t* o, uint8_t flags, const void* addr, Py_ssize_t alen,
+                                         const uint8_t* value, Py_ssize_t vlen, uint64_t revision,
+                                         uint32_t ttl) noexcept nogil:
+    cdef Py_ssize_t n
     o[0] = T_SET
-    o[1] = v.flags | SET_HAS_REVISION
-    memcpy(o + 2, p + v.addr_pos - 2, 2 + v.addr_len)
-    n = 4 + v.addr_len
-    memcpy(o + n, p + v.value_pos, vlen)
+    o[1] = flags | SET_HAS_REVISION
+    store_u16(o + 2, <uint16_t>alen)
+    memcpy(o + 4, addr, alen)
+    n = 4 + alen
+    memcpy(o + n, value, vlen)
     n += vlen
     store_u64(o + n, revision)
     n += 8
-    if v.flags & SET_HAS_TTL:
-        store_u32(o + n, v.ttl)
+    if flags & SET_HAS_TTL:
+        store_u32(o + n, ttl)
         n += 4
     return n
+
+
+# The SET the router broadcasts: same address, flags and value bytes, has-revision
+# set, `revision` written after the value, ttl kept.  Payload only (no header).
+cdef inline Py_ssize_t set_broadcast_size(SetView* v) noexcept nogil:
+    return set_payload_size(v.addr_len, v.value_end - v.value_pos, v.flags)
+
+
+cdef inline Py_ssize_t write_set_broadcast(uint8_t* o, const uint8_t* p, SetView* v, uint64_t revision) noexcept nogil:
+    return write_set_payload(o, v.flags, p + v.addr_pos, v.addr_len, p + v.value_pos,
+                             v.value_end - v.value_pos, revision, v.ttl)

@@ -1002,6 +1002,14 @@ def ws_frame(data) -> bytes:
     return PyBytes_FromStringAndSize(<const char*>hdr, hl) + bytes(data)
 
 
+def ws_payload_start(bytes frame) -> int:
+    """Where the payload of one unmasked (server) WebSocket frame starts."""
+    cdef Py_ssize_t hl = ws_header_len(<const uint8_t*>PyBytes_AS_STRING(frame), len(frame))
+    if hl < 0:
+        raise DecodeError("truncated WebSocket frame header")
+    return hl
+
+
 def ws_unframe(data) -> list:
     """Splits a buffer of unmasked binary WebSocket frames into their payloads.
 
@@ -1015,7 +1023,7 @@ def ws_unframe(data) -> list:
         if len(b) - pos < 2:
             raise DecodeError("truncated WebSocket frame header")
         n = p[pos + 1] & 0x7F
-        hl = 4 if n == 126 else 10 if n == 127 else 2
+        hl = ws_header_len(p + pos, len(b) - pos)
         if len(b) - pos < hl:
             raise DecodeError("truncated WebSocket frame header")
         if n == 126:
