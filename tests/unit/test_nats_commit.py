@@ -66,7 +66,7 @@ def committing(monkeypatch, answers: list) -> tuple[Commits, Router, Kv]:
     monkeypatch.setattr(commit, "bus", types.SimpleNamespace(replicate_holder=lambda body: b""))
     kv = Kv(answers)
     router = Router()
-    return Commits(router, types.SimpleNamespace(kv=kv, bucket="clasp-state", up=True)), router, kv
+    return Commits(router, types.SimpleNamespace(kv=kv, bucket="clasp-state", up=True, write_behind=0.05)), router, kv
 
 
 async def answered(router: Router, timeout: float = 5.0) -> list:

@@ -17,6 +17,7 @@ class Bridge:
     and the bucket's states it applies."""
     kv = None
     bucket = "clasp-state"
+    write_behind = 0.05
 
     def __init__(self, routed: set[str]):
         self.routed = routed

@@ -81,7 +81,7 @@ _COPY_HEAD = bus.request_head(0, 0, "")          # R_PUB_REQ head: a copy, no an
 
 class NatsBridge:
     def __init__(self, router, servers: list[str], node_name: str, bucket: str, queue_size: int,
-                 on_link=None, tag: str = "", node_timeout: float = 10.0, write_behind: float = 0.05):
+                 on_link=None, tag: str = "", node_timeout: float = 10.0, *, write_behind: float):
         self.router = router
         self.queue_size = queue_size
         self.write_behind = write_behind
@@ -128,7 +128,7 @@ class NatsBridge:
         self.js = self.bucket_nc.jetstream()
         self.kv = await open_bucket(self.js, self.bucket)
         self.epoch = await with_jetstream(lambda: epoch.read_or_create(self.kv))
-        self.commits = self.router.commit = Commits(self.router, self, self.write_behind)
+        self.commits = self.router.commit = Commits(self.router, self)
         self.link = self.router.link_up(BRIDGE, False, self, False)
         self.router.on_record(self.link, bus.INTEREST, bus.interest(True, "/**", ALL_SIGNALS))
         self.router.cross_node = self.interest   # the node's patterns -> NATS subscriptions
@@ -480,6 +480,7 @@ def node_name(config) -> str:
 async def start_bridge(router, config, tag: str, on_link=None) -> NatsBridge:
     bridge = NatsBridge(router, [u.strip() for u in config.cluster_nats.split(",") if u.strip()],
                         node_name(config), config.cluster_bucket, config.cluster_queue_size, on_link,
-                        tag, config.cluster_node_timeout, config.cluster_write_behind_ms / 1000)
+                        tag, config.cluster_node_timeout,
+                        write_behind=config.cluster_write_behind_ms / 1000)
     await bridge.start()
     return bridge

@@ -105,10 +105,10 @@ class Release:
 
 
 class Commits:
-    def __init__(self, router, bridge, write_behind: float = 0.05):
+    def __init__(self, router, bridge):
         self.router = router
         self.bridge = bridge
-        self.write_behind = write_behind        # s a fast state waits before its write (cluster.write_behind_ms)
+        self.write_behind = bridge.write_behind  # s a fast state waits before its write (cluster.write_behind_ms)
         self.kv = bridge.kv
         self.stream = f"KV_{bridge.bucket}"
         #: bucket key -> (bucket revision of the replica's state, came in a routed frame)
